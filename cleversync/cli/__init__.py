@@ -1,0 +1,114 @@
+"""The ``cleversync`` command line: set up databases, register schools, sync, inspect, demo.
+
+Importing this module is cheap (argparse only): ``cleversync --help`` must start fast, so
+each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cleversync.services import Services
+    from cleversync.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+Handler = Callable[[argparse.Namespace, "CliContext"], int]
+
+
+class CliContext:
+    """Settings and services for one command, built on first use."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self._settings: Settings | None = None
+        self._services: Services | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            from cleversync.settings import Settings
+
+            self._settings = Settings.load()
+        return self._settings
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            from cleversync.services import Services
+
+            self._services = Services(self.settings)
+        return self._services
+
+    def close(self) -> None:
+        if self._services is not None:
+            self._services.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cleversync.cli import admin
+
+    parser = argparse.ArgumentParser(
+        prog="cleversync",
+        description="Keep each school's SQL database in step with its Clever roster.",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="show log lines (-vv: debug)"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    admin.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    context = CliContext(args)
+    try:
+        _configure_logging(context)
+        return handler(args, context)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every error is reported, sanitized, with an exit status
+        return report_error(exc)
+    finally:
+        context.close()
+
+
+def report_error(exc: BaseException) -> int:
+    from cleversync.errors import CleverSyncError, UsageError
+    from cleversync.redaction import redact
+
+    if isinstance(exc, UsageError):
+        print(f"cleversync: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, CleverSyncError):
+        print(f"cleversync: error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_FAILED
+    logger.error("Unexpected error", exc_info=exc)
+    print(
+        f"cleversync: internal error ({type(exc).__name__}): {redact(str(exc))}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED
+
+
+def _configure_logging(context: CliContext) -> None:
+    from cleversync.telemetry import configure_logging
+
+    # Human output is separate from logs: the CLI shows warnings unless asked for more
+    # (CleverSync__Logging__LogLevel governs the Functions app).
+    verbosity = context.args.verbose
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    configure_logging(None, stream=sys.stderr, level=level)

@@ -1,0 +1,1 @@
+"""Databases: the control database (SessionDb) and one database per school."""

@@ -1,0 +1,75 @@
+"""SQLAlchemy engines for SessionDb and school databases, tuned per dialect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine
+
+from cleversync.connstr import to_url
+from cleversync.errors import DatabaseUnavailableError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def engine_for(connection_string: str, *, create_sqlite_file: bool = False) -> Engine:
+    """An engine for a connection string (URL, ADO.NET or ODBC).
+
+    A SQLite file that does not exist is an error unless ``create_sqlite_file`` (only
+    ``db upgrade`` creates databases): a sync must not write into an empty new file.
+    """
+    return engine_for_url(to_url(connection_string), create_sqlite_file=create_sqlite_file)
+
+
+def engine_for_url(url: URL, *, create_sqlite_file: bool = False) -> Engine:
+    backend = url.get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        return _sqlite_engine(url, create_file=create_sqlite_file)
+    if backend == "mssql":
+        kwargs["fast_executemany"] = True
+    return create_engine(url, **kwargs)
+
+
+def display_url(engine: Engine) -> str:
+    """The engine's URL with any password hidden, for messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def _sqlite_engine(url: URL, *, create_file: bool) -> Engine:
+    path = url.database
+    if path and path != ":memory:" and not path.startswith("file:"):
+        file = Path(path)
+        if create_file:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        elif not file.exists():
+            raise DatabaseUnavailableError(
+                f"SQLite database file {file} does not exist; create it with "
+                "'cleversync db upgrade'"
+            )
+    engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    # Take transaction control from pysqlite (it defers BEGIN and can't upgrade read locks
+    # without failing), turn on foreign keys (for ON DELETE CASCADE) and WAL (readers never
+    # block the writer, which matters when several schools record history at once).
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    # IMMEDIATE: take the write lock at BEGIN, so a transaction that reads then writes
+    # waits for the lock (busy_timeout) instead of failing at its first write.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

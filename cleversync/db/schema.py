@@ -1,0 +1,199 @@
+"""Tables of SessionDb and of the school databases; names and widths are a contract (design §5).
+
+Other SOS applications read the school databases, so table and column names are PascalCase
+exactly as documented, and so are the attribute names here. ``Unicode`` is ``nvarchar`` on
+SQL Server and ``varchar`` elsewhere; timestamps are naive UTC ``datetime2``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Unicode,
+    UnicodeText,
+    column,
+    false,
+    text,
+    true,
+)
+from sqlalchemy.dialects import mssql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names on every dialect, so migrations can refer to them.
+NAMING = {
+    "ix": "IX_%(table_name)s_%(column_0_N_name)s",
+    "uq": "UQ_%(table_name)s_%(column_0_N_name)s",
+    "ck": "CK_%(table_name)s_%(constraint_name)s",
+    "fk": "FK_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "PK_%(table_name)s",
+}
+
+UtcDateTime = DateTime().with_variant(mssql.DATETIME2(), "mssql")
+# NVARCHAR(max) on SQL Server (UnicodeText alone compiles to the deprecated NTEXT offline).
+LongText = UnicodeText().with_variant(mssql.NVARCHAR(None), "mssql")
+
+ENTITY_TYPES = ("Student", "Teacher", "Section")
+SYNC_TYPES = ("Full", "Incremental")
+STATUSES = ("InProgress", "Success", "Failed", "Partial")
+
+
+def _one_of(name: str, values: tuple[str, ...]) -> CheckConstraint:
+    # An expression, not text: each dialect quotes the PascalCase column its own way.
+    return CheckConstraint(column(name).in_(values), name=name)
+
+
+class SessionBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SchoolBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# --- SessionDb ---------------------------------------------------------------------------
+
+
+class District(SessionBase):
+    __tablename__ = "Districts"
+
+    DistrictId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    CleverDistrictId: Mapped[str] = mapped_column(Unicode(50), unique=True)
+    Name: Mapped[str] = mapped_column(Unicode(200))
+    DistrictPrefix: Mapped[str] = mapped_column(Unicode(100), index=True)
+    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class School(SessionBase):
+    __tablename__ = "Schools"
+
+    SchoolId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    DistrictId: Mapped[int] = mapped_column(ForeignKey("Districts.DistrictId"), index=True)
+    CleverSchoolId: Mapped[str] = mapped_column(Unicode(50), unique=True)
+    Name: Mapped[str] = mapped_column(Unicode(200))
+    DatabaseName: Mapped[str] = mapped_column(Unicode(100))
+    SchoolPrefix: Mapped[str] = mapped_column(Unicode(100), index=True)
+    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    RequiresFullSync: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    SyncLeaseOwner: Mapped[str | None] = mapped_column(Unicode(200))
+    SyncLeaseExpiresAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SyncHistory(SessionBase):
+    __tablename__ = "SyncHistory"
+    __table_args__ = (
+        Index(None, "SchoolId", "SyncStartTime"),
+        _one_of("EntityType", ENTITY_TYPES),
+        _one_of("SyncType", SYNC_TYPES),
+        _one_of("Status", STATUSES),
+    )
+
+    SyncId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    SchoolId: Mapped[int] = mapped_column(ForeignKey("Schools.SchoolId", ondelete="CASCADE"))
+    EntityType: Mapped[str] = mapped_column(Unicode(50))
+    SyncType: Mapped[str] = mapped_column(Unicode(20))
+    SyncStartTime: Mapped[datetime] = mapped_column(UtcDateTime)
+    SyncEndTime: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    Status: Mapped[str] = mapped_column(Unicode(20))
+    RecordsProcessed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    RecordsInserted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    RecordsUpdated: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    RecordsDeleted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    RecordsFailed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    ErrorMessage: Mapped[str | None] = mapped_column(LongText)
+    LastSyncTimestamp: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    LastEventId: Mapped[str | None] = mapped_column(Unicode(100))
+    CorrelationId: Mapped[str | None] = mapped_column(Unicode(64))
+
+
+# --- School database ---------------------------------------------------------------------
+
+
+class Student(SchoolBase):
+    __tablename__ = "Students"
+
+    StudentId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    CleverStudentId: Mapped[str] = mapped_column(Unicode(50), unique=True)
+    FirstName: Mapped[str] = mapped_column(Unicode(100))
+    LastName: Mapped[str] = mapped_column(Unicode(100))
+    Email: Mapped[str | None] = mapped_column(Unicode(200))
+    Grade: Mapped[str | None] = mapped_column(Unicode(50))
+    StudentNumber: Mapped[str | None] = mapped_column(Unicode(50))
+    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    DeactivatedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    LastModifiedInClever: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Teacher(SchoolBase):
+    __tablename__ = "Teachers"
+
+    TeacherId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    CleverTeacherId: Mapped[str] = mapped_column(Unicode(50), unique=True)
+    FirstName: Mapped[str] = mapped_column(Unicode(100))
+    LastName: Mapped[str] = mapped_column(Unicode(100))
+    Email: Mapped[str | None] = mapped_column(Unicode(200))
+    Title: Mapped[str | None] = mapped_column(Unicode(100))
+    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    DeactivatedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    LastModifiedInClever: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class Section(SchoolBase):
+    __tablename__ = "Sections"
+
+    SectionId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    CleverSectionId: Mapped[str] = mapped_column(Unicode(50), unique=True)
+    Name: Mapped[str] = mapped_column(Unicode(200))
+    Period: Mapped[str | None] = mapped_column(Unicode(50))
+    Subject: Mapped[str | None] = mapped_column(Unicode(100))
+    Grade: Mapped[str | None] = mapped_column(Unicode(50))
+    SectionNumber: Mapped[str | None] = mapped_column(Unicode(50))
+    CleverTermId: Mapped[str | None] = mapped_column(Unicode(50))
+    CleverCourseId: Mapped[str | None] = mapped_column(Unicode(50))
+    CleverTeacherId: Mapped[str | None] = mapped_column(Unicode(50))
+    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    DeactivatedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    LastModifiedInClever: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SectionStudent(SchoolBase):
+    __tablename__ = "SectionStudents"
+
+    SectionId: Mapped[int] = mapped_column(
+        ForeignKey("Sections.SectionId", ondelete="CASCADE"), primary_key=True
+    )
+    StudentId: Mapped[int] = mapped_column(
+        ForeignKey("Students.StudentId", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class SectionTeacher(SchoolBase):
+    __tablename__ = "SectionTeachers"
+
+    SectionId: Mapped[int] = mapped_column(
+        ForeignKey("Sections.SectionId", ondelete="CASCADE"), primary_key=True
+    )
+    TeacherId: Mapped[int] = mapped_column(
+        ForeignKey("Teachers.TeacherId", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+SESSION_METADATA = SessionBase.metadata
+SCHOOL_METADATA = SchoolBase.metadata

@@ -1,0 +1,97 @@
+"""Removes secrets from text: registered secret values, bearer/Basic credentials, passwords.
+
+Every secret value a secret store returns and every token the token provider issues is
+registered here; the logging filter, ``SyncHistory.ErrorMessage`` and HTTP error bodies all
+pass through ``redact``. Patterns catch what was never registered (a password inside a
+connection string, an ``Authorization`` header).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+from urllib.parse import quote, quote_plus
+
+MASK = "***"
+# Values shorter than this are not registered: masking "1" or "db" everywhere would
+# destroy logs, and such values are not secrets worth the name.
+MIN_SECRET_LENGTH = 6
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # Authorization: Bearer abc / Basic abc (header lines, reprs, curl commands)
+    (re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9\-._~+/]{6,}=*"), r"\1\2" + MASK),
+    (
+        re.compile(
+            r"(?i)(\bauthorization\b[\"']?\s*[:=]\s*[\"']?)(?!bearer\b|basic\b)[^\"'\r\n,;]+"
+        ),
+        r"\1" + MASK,
+    ),
+    # Password=...; PWD={...}; in ADO.NET/ODBC strings (quoted, braced or bare values)
+    (
+        re.compile(
+            r"(?i)\b(password|pwd)(\s*=\s*)(\{(?:[^}]|\}\})*\}|\"[^\"]*\"|'[^']*'|[^;\s'\"]+)"
+        ),
+        r"\1\2" + MASK,
+    ),
+    # scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^/\s:@]*):[^@/\s]+@"), r"\1:" + MASK + "@"),
+    # token and secret fields in JSON, forms and query strings
+    (
+        re.compile(
+            r"(?i)([\"']?\b(?:access_token|refresh_token|id_token|client_secret|clientsecret)"
+            r"\b[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"
+        ),
+        r"\1" + MASK,
+    ),
+)
+
+
+class Redactor:
+    """A registry of secret values and the patterns that mask credentials in text."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self._pattern: re.Pattern[str] | None = None
+
+    def register(self, value: str | None) -> None:
+        """Remember a secret value (and its encoded forms) so it is masked from now on."""
+        if not value or len(value) < MIN_SECRET_LENGTH:
+            return
+        forms = {value, quote(value, safe=""), quote_plus(value)}
+        with self._lock:
+            before = len(self._values)
+            self._values.update(f for f in forms if len(f) >= MIN_SECRET_LENGTH)
+            if len(self._values) != before:
+                ordered = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def register_basic(self, user: str, password: str) -> None:
+        """Register an HTTP Basic credential: the password and the header's base64 form."""
+        self.register(password)
+        self.register(base64.b64encode(f"{user}:{password}".encode()).decode())
+
+    def redact(self, text: str) -> str:
+        """The text with every registered value and every credential pattern masked."""
+        if not text:
+            return text
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+        for regex, replacement in _PATTERNS:
+            text = regex.sub(replacement, text)
+        return text
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._values
+
+
+# The process's registry. Secrets are process-wide (one Key Vault, one token cache), and
+# the logging filter installed at start-up must see every value registered later.
+process_redactor = Redactor()
+
+
+def redact(text: str) -> str:
+    """Mask secrets in ``text`` with the process's registry."""
+    return process_redactor.redact(text)

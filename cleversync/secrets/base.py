@@ -1,0 +1,102 @@
+"""The secret store interface, with the caching, audit logging and redaction every store shares."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+from cleversync.errors import SecretNotFoundError
+from cleversync.redaction import Redactor, process_redactor
+
+logger = logging.getLogger(__name__)
+
+
+class SecretStore(ABC):
+    """Reads and writes secrets by Key Vault name; values are cached for ``cache_seconds``.
+
+    A missing secret is cached as missing too, so fallbacks (a district's own app, then the
+    global one) do not ask the vault again on every call; a secret created or rotated in the
+    store is picked up once the cache entry expires.
+    """
+
+    description: str = "secret store"
+
+    def __init__(
+        self,
+        *,
+        cache_seconds: float = 900,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._cache_seconds = cache_seconds
+        self._redactor = redactor or process_redactor
+        self._clock = clock
+        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> str | None:
+        """The secret's value, or None when the store has no such secret."""
+        now = self._clock()
+        with self._lock:
+            cached = self._cache.get(name)
+        if cached is not None and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        value = self._fetch(name)
+        # Audit trail: which secret was read, never its value.
+        logger.info(
+            "Read secret %s from the %s (%s)",
+            name,
+            self.description,
+            "found" if value is not None else "not found",
+            extra={"SecretName": name},
+        )
+        if value is not None:
+            self._redactor.register(value)
+        with self._lock:
+            self._cache[name] = (now, value)
+        return value
+
+    def require(self, name: str) -> str:
+        """The secret's value; SecretNotFoundError naming it when it does not exist."""
+        value = self.get(name)
+        if value is None:
+            raise SecretNotFoundError(name, store=self.description)
+        return value
+
+    def set(self, name: str, value: str) -> None:
+        """Create or replace a secret."""
+        self._redactor.register(value)
+        self._store(name, value)
+        logger.info("Wrote secret %s to the %s", name, self.description, extra={"SecretName": name})
+        with self._lock:
+            self._cache[name] = (self._clock(), value)
+
+    def invalidate(self, name: str | None = None) -> None:
+        """Forget cached values (all of them, or one), so the next read asks the store."""
+        with self._lock:
+            if name is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(name, None)
+
+    def has_cached_values(self) -> bool:
+        """Whether cached secrets are still serving (health reports Degraded, not Unhealthy)."""
+        now = self._clock()
+        with self._lock:
+            return any(
+                value is not None and now - at < self._cache_seconds
+                for at, value in self._cache.values()
+            )
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise SecretStoreUnavailableError when the store cannot be reached."""
+
+    @abstractmethod
+    def _fetch(self, name: str) -> str | None: ...
+
+    @abstractmethod
+    def _store(self, name: str, value: str) -> None: ...

@@ -1,0 +1,83 @@
+"""The local secrets file: a JSON object mapping Key Vault secret names to values."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from cleversync.errors import SecretError, SecretStoreUnavailableError
+from cleversync.redaction import Redactor
+from cleversync.secrets.base import SecretStore
+
+
+class LocalSecretStore(SecretStore):
+    """Secrets in a JSON file (the laptop default), written atomically, readable by its owner."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        cache_seconds: float = 900,
+        redactor: Redactor | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        kwargs = {"clock": clock} if clock is not None else {}
+        super().__init__(cache_seconds=cache_seconds, redactor=redactor, **kwargs)
+        self.path = Path(path)
+        self.description = f"local secrets file {self.path}"
+        self._file_lock = threading.Lock()
+
+    def check(self) -> None:
+        self._read()
+
+    def names(self) -> list[str]:
+        return sorted(self._read())
+
+    def _fetch(self, name: str) -> str | None:
+        value = self._read().get(name)
+        if value is not None and not isinstance(value, str):
+            raise SecretError(f"secret {name!r} in {self.path} is not a string")
+        return value
+
+    def _store(self, name: str, value: str) -> None:
+        with self._file_lock:
+            data = self._read()
+            data[name] = value
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets-", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(data, handle, indent=2, sort_keys=True)
+                    handle.write("\n")
+                os.chmod(tmp, 0o600)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    def _read(self) -> dict[str, object]:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise SecretStoreUnavailableError(
+                f"cannot read the local secrets file {self.path}: {exc.strerror}"
+            ) from None
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as exc:
+            # The position only: the text around it may be a secret.
+            raise SecretError(
+                f"the local secrets file {self.path} is not valid JSON "
+                f"(line {exc.lineno}, column {exc.colno}); fix or remove it"
+            ) from None
+        if not isinstance(data, dict):
+            raise SecretError(
+                f"the local secrets file {self.path} must hold a JSON object of name: value"
+            )
+        return data

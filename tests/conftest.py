@@ -1,0 +1,54 @@
+"""Shared fixtures: settings isolated from the machine, databases (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.pgserver import PgServer, find_bin_dir
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's CleverSync variables; local data goes to tmp_path."""
+    for key in list(os.environ):
+        if key.lower().startswith("cleversync") or key == "APPLICATIONINSIGHTS_CONNECTION_STRING":
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CleverSync__DataDir", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        reason = "no PostgreSQL server binaries (initdb, pg_ctl) on this machine"
+        if IN_CI:
+            pytest.fail(f"{reason}; CI must run the PostgreSQL tests (.ci/run installs them)")
+        pytest.skip(reason)
+    server = PgServer(bin_dir)
+    try:
+        server.start()
+    except Exception:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A fresh, empty PostgreSQL database."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database URL: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite'}"
+    return request.getfixturevalue("pg_url")

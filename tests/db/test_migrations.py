@@ -1,0 +1,301 @@
+"""Migrations build the schema of design §5 on SQLite and PostgreSQL, and compile for SQL Server."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from sqlalchemy.dialects import mssql
+from sqlalchemy.exc import DataError, DBAPIError
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from cleversync.db.engines import engine_for
+from cleversync.db.migrate import (
+    VERSION_TABLES,
+    alembic_config,
+    current_revision,
+    head_revision,
+    metadata_for,
+    upgrade,
+)
+
+# The contract other SOS applications read: every table and column, in order.
+EXPECTED_COLUMNS = {
+    "sessiondb": {
+        "Districts": [
+            "DistrictId",
+            "CleverDistrictId",
+            "Name",
+            "DistrictPrefix",
+            "CreatedAt",
+            "UpdatedAt",
+        ],
+        "Schools": [
+            "SchoolId",
+            "DistrictId",
+            "CleverSchoolId",
+            "Name",
+            "DatabaseName",
+            "SchoolPrefix",
+            "IsActive",
+            "RequiresFullSync",
+            "SyncLeaseOwner",
+            "SyncLeaseExpiresAt",
+            "CreatedAt",
+            "UpdatedAt",
+        ],
+        "SyncHistory": [
+            "SyncId",
+            "SchoolId",
+            "EntityType",
+            "SyncType",
+            "SyncStartTime",
+            "SyncEndTime",
+            "Status",
+            "RecordsProcessed",
+            "RecordsInserted",
+            "RecordsUpdated",
+            "RecordsDeleted",
+            "RecordsFailed",
+            "ErrorMessage",
+            "LastSyncTimestamp",
+            "LastEventId",
+            "CorrelationId",
+        ],
+    },
+    "school": {
+        "Students": [
+            "StudentId",
+            "CleverStudentId",
+            "FirstName",
+            "LastName",
+            "Email",
+            "Grade",
+            "StudentNumber",
+            "IsActive",
+            "DeactivatedAt",
+            "LastModifiedInClever",
+            "CreatedAt",
+            "UpdatedAt",
+        ],
+        "Teachers": [
+            "TeacherId",
+            "CleverTeacherId",
+            "FirstName",
+            "LastName",
+            "Email",
+            "Title",
+            "IsActive",
+            "DeactivatedAt",
+            "LastModifiedInClever",
+            "CreatedAt",
+            "UpdatedAt",
+        ],
+        "Sections": [
+            "SectionId",
+            "CleverSectionId",
+            "Name",
+            "Period",
+            "Subject",
+            "Grade",
+            "SectionNumber",
+            "CleverTermId",
+            "CleverCourseId",
+            "CleverTeacherId",
+            "IsActive",
+            "DeactivatedAt",
+            "LastModifiedInClever",
+            "CreatedAt",
+            "UpdatedAt",
+        ],
+        "SectionStudents": ["SectionId", "StudentId"],
+        "SectionTeachers": ["SectionId", "TeacherId"],
+    },
+}
+
+# nvarchar widths of design §5 (None: unbounded).
+EXPECTED_NVARCHAR = {
+    "Districts": {"CleverDistrictId": 50, "Name": 200, "DistrictPrefix": 100},
+    "Schools": {
+        "CleverSchoolId": 50,
+        "Name": 200,
+        "DatabaseName": 100,
+        "SchoolPrefix": 100,
+        "SyncLeaseOwner": 200,
+    },
+    "SyncHistory": {
+        "EntityType": 50,
+        "SyncType": 20,
+        "Status": 20,
+        "ErrorMessage": "max",
+        "LastEventId": 100,
+        "CorrelationId": 64,
+    },
+    "Students": {
+        "CleverStudentId": 50,
+        "FirstName": 100,
+        "LastName": 100,
+        "Email": 200,
+        "Grade": 50,
+        "StudentNumber": 50,
+    },
+    "Teachers": {
+        "CleverTeacherId": 50,
+        "FirstName": 100,
+        "LastName": 100,
+        "Email": 200,
+        "Title": 100,
+    },
+    "Sections": {
+        "CleverSectionId": 50,
+        "Name": 200,
+        "Period": 50,
+        "Subject": 100,
+        "Grade": 50,
+        "SectionNumber": 50,
+        "CleverTermId": 50,
+        "CleverCourseId": 50,
+        "CleverTeacherId": 50,
+    },
+}
+
+
+@pytest.mark.parametrize("kind", ["sessiondb", "school"])
+def test_migrations_build_the_models_schema(db_url: str, kind: str) -> None:
+    engine = engine_for(db_url, create_sqlite_file=True)
+    assert upgrade(engine, kind) == (None, head_revision(kind))
+    with engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(
+                conn, opts={"version_table": VERSION_TABLES[kind], "compare_type": True}
+            ),
+            metadata_for(kind),
+        )
+    assert diff == []
+    inspector = inspect(engine)
+    tables = set(inspector.get_table_names()) - {VERSION_TABLES[kind]}
+    assert tables == set(EXPECTED_COLUMNS[kind])
+    for table, columns in EXPECTED_COLUMNS[kind].items():
+        assert [c["name"] for c in inspector.get_columns(table)] == columns, table
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sessiondb", "school"])
+def test_upgrading_twice_changes_nothing(db_url: str, kind: str) -> None:
+    engine = engine_for(db_url, create_sqlite_file=True)
+    upgrade(engine, kind)
+    head = current_revision(engine, kind)
+    assert upgrade(engine, kind) == (head, head)
+    engine.dispose()
+
+
+def test_each_environment_has_its_own_version_table(db_url: str) -> None:
+    # One database may hold both schemas (a small install): the versions must not collide.
+    engine = engine_for(db_url, create_sqlite_file=True)
+    upgrade(engine, "sessiondb")
+    upgrade(engine, "school")
+    tables = set(inspect(engine).get_table_names())
+    assert {"alembic_version_sessiondb", "alembic_version_school"} <= tables
+    engine.dispose()
+
+
+def test_sqlite_files_are_created_on_first_upgrade(tmp_path) -> None:
+    path = tmp_path / "nested" / "school.sqlite"
+    engine = engine_for(f"sqlite:///{path}", create_sqlite_file=True)
+    upgrade(engine, "school")
+    assert path.exists()
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgresql_enforces_column_widths_like_sql_server(pg_url: str) -> None:
+    engine = engine_for(pg_url)
+    upgrade(engine, "school")
+    insert = text(
+        'INSERT INTO "Students" ("CleverStudentId", "FirstName", "LastName", "CreatedAt", "UpdatedAt") '
+        "VALUES (:id, :first, 'L', now(), now())"
+    )
+    with engine.begin() as conn:
+        conn.execute(insert, {"id": "a" * 50, "first": "é" * 100})
+    with pytest.raises((DataError, DBAPIError)), engine.begin() as conn:
+        conn.execute(insert, {"id": "b" * 50, "first": "x" * 101})
+    engine.dispose()
+
+
+def _mssql_ddl() -> str:
+    parts = []
+    for kind in ("sessiondb", "school"):
+        for table in metadata_for(kind).sorted_tables:
+            parts.append(str(CreateTable(table).compile(dialect=mssql.dialect())))
+            parts += [str(CreateIndex(ix).compile(dialect=mssql.dialect())) for ix in table.indexes]
+    return "\n".join(parts)
+
+
+def test_models_compile_for_sql_server_with_nvarchar_widths() -> None:
+    ddl = _mssql_ddl()
+    for table, widths in EXPECTED_NVARCHAR.items():
+        block = ddl.split(f"CREATE TABLE [{table}] (", 1)[1].split("\n)", 1)[0]
+        for column, width in widths.items():
+            assert re.search(rf"\[{column}\] NVARCHAR\({width}\)", block), (table, column)
+    assert "VARCHAR(" not in ddl.replace("NVARCHAR(", "")
+    assert "NTEXT" not in ddl
+    assert "DATETIME2" in ddl and " DATETIME " not in ddl
+    assert "[IsActive] BIT NOT NULL DEFAULT 1" in ddl
+    assert "ON DELETE CASCADE" in ddl
+    assert (
+        "CREATE INDEX [IX_SyncHistory_SchoolId_SyncStartTime] ON [SyncHistory] ([SchoolId], [SyncStartTime])"
+        in ddl
+    )
+
+
+@pytest.mark.parametrize("kind", ["sessiondb", "school"])
+def test_migrations_render_t_sql_offline(kind: str) -> None:
+    # What a DBA would run on Azure SQL: `alembic ... upgrade head --sql`.
+    config = alembic_config(kind)
+    out = io.StringIO()
+    config.output_buffer = out
+    config.cmd_opts = type("Opts", (), {"x": ["url=mssql+pyodbc://"]})()
+    command.upgrade(config, "head", sql=True)
+    sql = out.getvalue()
+    for table in EXPECTED_COLUMNS[kind]:
+        assert f"CREATE TABLE [{table}]" in sql
+    for table, widths in EXPECTED_NVARCHAR.items():
+        if table in EXPECTED_COLUMNS[kind]:
+            for column, width in widths.items():
+                assert f"[{column}] NVARCHAR({width})" in sql, (table, column)
+    assert f"CREATE TABLE {VERSION_TABLES[kind]}" in sql
+    assert "NTEXT" not in sql
+
+
+def test_a_missing_sqlite_file_is_not_created_by_accident(tmp_path) -> None:
+    from cleversync.errors import DatabaseUnavailableError
+
+    with pytest.raises(DatabaseUnavailableError, match="does not exist"):
+        engine_for(f"sqlite:///{tmp_path / 'absent.sqlite'}")
+    assert not (tmp_path / "absent.sqlite").exists()
+
+
+def test_sqlite_cascades_enrolments(tmp_path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 's.sqlite'}", create_sqlite_file=True)
+    upgrade(engine, "school")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO Students (CleverStudentId, FirstName, LastName, CreatedAt, UpdatedAt) VALUES ('s1','A','B','2024-01-01','2024-01-01')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO Sections (CleverSectionId, Name, CreatedAt, UpdatedAt) VALUES ('c1','Math','2024-01-01','2024-01-01')"
+            )
+        )
+        conn.execute(text("INSERT INTO SectionStudents (SectionId, StudentId) VALUES (1, 1)"))
+        conn.execute(text("DELETE FROM Students"))
+        assert conn.scalar(text("SELECT count(*) FROM SectionStudents")) == 0
+    engine.dispose()
+    assert create_engine  # imported for symmetry with other dialect tests
