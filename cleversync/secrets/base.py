@@ -8,7 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from cleversync.errors import SecretNotFoundError
+from cleversync.errors import SecretNotFoundError, SecretStoreUnavailableError
 from cleversync.redaction import Redactor, process_redactor
 
 logger = logging.getLogger(__name__)
@@ -36,15 +36,35 @@ class SecretStore(ABC):
         self._clock = clock
         self._cache: dict[str, tuple[float, str | None]] = {}
         self._lock = threading.Lock()
+        self.last_error: str | None = None
 
     def get(self, name: str) -> str | None:
-        """The secret's value, or None when the store has no such secret."""
+        """The secret's value, or None when the store has no such secret.
+
+        When the store cannot be reached, a value cached earlier keeps serving (past its
+        expiry) and the failure is remembered for health; with nothing cached, the
+        SecretStoreUnavailableError propagates.
+        """
         now = self._clock()
         with self._lock:
             cached = self._cache.get(name)
         if cached is not None and now - cached[0] < self._cache_seconds:
             return cached[1]
-        value = self._fetch(name)
+        try:
+            value = self._fetch(name)
+        except SecretStoreUnavailableError as exc:
+            self.last_error = str(exc)
+            if cached is not None and cached[1] is not None:
+                logger.warning(
+                    "The %s is unreachable; serving the cached value of %s: %s",
+                    self.description,
+                    name,
+                    exc,
+                    extra={"SecretName": name},
+                )
+                return cached[1]
+            raise
+        self.last_error = None
         # Audit trail: which secret was read, never its value.
         logger.info(
             "Read secret %s from the %s (%s)",
@@ -83,13 +103,9 @@ class SecretStore(ABC):
                 self._cache.pop(name, None)
 
     def has_cached_values(self) -> bool:
-        """Whether cached secrets are still serving (health reports Degraded, not Unhealthy)."""
-        now = self._clock()
+        """Whether cached secrets can still serve (health reports Degraded, not Unhealthy)."""
         with self._lock:
-            return any(
-                value is not None and now - at < self._cache_seconds
-                for at, value in self._cache.values()
-            )
+            return any(value is not None for _, value in self._cache.values())
 
     @abstractmethod
     def check(self) -> None:

@@ -113,3 +113,22 @@ def test_a_list_is_not_a_store(tmp_path: Path, clock: FakeClock) -> None:
     path.write_text("[1, 2]")
     with pytest.raises(SecretError, match="JSON object"):
         store_at(path, clock).get("N")
+
+
+def test_cached_values_serve_while_the_store_is_unreachable(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({"N": "cached-value"}))
+    store = store_at(path, clock)
+    assert store.get("N") == "cached-value"
+    path.unlink()
+    path.mkdir()  # reading a folder fails like an unreachable store
+    clock.now += 1000
+    assert store.get("N") == "cached-value"
+    assert store.last_error is not None
+    assert store.has_cached_values()
+    from cleversync.errors import SecretStoreUnavailableError
+
+    with pytest.raises(SecretStoreUnavailableError):
+        store.get("Other")

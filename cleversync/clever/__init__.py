@@ -1,0 +1,1 @@
+"""Clever API access: tokens, the paged client, payload models."""

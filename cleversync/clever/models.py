@@ -1,0 +1,198 @@
+"""Typed Clever v3.0 payloads: users (students, teachers), sections, schools, events.
+
+Every field of Clever's v3.0 schema (reference §3, plus what the recordings show) is declared,
+so ``unknown_fields`` can report only what Clever added since: a schema change (EC-008) is
+logged by field name, and the sync goes on with the fields it maps. Optional fields are
+optional because real payloads omit them, send ``""`` or ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cleversync.errors import RecordError
+
+
+class CleverModel(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+class Name(CleverModel):
+    first: str | None = None
+    middle: str | None = None
+    last: str | None = None
+
+
+class StudentRole(CleverModel):
+    school: str | None = None
+    schools: list[str] = Field(default_factory=list)
+    grade: str | None = None
+    student_number: str | None = None
+    sis_id: str | None = None
+    state_id: str | None = None
+    dob: str | None = None
+    gender: str | None = None
+    graduation_year: str | None = None
+    race: str | None = None
+    hispanic_ethnicity: str | None = None
+    ell_status: str | None = None
+    email: str | None = None  # seen in real list responses: a copy of the user's email
+    credentials: dict[str, Any] | None = None
+    enrollments: list[Any] | None = None
+    location: dict[str, Any] | None = None
+    ext: dict[str, Any] | None = None
+    legacy_id: str | None = None
+    created: str | None = None
+    last_modified: str | None = None
+    # v3.1 additions, known so they are not reported as unknown on a v3.1 feed
+    preferred_name: dict[str, Any] | None = None
+    gifted_status: str | None = None
+    section_504_status: str | None = None
+    disability: dict[str, Any] | None = None
+    frl_status: str | None = None
+    home_language: str | None = None
+    home_language_code: str | None = None
+    iep_status: str | None = None
+
+
+class TeacherRole(CleverModel):
+    school: str | None = None
+    schools: list[str] = Field(default_factory=list)
+    title: str | None = None
+    teacher_number: str | None = None
+    sis_id: str | None = None
+    state_id: str | None = None
+    credentials: dict[str, Any] | None = None
+    legacy_id: str | None = None
+    ext: dict[str, Any] | None = None
+    district: str | None = None
+    name: dict[str, Any] | None = None
+    email: str | None = None
+    created: str | None = None
+    last_modified: str | None = None
+
+
+class Roles(CleverModel):
+    student: StudentRole | None = None
+    teacher: TeacherRole | None = None
+    staff: dict[str, Any] | None = None
+    district_admin: dict[str, Any] | None = None
+    contact: dict[str, Any] | None = None
+
+
+class User(CleverModel):
+    id: str
+    district: str | None = None
+    email: str | None = None
+    name: Name | None = None
+    created: str | None = None
+    last_modified: str | None = None
+    roles: Roles = Field(default_factory=Roles)
+    lms_status: dict[str, Any] | None = None
+
+
+class Section(CleverModel):
+    id: str
+    district: str | None = None
+    school: str | None = None
+    name: str | None = None
+    period: str | None = None
+    section_number: str | None = None
+    sis_id: str | None = None
+    subject: str | None = None
+    grade: str | None = None
+    course: str | None = None
+    term_id: str | None = None
+    teacher: str | None = None
+    teachers: list[str] = Field(default_factory=list)
+    students: list[str] = Field(default_factory=list)
+    created: str | None = None
+    last_modified: str | None = None
+    ext: dict[str, Any] | None = None
+    lms_status: dict[str, Any] | None = None
+
+
+class School(CleverModel):
+    id: str
+    district: str | None = None
+    name: str | None = None
+    school_number: str | None = None
+    sis_id: str | None = None
+    state_id: str | None = None
+    nces_id: str | None = None
+    mdr_number: str | None = None
+    low_grade: str | None = None
+    high_grade: str | None = None
+    phone: str | None = None
+    principal: dict[str, Any] | None = None
+    location: dict[str, Any] | None = None
+    created: str | None = None
+    last_modified: str | None = None
+    ext: dict[str, Any] | None = None
+
+
+class Event(CleverModel):
+    """One entry of the Events API: ``type`` is ``{record type}.{created|updated|deleted}``."""
+
+    id: str
+    type: str
+    created: str | None = None
+    object: dict[str, Any] = Field(default_factory=dict)
+    previous_attributes: dict[str, Any] | None = None
+
+    @property
+    def record_type(self) -> str:
+        return self.type.partition(".")[0]
+
+    @property
+    def action(self) -> str:
+        return self.type.partition(".")[2]
+
+
+def parse_event(raw: dict[str, Any]) -> Event:
+    """An event from the feed: Clever nests ``object`` and ``previous_attributes`` in ``data``."""
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    try:
+        return Event(
+            id=raw["id"],
+            type=raw["type"],
+            created=raw.get("created"),
+            object=data.get("object") or {},
+            previous_attributes=data.get("previous_attributes"),
+        )
+    except (KeyError, ValidationError) as exc:
+        raise RecordError(str(raw.get("id", "")), f"unreadable event ({_problem(exc)})") from None
+
+
+def parse(model: type[CleverModel], raw: Any) -> CleverModel:
+    """Validate one record; a record that does not fit raises RecordError naming its fields."""
+    clever_id = str(raw.get("id", "")) if isinstance(raw, dict) else ""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise RecordError(
+            clever_id, f"unreadable {model.__name__.lower()} ({_problem(exc)})"
+        ) from None
+
+
+def unknown_fields(record: BaseModel, prefix: str = "") -> set[str]:
+    """Dotted names of fields Clever sent that the v3.0 schema does not have (names only)."""
+    found = {f"{prefix}{key}" for key in (record.model_extra or {})}
+    for name in type(record).model_fields:
+        value = getattr(record, name)
+        if isinstance(value, CleverModel):
+            found |= unknown_fields(value, f"{prefix}{name}.")
+    return found
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        # Field paths and error kinds only: the rejected values may be personal data.
+        parts = []
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(p) for p in error["loc"]) or "record"
+            parts.append(f"{where}: {error['msg']}")
+        return "; ".join(parts[:5])
+    return f"missing {exc}"

@@ -1,0 +1,89 @@
+"""Pacing from Clever's ``X-Ratelimit-Remaining``/``X-Ratelimit-Reset`` headers.
+
+Clever allows a fixed number of requests per minute per token, and every school of a
+district shares that token, so one pacer per token is shared by every thread using it.
+When the window's allowance is used up, callers wait for its reset instead of collecting
+429s. Requests in flight are counted down locally, so concurrent threads do not all pass on
+the last request of a window.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+logger = logging.getLogger(__name__)
+
+# The reset is the server's clock; never wait longer than a window plus some skew.
+MAX_WAIT_SECONDS = 75.0
+# Requests kept in hand: another instance of the app may share the district's token.
+RESERVE = 1
+
+
+class RateLimitPacer:
+    """One per token. ``acquire`` before a request, ``observe`` the response's headers."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        reserve: int = RESERVE,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._reserve = reserve
+        self._remaining: int | None = None
+        self._reset: float | None = None
+        self._lock = threading.Lock()
+        self.waited_seconds = 0.0
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                if self._reset is not None and now >= self._reset:
+                    self._remaining = self._reset = None  # a new window
+                if self._remaining is None or self._remaining > self._reserve:
+                    if self._remaining is not None:
+                        self._remaining -= 1
+                    return
+                wait = min(max(self._reset - now, 0.0) + 0.05, MAX_WAIT_SECONDS)  # type: ignore[operator]
+            logger.info(
+                "Clever rate limit: waiting %.1f s for the next window instead of being refused",
+                wait,
+                extra={"WaitSeconds": round(wait, 2)},
+            )
+            self.waited_seconds += wait
+            self._sleep(wait)
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        remaining = _number(headers.get("x-ratelimit-remaining"))
+        reset = _number(headers.get("x-ratelimit-reset"))
+        if remaining is None or reset is None:
+            return
+        with self._lock:
+            if self._reset is None or reset > self._reset:
+                self._reset, self._remaining = reset, int(remaining)
+            elif reset == self._reset:
+                current = self._remaining if self._remaining is not None else int(remaining)
+                self._remaining = min(current, int(remaining))
+
+    def seconds_until_reset(self, headers: Mapping[str, str]) -> float | None:
+        """For a 429: how long until the window named in its headers resets."""
+        reset = _number(headers.get("x-ratelimit-reset"))
+        if reset is None:
+            return None
+        return min(max(reset - self._clock(), 0.0) + 0.05, MAX_WAIT_SECONDS)
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        # Several buckets may come as repeated headers joined by commas: the tightest wins.
+        return min(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        return None
