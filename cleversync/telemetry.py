@@ -91,6 +91,8 @@ def configure_logging(
         level = settings.logging.python_level if settings is not None else logging.INFO
     package = logging.getLogger("cleversync")
     package.setLevel(level)
+    # The Azure SDKs log every request at INFO (URLs, headers): keep them to warnings.
+    logging.getLogger("azure").setLevel(max(level, logging.WARNING))
     if stream is not None and not any(getattr(h, _HANDLER_MARK, False) for h in root.handlers):
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -13,6 +13,9 @@ from cleversync.redaction import Redactor, process_redactor
 
 logger = logging.getLogger(__name__)
 
+# While the store is unreachable, a stale cached value serves for this long between tries.
+OUTAGE_RETRY_SECONDS = 30.0
+
 
 class SecretStore(ABC):
     """Reads and writes secrets by Key Vault name; values are cached for ``cache_seconds``.
@@ -55,6 +58,13 @@ class SecretStore(ABC):
         except SecretStoreUnavailableError as exc:
             self.last_error = str(exc)
             if cached is not None and cached[1] is not None:
+                # Serve the stale value; ask the store again only after a pause, so an
+                # outage does not cost every read the store's full retries.
+                with self._lock:
+                    self._cache[name] = (
+                        now - self._cache_seconds + OUTAGE_RETRY_SECONDS,
+                        cached[1],
+                    )
                 logger.warning(
                     "The %s is unreachable; serving the cached value of %s: %s",
                     self.description,

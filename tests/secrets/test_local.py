@@ -132,3 +132,28 @@ def test_cached_values_serve_while_the_store_is_unreachable(
 
     with pytest.raises(SecretStoreUnavailableError):
         store.get("Other")
+
+
+def test_an_outage_is_not_retried_on_every_read(tmp_path: Path, clock: FakeClock) -> None:
+    from cleversync.secrets.base import OUTAGE_RETRY_SECONDS
+
+    reads = []
+
+    class Counting(LocalSecretStore):
+        def _fetch(self, name: str) -> str | None:
+            reads.append(name)
+            return super()._fetch(name)
+
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({"N": "cached-value"}))
+    store = Counting(path, cache_seconds=900, clock=clock, redactor=Redactor())
+    store.get("N")
+    path.unlink()
+    path.mkdir()
+    clock.now += 1000
+    assert store.get("N") == "cached-value"
+    assert store.get("N") == "cached-value"
+    assert len(reads) == 2  # the first read and one failed try
+    clock.now += OUTAGE_RETRY_SECONDS + 1
+    store.get("N")
+    assert len(reads) == 3
