@@ -1,0 +1,194 @@
+"""Every fault kind of the sandbox, and how faults pick their requests."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+
+from cleversync.sandbox import Fault, Sandbox
+from tests.sandbox.helpers import START, FakeClock, client_for, follow, links_by_rel, next_link
+
+
+def _school(sandbox: Sandbox) -> str:
+    return sandbox.districts[0].schools[0].id
+
+
+def test_status_fault_with_headers_fails_only_the_matching_page(
+    sandbox: Sandbox, api: httpx.Client
+) -> None:
+    school = _school(sandbox)
+    sandbox.faults.add(
+        Fault(
+            "status",
+            path="/v3.0/schools/*/users",
+            status=503,
+            after=2,
+            headers={"Retry-After": "7"},
+        )
+    )
+    uri = f"/v3.0/schools/{school}/users?role=student&limit=5"
+    first = api.get(uri).json()
+    second = api.get(next_link(first)).json()
+    assert api.get("/v3.0/users").status_code == 200  # another path: not counted
+    third = api.get(next_link(second))
+    assert third.status_code == 503
+    assert third.headers["retry-after"] == "7"
+    assert third.json() == {"message": "Service Unavailable"}
+    assert api.get(next_link(second)).status_code == 200  # times=1: the retry succeeds
+    assert [r.faults for r in sandbox.request_log][-2:] == [("status",), ()]
+
+
+def test_status_fault_body_query_method_and_times(sandbox: Sandbox, api: httpx.Client) -> None:
+    sandbox.faults.add(
+        Fault(
+            "status",
+            method="GET",
+            path="/v3.0/*",
+            query="limit=2",
+            status=502,
+            times=2,
+            body="<html>Bad Gateway</html>",
+            headers={"Content-Type": "text/html"},
+        )
+    )
+    assert api.get("/v3.0/schools").status_code == 200
+    answers = [api.get("/v3.0/schools?limit=2") for _ in range(3)]
+    assert [a.status_code for a in answers] == [502, 502, 200]
+    assert answers[0].text == "<html>Bad Gateway</html>"
+    assert answers[0].headers["content-type"] == "text/html"
+    sandbox.faults.clear()
+    assert len(sandbox.faults) == 0
+
+
+def test_a_status_fault_can_hit_the_token_endpoint(sandbox: Sandbox) -> None:
+    district = sandbox.districts[0]
+    sandbox.faults.add(Fault("status", path="/oauth/tokens", status=500))
+    with httpx.Client(
+        transport=httpx.WSGITransport(app=sandbox.wsgi_app), base_url="http://t"
+    ) as c:
+        auth = (district.client_id, district.client_secret)
+        assert c.get("/oauth/tokens?owner_type=district", auth=auth).status_code == 500
+        assert c.get("/oauth/tokens?owner_type=district", auth=auth).status_code == 200
+
+
+def test_rate_limit_fault_answers_429_with_clevers_headers(
+    sandbox: Sandbox, api: httpx.Client, clock: FakeClock
+) -> None:
+    api.get("/v3.0/schools")  # opens the token's window at START
+    clock.advance(10)
+    sandbox.faults.add(Fault("rate_limit", path="/v3.0/users"))
+    response = api.get("/v3.0/users")
+    assert response.status_code == 429
+    assert response.headers["x-ratelimit-bucket"] == "bearer"
+    assert response.headers["x-ratelimit-limit"] == "1200"
+    assert response.headers["x-ratelimit-remaining"] == "0"
+    assert response.headers["x-ratelimit-reset"] == str(int(START + 60))
+    assert api.get("/v3.0/users").status_code == 200
+
+
+def test_delay_fault_sleeps_then_answers_normally(clock: FakeClock) -> None:
+    slept: list[float] = []
+    sandbox = Sandbox(
+        schools=1, students=3, teachers=1, sections=1, clock=clock, sleep=slept.append
+    )
+    sandbox.faults.add(Fault("delay", path="/v3.0/schools", seconds=2.5, times=None))
+    with client_for(sandbox) as api:
+        assert api.get("/v3.0/schools").status_code == 200
+        assert api.get("/v3.0/schools").status_code == 200
+    assert slept == [2.5, 2.5]
+
+
+def test_delay_fault_really_waits_over_a_socket(sandbox: Sandbox) -> None:
+    token = sandbox.district_token(sandbox.districts[0].id)
+    sandbox.faults.add(Fault("delay", seconds=0.2))
+    with sandbox.serve() as running:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=running.api_base_url, headers=headers) as client:
+            started = time.monotonic()
+            with pytest.raises(httpx.ReadTimeout):
+                client.get("/v3.0/schools", timeout=0.05)
+            assert client.get("/v3.0/schools").status_code == 200  # times=1 spent
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("partial", [True, False])
+def test_drop_fault_cuts_the_connection_over_a_socket(sandbox: Sandbox, partial: bool) -> None:
+    token = sandbox.district_token(sandbox.districts[0].id)
+    sandbox.faults.add(Fault("drop", path="/v3.0/users", partial=partial))
+    with sandbox.serve() as running:
+        headers = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=running.api_base_url, headers=headers) as client:
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.get("/v3.0/users")
+            assert client.get("/v3.0/users").status_code == 200
+
+
+def test_drop_fault_in_process_raises_from_the_app(sandbox: Sandbox, api: httpx.Client) -> None:
+    sandbox.faults.add(Fault("drop"))
+    with pytest.raises(ConnectionResetError):
+        api.get("/v3.0/users")
+    sandbox.faults.add(Fault("drop", error=lambda: httpx.ReadError("dropped")))
+    with pytest.raises(httpx.ReadError):
+        api.get("/v3.0/users")
+    assert api.get("/v3.0/users").status_code == 200
+
+
+def test_malformed_json_fault(sandbox: Sandbox, api: httpx.Client) -> None:
+    sandbox.faults.add(Fault("malformed_json", path="/v3.0/schools"))
+    response = api.get("/v3.0/schools")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(response.content)
+    assert api.get("/v3.0/schools").json()["data"]
+
+
+def test_extra_fields_fault_adds_unknown_fields_to_every_record(
+    sandbox: Sandbox, api: httpx.Client
+) -> None:
+    school = _school(sandbox)
+    sandbox.add_student(school)
+    sandbox.faults.add(Fault("extra_fields", times=3, fields={"shoe_size": 9, "lms": {"a": 1}}))
+    users = api.get(f"/v3.0/schools/{school}/users?role=student&limit=5").json()["data"]
+    single = api.get(f"/v3.0/schools/{school}").json()["data"]
+    events = api.get("/v3.0/events").json()["data"]
+    assert all(u["data"]["shoe_size"] == 9 and u["data"]["lms"] == {"a": 1} for u in users)
+    assert single["shoe_size"] == 9
+    assert events[0]["data"]["shoe_size"] == 9
+    plain = api.get(f"/v3.0/schools/{school}/users?role=student&limit=5").json()["data"]
+    assert all("shoe_size" not in u["data"] for u in plain)  # stored objects untouched
+    assert all("shoe_size" not in s for s in sandbox.students(school))
+
+
+def test_drop_role_in_next_fault(sandbox: Sandbox, api: httpx.Client) -> None:
+    school = _school(sandbox)
+    sandbox.faults.add(Fault("drop_role_in_next", path="/v3.0/schools/*/users"))
+    body = api.get(f"/v3.0/schools/{school}/users?role=student&limit=20").json()
+    query = parse_qsl(urlsplit(next_link(body)).query)
+    assert [key for key, _ in query] == ["limit", "starting_after"]
+    assert "role=student" in links_by_rel(body)["self"]
+    # a client that trusts the link now also gets the teachers (their ids come later)
+    records, _ = follow(api, next_link(body))
+    assert any("teacher" in record["roles"] for record in records)
+    again = api.get(f"/v3.0/schools/{school}/users?role=student&limit=20").json()
+    assert "role=student" in next_link(again)  # times=1 spent
+
+
+def test_full_last_page_next_fault_leads_to_an_empty_page(sandbox: Sandbox, api: httpx.Client):
+    total = len(api.get("/v3.0/schools").json()["data"])
+    sandbox.faults.add(Fault("full_last_page_next", path="/v3.0/schools"))
+    body = api.get(f"/v3.0/schools?limit={total}").json()
+    assert len(body["data"]) == total
+    empty = api.get(next_link(body)).json()
+    assert empty["data"] == []
+    assert next_link(empty) is None
+    assert next_link(api.get(f"/v3.0/schools?limit={total}").json()) is None  # spent
+
+
+def test_unknown_fault_kind_is_refused() -> None:
+    with pytest.raises(ValueError, match="teleport"):
+        Fault("teleport")
