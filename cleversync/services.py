@@ -7,8 +7,13 @@ receives what it needs as arguments. Nothing here runs at import time.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
+
+import httpx
 
 from cleversync.errors import ConfigurationError
 from cleversync.redaction import Redactor, process_redactor
@@ -17,9 +22,14 @@ from cleversync.secrets import names
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from cleversync.registry import Registry, SchoolRecord
+    from cleversync.clever.client import CleverClient, FieldReport
+    from cleversync.clever.ratelimit import RateLimitPacer
+    from cleversync.clever.tokens import TokenProvider
+    from cleversync.orchestrator import Orchestrator
+    from cleversync.registry import DistrictRecord, Registry, SchoolRecord
     from cleversync.secrets.base import SecretStore
     from cleversync.settings import Settings
+    from cleversync.sync.school import Progress, SchoolSync
 
 
 class Services:
@@ -31,10 +41,21 @@ class Services:
         *,
         secret_store: SecretStore | None = None,
         redactor: Redactor | None = None,
+        http_transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
+        utc_clock: Callable[[], datetime] | None = None,
     ) -> None:
+        from cleversync.timeutil import utcnow
+
         self.settings = settings
         self.redactor = redactor or process_redactor
         self._secret_store = secret_store
+        self._http_transport = http_transport
+        self.sleep = sleep
+        self.wall_clock = wall_clock
+        self.utc_clock = utc_clock or utcnow
+        self._pacers: dict[int, RateLimitPacer] = {}
         self._session_engine: Engine | None = None
         self._school_engines: dict[str, tuple[str, Engine]] = {}
         self._lock = threading.RLock()
@@ -136,7 +157,84 @@ class Services:
         path = (self.settings.data_dir / f"school-{prefix}.sqlite").resolve()
         return f"sqlite:///{path}"
 
+    # --- Clever -------------------------------------------------------------------------
+
+    @cached_property
+    def http(self) -> httpx.Client:
+        from cleversync.clever.client import build_http_client
+
+        return build_http_client(self.settings, transport=self._http_transport)
+
+    @cached_property
+    def token_provider(self) -> TokenProvider:
+        from cleversync.clever.tokens import TokenProvider
+
+        return TokenProvider(
+            settings=self.settings,
+            secret_store=self.secret_store,
+            http=self.http,
+            district_count=lambda: self.registry.district_count(),
+            wall_clock=self.wall_clock,
+            redactor=self.redactor,
+        )
+
+    def pacer(self, district_id: int) -> RateLimitPacer:
+        """One pacer per district token, shared by every school of the district."""
+        from cleversync.clever.ratelimit import RateLimitPacer
+
+        with self._lock:
+            if district_id not in self._pacers:
+                self._pacers[district_id] = RateLimitPacer(clock=self.wall_clock, sleep=self.sleep)
+            return self._pacers[district_id]
+
+    def clever_client(
+        self, district: DistrictRecord, field_report: FieldReport | None = None
+    ) -> CleverClient:
+        from cleversync.clever.client import CleverClient
+        from cleversync.clever.tokens import DistrictRef
+
+        ref = DistrictRef(district.district_id, district.clever_district_id, district.prefix)
+        return CleverClient(
+            http=self.http,
+            settings=self.settings,
+            tokens=self.token_provider.for_district(ref),
+            pacer=self.pacer(district.district_id),
+            field_report=field_report,
+            sleep=self.sleep,
+            clock=self.wall_clock,
+        )
+
+    # --- sync ---------------------------------------------------------------------------
+
+    def school_sync(self, *, on_progress: Callable[[Progress], None] | None = None) -> SchoolSync:
+        from cleversync.sync.lease import new_owner
+        from cleversync.sync.school import SchoolSync
+
+        return SchoolSync(
+            settings=self.settings,
+            session_engine=self.checked_session_engine(),
+            school_engine=self.school_engine,
+            clever=self.clever_client,
+            owner=new_owner(),
+            clock=self.utc_clock,
+            sleep=self.sleep,
+            on_progress=on_progress,
+        )
+
+    def orchestrator(
+        self, *, on_progress: Callable[[Progress], None] | None = None
+    ) -> Orchestrator:
+        from cleversync.orchestrator import Orchestrator
+
+        return Orchestrator(
+            settings=self.settings,
+            school_sync=self.school_sync(on_progress=on_progress),
+            clock=self.utc_clock,
+        )
+
     def close(self) -> None:
+        if "http" in self.__dict__:
+            self.http.close()
         with self._lock:
             engines = [e for _, e in self._school_engines.values()]
             if self._session_engine is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,25 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if key.lower().startswith("cleversync") or key == "APPLICATIONINSIGHTS_CONNECTION_STRING":
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("CleverSync__DataDir", str(tmp_path / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Entry points configure logging process-wide; each test starts from the same state."""
+    root = logging.getLogger()
+    names = ("cleversync", "azure")
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers, root_level = list(root.handlers), root.level
+    filters = {id(h): list(h.filters) for h in handlers}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    for handler in handlers:
+        handler.filters = filters[id(handler)]
+    root.setLevel(root_level)
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,7 @@ class Page(Generic[T]):
     records: list[T] = field(default_factory=list)
     failures: list[RecordError] = field(default_factory=list)
     off_role: int = 0
+    last_id: str | None = None  # the id of the page's last entry, readable or not
 
 
 class FieldReport:
@@ -200,6 +201,8 @@ class CleverClient:
         unknown: set[str] = set()
         for item in items:
             raw = item.get("data") if isinstance(item, dict) else None
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                page.last_id = raw["id"]
             if not isinstance(raw, dict):
                 page.failures.append(RecordError("", f"a {entity.lower()} entry is not an object"))
                 continue

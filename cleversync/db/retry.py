@@ -14,7 +14,8 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from cleversync.errors import DatabaseError, DatabaseTransientError, DatabaseUnavailableError
@@ -140,11 +141,9 @@ def run_with_retry(
     retrying = Retrying(
         retry=retry_if_exception(lambda exc: classify(exc) is DatabaseTransientError),
         stop=stop_after_attempt(policy.max_attempts + 1),
-        wait=wait_exponential_jitter(
-            initial=policy.backoff_base,
-            exp_base=2,
-            jitter=policy.backoff_base / 4 if policy.backoff_base else 0,
-        ),
+        # waits of base, 2 x base, 4 x base ... plus up to a quarter of base of jitter
+        wait=wait_exponential(multiplier=policy.backoff_base, exp_base=2)
+        + wait_random(0, policy.backoff_base / 4),
         sleep=sleep,
         before_sleep=log_retry,
         reraise=True,

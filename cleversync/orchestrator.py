@@ -1,0 +1,196 @@
+"""Runs many schools: all districts, one district or one school, a few at a time.
+
+Schools run in a thread pool of ``MaxSchoolsInParallel`` (the sync is blocking code). One
+school's failure, whatever it is, never stops another. After a run, a school whose Failed
+runs just reached ``AlertAfterConsecutiveFailures`` in a row gets one
+``ConsecutiveSyncFailures`` alert event; after a timer run, old history is purged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cleversync.errors import CleverSyncError, UsageError
+from cleversync.registry import DistrictRecord, SchoolRecord
+from cleversync.settings import Settings
+from cleversync.sync.history import FAILED, PARTIAL, SUCCESS, sanitize
+from cleversync.sync.school import SKIPPED, SchoolResult, SchoolSync, SyncRequest
+from cleversync.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+ALERT_EVENT = "ConsecutiveSyncFailures"
+
+
+@dataclass
+class RunResult:
+    correlation_id: str
+    status: str  # Success | Partial | Failed
+    duration_ms: int
+    schools: list[SchoolResult] = field(default_factory=list)
+    alerts: list[int] = field(default_factory=list)  # school ids alerted in this run
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        school_sync: SchoolSync,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._settings = settings
+        self._sync = school_sync
+        self._clock = clock
+        self.registry = school_sync.registry
+        self.history = school_sync.history
+
+    def targets(
+        self, *, school_id: int | None = None, district_id: int | None = None
+    ) -> list[tuple[SchoolRecord, DistrictRecord]]:
+        """The schools a run covers (NotFoundError for unknown ids, UsageError for both)."""
+        if school_id is not None and district_id is not None:
+            raise UsageError("give a school id or a district id, not both")
+        districts = {d.district_id: d for d in self.registry.list_districts()}
+        if school_id is not None:
+            school = self.registry.get_school(school_id)
+            if not school.is_active:
+                raise UsageError(
+                    f"school {school_id} ({school.name}) is inactive; it is not synced"
+                )
+            return [(school, districts[school.district_id])]
+        if district_id is not None:
+            self.registry.get_district(district_id)
+        schools = self.registry.list_schools(district_id=district_id, active_only=True)
+        return [(s, districts[s.district_id]) for s in schools]
+
+    def run(
+        self,
+        *,
+        school_id: int | None = None,
+        district_id: int | None = None,
+        full: bool = False,
+        allow_mass_delete: bool = False,
+        correlation_id: str | None = None,
+        trigger: str = "manual",
+    ) -> RunResult:
+        began = time.perf_counter()
+        targets = self.targets(school_id=school_id, district_id=district_id)
+        request = SyncRequest(
+            full=full or allow_mass_delete,
+            allow_mass_delete=allow_mass_delete,
+            correlation_id=correlation_id or new_correlation_id(),
+        )
+        logger.info(
+            "Sync run %s (%s): %d school(s), at most %d at once",
+            request.correlation_id,
+            trigger,
+            len(targets),
+            self._settings.concurrency.max_schools_in_parallel,
+            extra={"CorrelationId": request.correlation_id, "Trigger": trigger},
+        )
+        results: list[SchoolResult] = []
+        if targets:
+            workers = min(self._settings.concurrency.max_schools_in_parallel, len(targets))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="school-sync") as pool:
+                futures = [
+                    pool.submit(self._one, school, district, request)
+                    for school, district in targets
+                ]
+                results = [future.result() for future in futures]
+        run = RunResult(
+            correlation_id=request.correlation_id,
+            status=overall_status(results),
+            duration_ms=int((time.perf_counter() - began) * 1000),
+            schools=results,
+        )
+        run.alerts = self._alerts(results, request.correlation_id)
+        logger.info(
+            "Sync run %s finished: %s in %.1f s",
+            run.correlation_id,
+            run.status,
+            run.duration_ms / 1000,
+            extra={
+                "CorrelationId": run.correlation_id,
+                "Status": run.status,
+                "DurationMs": run.duration_ms,
+            },
+        )
+        return run
+
+    def _one(
+        self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
+    ) -> SchoolResult:
+        try:
+            return self._sync.run(school, district, request)
+        except Exception as exc:  # a bug in one school's run must not stop the others
+            logger.exception(
+                "School %s crashed",
+                school.school_id,
+                extra={"CorrelationId": request.correlation_id, "SchoolId": school.school_id},
+            )
+            return SchoolResult(
+                school.school_id,
+                school.name,
+                district.district_id,
+                FAILED,
+                error=sanitize(f"unexpected {type(exc).__name__}: {exc}"),
+            )
+
+    def _alerts(self, results: list[SchoolResult], correlation_id: str) -> list[int]:
+        threshold = self._settings.monitoring.alert_after_consecutive_failures
+        alerted = []
+        for result in results:
+            if result.status != FAILED:
+                continue
+            try:
+                streak = self.history.failure_streak(result.school_id)
+            except CleverSyncError as exc:
+                logger.warning(
+                    "Could not read school %s's failure streak: %s", result.school_id, exc
+                )
+                continue
+            if streak == threshold:  # exactly: the alert fires once per streak
+                alerted.append(result.school_id)
+                logger.error(
+                    "%s: school %s (%s) has failed %d syncs in a row; last error: %s",
+                    ALERT_EVENT,
+                    result.school_id,
+                    result.name,
+                    streak,
+                    result.error,
+                    extra={
+                        "EventName": ALERT_EVENT,
+                        "SchoolId": result.school_id,
+                        "DistrictId": result.district_id,
+                        "ConsecutiveFailures": streak,
+                        "CorrelationId": correlation_id,
+                        "Status": FAILED,
+                    },
+                )
+        return alerted
+
+    def purge_history(self) -> int:
+        days = self._settings.history.retention_days
+        removed = self.history.purge(self._clock() - timedelta(days=days))
+        logger.info("Purged %d SyncHistory row(s) older than %d days", removed, days)
+        return removed
+
+
+def overall_status(results: list[SchoolResult]) -> str:
+    statuses = {r.status for r in results} - {SKIPPED}
+    if FAILED in statuses:
+        return FAILED
+    if PARTIAL in statuses:
+        return PARTIAL
+    return SUCCESS

@@ -1,0 +1,1 @@
+"""The sync engine: pure planning, set-based writes, history, leases, and the per-school run."""

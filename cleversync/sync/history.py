@@ -1,0 +1,249 @@
+"""SyncHistory in SessionDb: one row per school, entity and run; where the next run starts.
+
+A run's rows share their ``SyncStartTime``, which identifies the run. The school's latest
+*good* run is the latest whose rows are all ``Success`` or ``Partial``: its cursor and
+timestamp are where incremental sync starts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from cleversync.db.retry import run_with_retry
+from cleversync.db.schema import SyncHistory
+from cleversync.redaction import redact
+from cleversync.settings import RetryPolicy
+from cleversync.sync.plan import LastRun
+from cleversync.timeutil import utcnow
+
+IN_PROGRESS, SUCCESS, FAILED, PARTIAL = "InProgress", "Success", "Failed", "Partial"
+GOOD = (SUCCESS, PARTIAL)
+MAX_MESSAGE = 4000
+_TABLE = SyncHistory.__table__
+
+
+@dataclass
+class Counts:
+    processed: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    failed: int = 0
+
+
+def sanitize(message: str | None) -> str | None:
+    """What may be stored or shown: secrets masked, bounded length."""
+    if not message:
+        return None
+    text = redact(message)
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+class History:
+    """Reads and writes SyncHistory; every write is its own transaction, retried if transient."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        policy: RetryPolicy,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._engine = engine
+        self._policy = policy
+        self._clock = clock
+        self._sleep = sleep
+
+    def _write(self, what: str, statement: Any, params: Any = None) -> Any:
+        def run() -> Any:
+            with self._engine.begin() as conn:
+                return (
+                    conn.execute(statement, params)
+                    if params is not None
+                    else conn.execute(statement)
+                )
+
+        return run_with_retry(run, policy=self._policy, what=what, sleep=self._sleep)
+
+    def _read(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        def run() -> Any:
+            with self._engine.connect() as conn:
+                return fn(conn)
+
+        return run_with_retry(run, policy=self._policy, what=what, sleep=self._sleep)
+
+    def open_run(
+        self,
+        *,
+        school_id: int,
+        entities: Sequence[str],
+        sync_type: str,
+        started_at: datetime,
+        correlation_id: str,
+    ) -> dict[str, int]:
+        """Open one InProgress row per entity; returns their SyncIds by entity."""
+
+        def run() -> dict[str, int]:
+            ids = {}
+            with self._engine.begin() as conn:
+                for entity in entities:
+                    ids[entity] = conn.execute(
+                        insert(_TABLE).returning(_TABLE.c.SyncId),
+                        {
+                            "SchoolId": school_id,
+                            "EntityType": entity,
+                            "SyncType": sync_type,
+                            "SyncStartTime": started_at,
+                            "Status": IN_PROGRESS,
+                            "RecordsProcessed": 0,
+                            "RecordsInserted": 0,
+                            "RecordsUpdated": 0,
+                            "RecordsDeleted": 0,
+                            "RecordsFailed": 0,
+                            "CorrelationId": correlation_id,
+                        },
+                    ).scalar_one()
+            return ids
+
+        return run_with_retry(
+            run, policy=self._policy, what="opening SyncHistory rows", sleep=self._sleep
+        )
+
+    def set_sync_type(self, sync_ids: Sequence[int], sync_type: str) -> None:
+        self._write(
+            "updating SyncHistory",
+            update(_TABLE).where(_TABLE.c.SyncId.in_(list(sync_ids))).values(SyncType=sync_type),
+        )
+
+    def close(
+        self,
+        sync_id: int,
+        *,
+        status: str,
+        counts: Counts,
+        error: str | None,
+        last_event_id: str | None,
+        last_sync_timestamp: datetime | None,
+    ) -> None:
+        self._write(
+            "closing a SyncHistory row",
+            update(_TABLE)
+            .where(_TABLE.c.SyncId == sync_id)
+            .values(
+                Status=status,
+                SyncEndTime=self._clock(),
+                RecordsProcessed=counts.processed,
+                RecordsInserted=counts.inserted,
+                RecordsUpdated=counts.updated,
+                RecordsDeleted=counts.deleted,
+                RecordsFailed=counts.failed,
+                ErrorMessage=sanitize(error),
+                LastEventId=last_event_id,
+                LastSyncTimestamp=last_sync_timestamp,
+            ),
+        )
+
+    def close_abandoned(self, school_id: int, message: str) -> int:
+        """Close the school's InProgress rows as Failed: their run died (we hold the lease now)."""
+        result = self._write(
+            "closing abandoned SyncHistory rows",
+            update(_TABLE)
+            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status == IN_PROGRESS)
+            .values(Status=FAILED, SyncEndTime=self._clock(), ErrorMessage=sanitize(message)),
+        )
+        return result.rowcount or 0
+
+    def last_good_run(self, school_id: int) -> LastRun | None:
+        bad = func.sum(case((_TABLE.c.Status.in_(GOOD), 0), else_=1))
+        query = (
+            select(
+                _TABLE.c.SyncStartTime,
+                func.max(_TABLE.c.LastEventId),
+                func.max(_TABLE.c.LastSyncTimestamp),
+            )
+            .where(_TABLE.c.SchoolId == school_id)
+            .group_by(_TABLE.c.SyncStartTime)
+            .having(bad == 0)
+            .order_by(_TABLE.c.SyncStartTime.desc())
+            .limit(1)
+        )
+        row = self._read("reading SyncHistory", lambda conn: conn.execute(query).first())
+        if row is None:
+            return None
+        return LastRun(started_at=row[0], last_event_id=row[1], last_sync_timestamp=row[2])
+
+    def run_statuses(self, school_id: int, limit: int = 50) -> list[str]:
+        """The school's latest runs, newest first, each as Failed, Partial or Success."""
+        worst = func.max(
+            case(
+                (_TABLE.c.Status == FAILED, 3),
+                (_TABLE.c.Status == IN_PROGRESS, 2),
+                (_TABLE.c.Status == PARTIAL, 1),
+                else_=0,
+            )
+        )
+        query = (
+            select(_TABLE.c.SyncStartTime, worst)
+            .where(_TABLE.c.SchoolId == school_id)
+            .group_by(_TABLE.c.SyncStartTime)
+            .order_by(_TABLE.c.SyncStartTime.desc())
+            .limit(limit)
+        )
+        rows = self._read("reading SyncHistory", lambda conn: conn.execute(query).all())
+        names = {3: FAILED, 2: IN_PROGRESS, 1: PARTIAL, 0: SUCCESS}
+        return [names[int(level)] for _, level in rows]
+
+    def failure_streak(self, school_id: int, limit: int = 50) -> int:
+        """Failed runs since the last Success (Partial runs neither count nor reset)."""
+        streak = 0
+        for status in self.run_statuses(school_id, limit):
+            if status == SUCCESS:
+                break
+            if status == FAILED:
+                streak += 1
+        return streak
+
+    def purge(self, older_than: datetime) -> int:
+        result = self._write(
+            "purging old SyncHistory rows",
+            delete(_TABLE).where(
+                _TABLE.c.SyncStartTime < older_than, _TABLE.c.Status != IN_PROGRESS
+            ),
+        )
+        return result.rowcount or 0
+
+    def rows(
+        self,
+        *,
+        school_id: int | None = None,
+        since: datetime | None = None,
+        status: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        query = select(_TABLE).order_by(_TABLE.c.SyncStartTime.desc(), _TABLE.c.SyncId.desc())
+        if school_id is not None:
+            query = query.where(_TABLE.c.SchoolId == school_id)
+        if since is not None:
+            query = query.where(_TABLE.c.SyncStartTime >= since)
+        if status is not None:
+            query = query.where(_TABLE.c.Status == status)
+        query = query.limit(limit)
+        return self._read(
+            "reading SyncHistory", lambda conn: [dict(r._mapping) for r in conn.execute(query)]
+        )
+
+    def rows_for_run(self, correlation_id: str) -> list[dict[str, Any]]:
+        query = (
+            select(_TABLE).where(_TABLE.c.CorrelationId == correlation_id).order_by(_TABLE.c.SyncId)
+        )
+        return self._read(
+            "reading SyncHistory", lambda conn: [dict(r._mapping) for r in conn.execute(query)]
+        )

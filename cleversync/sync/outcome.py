@@ -1,0 +1,77 @@
+"""What one run did to one entity of one school: counts, status, message; and its logging."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from cleversync.errors import RecordError
+from cleversync.sync.history import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, Counts, sanitize
+
+logger = logging.getLogger("cleversync.sync")
+
+
+@dataclass
+class EntityOutcome:
+    entity: str
+    sync_type: str
+    sync_id: int
+    district_id: int
+    school_id: int
+    correlation_id: str
+    counts: Counts = field(default_factory=Counts)
+    status: str = IN_PROGRESS
+    error: str | None = None
+    held_back: str | None = None  # the mass-delete guard's message
+    notes: list[str] = field(default_factory=list)
+    last_event_id: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status != IN_PROGRESS
+
+    def dimensions(self, **extra: Any) -> dict[str, Any]:
+        """The structured attributes of design §10 (App Insights custom dimensions)."""
+        return {
+            "SyncId": self.sync_id,
+            "CorrelationId": self.correlation_id,
+            "DistrictId": self.district_id,
+            "SchoolId": self.school_id,
+            "EntityType": self.entity,
+            "SyncType": self.sync_type,
+            "Status": self.status,
+            **extra,
+        }
+
+    def log(self, level: int, message: str, *args: object, **extra: Any) -> None:
+        logger.log(level, message, *args, extra=self.dimensions(**extra))
+
+    def record_failure(self, error: RecordError) -> None:
+        """A record that cannot be stored: skipped, counted, logged by Clever id."""
+        self.counts.failed += 1
+        self.log(
+            logging.WARNING,
+            "Skipped %s %s: %s",
+            self.entity.lower(),
+            error.clever_id or "(no id)",
+            error.problem,
+            CleverId=error.clever_id,
+        )
+
+    def finish(self) -> None:
+        """Settle the status of an entity that ran to its end."""
+        if self.status == IN_PROGRESS:
+            self.status = PARTIAL if (self.counts.failed or self.held_back) else SUCCESS
+
+    def fail(self, error: BaseException | str) -> None:
+        self.status = FAILED
+        self.error = sanitize(str(error)) or type(error).__name__
+
+    def message(self) -> str | None:
+        """ErrorMessage for the history row: the error, the guard's message, the notes."""
+        parts = [p for p in (self.error, self.held_back) if p]
+        if self.counts.failed:
+            parts.append(f"{self.counts.failed} record(s) skipped: they do not fit the schema")
+        parts += self.notes
+        return "; ".join(parts) or None

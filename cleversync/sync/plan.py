@@ -1,0 +1,163 @@
+"""Pure decisions over plain data: what changed, what to write, which mode, whether to delete.
+
+Nothing here does I/O; every function is tested with plain lists and dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from cleversync.sync.mapping import Row, clean
+
+Mode = Literal["full", "events", "data"]
+
+
+@dataclass(frozen=True)
+class Existing:
+    """What a batch needs to know about a row already in the school database."""
+
+    key: int
+    values: dict[str, str | None]
+    is_active: bool
+
+
+@dataclass
+class BatchPlan:
+    inserts: list[Row] = field(default_factory=list)
+    updates: list[tuple[int, Row]] = field(default_factory=list)  # (primary key, new values)
+    unchanged: list[tuple[int, Row]] = field(default_factory=list)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal after normalization: null = empty = whitespace, strings trimmed."""
+    return clean(a) == clean(b)
+
+
+def changed_columns(incoming: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    return [column for column, value in incoming.items() if not same(value, stored.get(column))]
+
+
+def plan_batch(rows: Sequence[Row], existing: Mapping[str, Existing]) -> BatchPlan:
+    """Insert the new, update the changed and the inactive (reactivation), skip the rest.
+
+    ``LastModifiedInClever`` is not compared: Clever bumps it when fields we do not store
+    change, so it is written only with a row that is written anyway. When a Clever id comes
+    twice in one batch, the later record wins.
+    """
+    plan = BatchPlan()
+    latest = {row.clever_id: row for row in rows}
+    for row in latest.values():
+        stored = existing.get(row.clever_id)
+        if stored is None:
+            plan.inserts.append(row)
+        elif not stored.is_active or changed_columns(row.values, stored.values):
+            plan.updates.append((stored.key, row))
+        else:
+            plan.unchanged.append((stored.key, row))
+    return plan
+
+
+def plan_links(
+    desired: Mapping[int, set[int]], existing: Mapping[int, set[int]]
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Links to add and to remove so each section holds exactly its desired members."""
+    add: list[tuple[int, int]] = []
+    remove: list[tuple[int, int]] = []
+    for section, members in desired.items():
+        current = existing.get(section, set())
+        add += [(section, member) for member in sorted(members - current)]
+        remove += [(section, member) for member in sorted(current - members)]
+    return add, remove
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    allowed: bool
+    count: int
+    active: int
+    percent: float
+    message: str | None = None
+
+
+def plan_deletes(
+    *,
+    entity: str,
+    missing: int,
+    active: int,
+    max_percent: float,
+    allow_mass_delete: bool,
+    mode: str,
+) -> DeletePlan:
+    """The mass-delete guard: more than ``max_percent`` of the active rows is held back.
+
+    A sharing-rule change in Clever (a school suddenly unshared, a filter on the wrong
+    field) looks like everyone leaving; a normal year-end rollover removes 15-30 %.
+    """
+    percent = 100.0 * missing / active if active else 0.0
+    if missing == 0 or allow_mass_delete or percent <= max_percent:
+        return DeletePlan(True, missing, active, percent)
+    verb = "deactivating" if mode == "Deactivate" else "deleting"
+    message = (
+        f"held back {verb} {missing} of {active} active {entity.lower()} rows ({percent:.0f} %, "
+        f"more than CleverSync__Sync__MaxDeletePercent={max_percent:g} %); if Clever is "
+        "right, force it with 'cleversync sync --school-id N --allow-mass-delete' "
+        "(HTTP: allowMassDelete=true)"
+    )
+    return DeletePlan(False, missing, active, percent, message)
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """The school's latest successful (or Partial) run: where incremental sync starts."""
+
+    started_at: datetime
+    last_event_id: str | None
+    last_sync_timestamp: datetime | None
+
+
+@dataclass(frozen=True)
+class ModeDecision:
+    mode: Mode
+    reason: str
+
+
+def choose_mode(
+    *,
+    requested_full: bool,
+    requires_full_sync: bool,
+    last: LastRun | None,
+    now: datetime,
+    retention_days: float,
+) -> ModeDecision:
+    """Full when asked, when flagged, with no successful sync, or with an expired cursor;
+    events when a cursor is stored; otherwise a data comparison."""
+    if requested_full:
+        return ModeDecision("full", "a full sync was requested")
+    if requires_full_sync:
+        return ModeDecision("full", "the school is flagged RequiresFullSync")
+    if last is None:
+        return ModeDecision("full", "the school has no successful sync yet")
+    if last.last_event_id is None:
+        return ModeDecision("data", "no event cursor (Events API not enabled at the last sync)")
+    read_at = last.last_sync_timestamp or last.started_at
+    age = now - read_at
+    if age > timedelta(days=retention_days):
+        return ModeDecision(
+            "full",
+            f"the event cursor is expired: the feed was last read {age.days} days ago, more "
+            f"than CleverSync__Sync__EventRetentionDays={retention_days:g} (Clever keeps 30)",
+        )
+    return ModeDecision("events", "events since the stored cursor")
+
+
+def latest_per_record(records: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Collapse a run of events to the last state per record id (events carry whole objects),
+    keeping the order in which each record last appeared."""
+    latest: dict[str, Any] = {}
+    for key, value in records:
+        latest.pop(key, None)
+        latest[key] = value
+    return latest

@@ -1,0 +1,573 @@
+"""One school's sync run: lease, mode, history, and the full, data or events pass (design §6).
+
+Full sync reads the event baseline first, streams every page, upserts in batches, and only
+when every page arrived removes what Clever no longer has (unless that would remove more
+than ``MaxDeletePercent``). Incremental sync applies events after the stored cursor, or,
+when the district has not enabled events, compares the data and writes only real changes;
+it never deletes. Every run writes one SyncHistory row per entity.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from cleversync.clever.client import CleverClient, FieldReport, Page
+from cleversync.db.migrate import require_current
+from cleversync.db.retry import run_with_retry, translate
+from cleversync.errors import (
+    CleverAuthError,
+    CleverSyncError,
+    ConfigurationError,
+    DatabaseError,
+    EventCursorExpiredError,
+    EventsNotEnabledError,
+    LeaseHeldError,
+    LeaseLostError,
+    RecordError,
+    SchoolNotSharedError,
+    SecretError,
+    SyncError,
+)
+from cleversync.registry import DistrictRecord, Registry, SchoolRecord
+from cleversync.settings import Settings
+from cleversync.sync.entities import ENTITIES, SECTION, STUDENT, TEACHER, Entity
+from cleversync.sync.events import apply_events
+from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
+from cleversync.sync.lease import Lease, Leases
+from cleversync.sync.mapping import Row, section_row, student_row, teacher_row
+from cleversync.sync.outcome import EntityOutcome
+from cleversync.sync.plan import ModeDecision, choose_mode, plan_deletes
+from cleversync.sync.writer import active_rows, chunks, remove_rows, write_rows, write_sections
+from cleversync.timeutil import utcnow
+
+logger = logging.getLogger(__name__)
+
+SKIPPED = "Skipped"
+# Errors that end the whole school's run; anything else from Clever fails one entity.
+SCHOOL_LEVEL = (
+    CleverAuthError,
+    SchoolNotSharedError,
+    DatabaseError,
+    SecretError,
+    ConfigurationError,
+    SyncError,
+)
+
+ClientFactory = Callable[[DistrictRecord, FieldReport], CleverClient]
+EngineFactory = Callable[[SchoolRecord], Engine]
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    full: bool = False
+    allow_mass_delete: bool = False
+    correlation_id: str = ""
+
+
+@dataclass
+class SchoolResult:
+    school_id: int
+    name: str
+    district_id: int
+    status: str  # Success | Partial | Failed | Skipped
+    mode: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    entities: list[EntityOutcome] = field(default_factory=list)
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    school_id: int
+    entity: str
+    processed: int
+
+
+@dataclass
+class _Run:
+    school: SchoolRecord
+    district: DistrictRecord
+    request: SyncRequest
+    lease: Lease
+    started: datetime
+    deadline: datetime
+    outcomes: dict[str, EntityOutcome] = field(default_factory=dict)
+    engine: Engine | None = None
+    client: CleverClient | None = None
+    reason: str = ""
+
+
+class SchoolSync:
+    """Runs one school's sync; safe to use from many threads (one school per call)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session_engine: Engine,
+        school_engine: EngineFactory,
+        clever: ClientFactory,
+        owner: str,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._school_engine = school_engine
+        self._clever = clever
+        self._owner = owner
+        self._clock = clock
+        self._sleep = sleep
+        self._on_progress = on_progress
+        policy = settings.retry.database
+        self.registry = Registry(session_engine, clock=clock)
+        self.history = History(session_engine, policy=policy, clock=clock, sleep=sleep)
+        self.leases = Leases(session_engine, policy=policy, clock=clock, sleep=sleep)
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(
+        self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
+    ) -> SchoolResult:
+        began = time.perf_counter()
+        result = SchoolResult(school.school_id, school.name, district.district_id, FAILED)
+        try:
+            lease = self.leases.acquire(school.school_id, self._owner)
+        except LeaseHeldError as exc:
+            result.status, result.error = SKIPPED, str(exc)
+            logger.info(
+                "Skipped school %s: %s", school.school_id, exc, extra=_dims(school, request)
+            )
+            return result
+        except CleverSyncError as exc:
+            result.error = sanitize(str(exc))
+            logger.error(
+                "School %s failed before it started: %s",
+                school.school_id,
+                exc,
+                extra=_dims(school, request),
+            )
+            return result
+        try:
+            self._run(school, district, request, lease, result)
+        except Exception as exc:  # history could not be written: say so in the result and logs
+            result.status, result.error = FAILED, sanitize(_describe(exc))
+            logger.exception(
+                "School %s failed: %s", school.school_id, result.error, extra=_dims(school, request)
+            )
+        finally:
+            try:
+                lease.release()
+            except CleverSyncError as exc:
+                logger.warning(
+                    "Could not release school %s's lease (it expires by itself): %s",
+                    school.school_id,
+                    exc,
+                )
+            result.duration_ms = int((time.perf_counter() - began) * 1000)
+        return result
+
+    def _run(
+        self,
+        school: SchoolRecord,
+        district: DistrictRecord,
+        request: SyncRequest,
+        lease: Lease,
+        result: SchoolResult,
+    ) -> None:
+        closed = self.history.close_abandoned(
+            school.school_id,
+            f"abandoned: the run holding this school's lease "
+            f"({lease.taken_over_from or 'unknown'}) stopped without finishing; closed by run "
+            f"{request.correlation_id}",
+        )
+        if closed:
+            logger.warning(
+                "Closed %d abandoned SyncHistory row(s) of school %s",
+                closed,
+                school.school_id,
+                extra=_dims(school, request),
+            )
+        school = self.registry.get_school(school.school_id)  # fresh RequiresFullSync
+        started = self._clock()
+        decision = choose_mode(
+            requested_full=request.full or request.allow_mass_delete,
+            requires_full_sync=school.requires_full_sync,
+            last=self.history.last_good_run(school.school_id),
+            now=started,
+            retention_days=self._settings.sync.event_retention_days,
+        )
+        sync_type = "Full" if decision.mode == "full" else "Incremental"
+        ids = self.history.open_run(
+            school_id=school.school_id,
+            entities=[e.name for e in ENTITIES],
+            sync_type=sync_type,
+            started_at=started,
+            correlation_id=request.correlation_id,
+        )
+        run = _Run(
+            school,
+            district,
+            request,
+            lease,
+            started,
+            deadline=started + timedelta(minutes=self._settings.sync.timeout_minutes),
+            outcomes={
+                name: EntityOutcome(
+                    name,
+                    sync_type,
+                    sync_id,
+                    district.district_id,
+                    school.school_id,
+                    request.correlation_id,
+                )
+                for name, sync_id in ids.items()
+            },
+        )
+        result.mode, result.reason = decision.mode, decision.reason
+        run.reason = decision.reason
+        logger.info(
+            "Syncing school %s (%s): %s sync, %s",
+            school.school_id,
+            school.name,
+            sync_type.lower(),
+            decision.reason,
+            extra=_dims(school, request, SyncType=sync_type),
+        )
+        mode = decision.mode
+        try:
+            mode = self._execute(run, decision)
+        except Exception as exc:  # the school's run ends here; every open entity fails
+            message = _describe(exc)
+            for outcome in run.outcomes.values():
+                if not outcome.done:
+                    outcome.fail(message)
+            if not isinstance(exc, CleverSyncError):
+                logger.exception(
+                    "Unexpected error syncing school %s",
+                    school.school_id,
+                    extra=_dims(school, request),
+                )
+        finally:
+            self._close(run, mode, result)
+
+    def _execute(self, run: _Run, decision: ModeDecision) -> str:
+        run.engine = self._school_engine(run.school)
+        try:
+            require_current(
+                run.engine,
+                "school",
+                f"school database {run.school.database_name}",
+                f"cleversync db upgrade --school-id {run.school.school_id}",
+            )
+        except SQLAlchemyError as exc:
+            raise translate(exc, f"school database {run.school.database_name}") or exc from exc
+        run.client = self._clever(run.district, FieldReport())
+        if decision.mode == "events":
+            last = self.history.last_good_run(run.school.school_id)
+            try:
+                self._events(run, last.last_event_id if last else "")
+                return "events"
+            except EventCursorExpiredError as exc:
+                run.reason = f"{exc}; fell back to a full sync"
+                self._note_all(run, run.reason)
+                self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
+                for outcome in run.outcomes.values():
+                    outcome.sync_type, outcome.status, outcome.counts = (
+                        "Full",
+                        "InProgress",
+                        Counts(),
+                    )
+                self._full(run)
+                return "full"
+            except EventsNotEnabledError as exc:
+                run.reason = f"compared data: {exc}"
+                self._fallback_note(run, exc)
+                self._data(run, baseline_known_disabled=True)
+                return "data"
+        if decision.mode == "data":
+            self._data(run)
+            return "data"
+        self._full(run)
+        return "full"
+
+    # --- modes --------------------------------------------------------------------------
+
+    def _full(self, run: _Run) -> None:
+        baseline = self._baseline(run)  # before any data: no event during the sync is lost
+        self._passes(run, delete=True)
+        for outcome in run.outcomes.values():
+            outcome.last_event_id = baseline
+
+    def _data(self, run: _Run, *, baseline_known_disabled: bool = False) -> None:
+        baseline = None if baseline_known_disabled else self._baseline(run, fallback=True)
+        self._passes(run, delete=False)
+        for outcome in run.outcomes.values():
+            outcome.last_event_id = baseline
+
+    def _events(self, run: _Run, cursor: str) -> None:
+        assert run.client is not None
+        assert run.engine is not None
+        last = apply_events(
+            run.client,
+            school_clever_id=run.school.clever_school_id,
+            cursor=cursor,
+            page_size=self._settings.sync.page_size,
+            outcomes=run.outcomes,
+            transaction=lambda what, fn: self._transaction(run, what, fn),
+            now=self._clock,
+            after_page=lambda: self._checkpoint(run),
+        )
+        for outcome in run.outcomes.values():
+            outcome.last_event_id = last
+            outcome.finish()
+
+    def _baseline(self, run: _Run, *, fallback: bool = False) -> str | None:
+        assert run.client is not None
+        try:
+            return run.client.latest_event_id()
+        except EventsNotEnabledError as exc:
+            if fallback:
+                self._fallback_note(run, exc)
+            else:
+                self._note_all(
+                    run, f"{exc}; incremental runs will compare data instead of reading events"
+                )
+                logger.warning(
+                    "Events API not enabled for district %s: %s",
+                    run.district.district_id,
+                    exc,
+                    extra=_dims(run.school, run.request),
+                )
+            return None
+
+    def _fallback_note(self, run: _Run, exc: Exception) -> None:
+        note = f"compared data instead of reading events: {exc}"
+        self._note_all(run, note)
+        logger.warning(
+            "School %s: %s", run.school.school_id, note, extra=_dims(run.school, run.request)
+        )
+
+    def _note_all(self, run: _Run, note: str) -> None:
+        for outcome in run.outcomes.values():
+            outcome.notes.append(note)
+
+    # --- entity passes ------------------------------------------------------------------
+
+    def _passes(self, run: _Run, *, delete: bool) -> None:
+        assert run.client is not None
+        clever_id, size = run.school.clever_school_id, self._settings.sync.page_size
+        plan: list[tuple[Entity, Callable[[], Iterator[Page[Any]]], Callable[[Any], Row]]] = [
+            (STUDENT, lambda: run.client.students(clever_id, page_size=size), student_row),
+            (TEACHER, lambda: run.client.teachers(clever_id, page_size=size), teacher_row),
+            (SECTION, lambda: run.client.sections(clever_id, page_size=size), section_row),
+        ]
+        for entity, pages, mapper in plan:
+            outcome = run.outcomes[entity.name]
+            try:
+                self._pass(run, entity, pages(), mapper, outcome, delete=delete)
+            except SCHOOL_LEVEL:
+                raise
+            except CleverSyncError as exc:  # this entity fails; the next one may still work
+                outcome.fail(exc)
+                outcome.log(
+                    logging.ERROR, "Sync of %s failed: %s", entity.name.lower(), outcome.error
+                )
+
+    def _pass(
+        self,
+        run: _Run,
+        entity: Entity,
+        pages: Iterable[Page[Any]],
+        mapper: Callable[[Any], Row],
+        outcome: EntityOutcome,
+        *,
+        delete: bool,
+    ) -> None:
+        active_before = self._count_active(run, entity) if delete else 0
+        seen: set[str] = set()
+        batch: list[Row] = []
+        for page in pages:
+            outcome.counts.processed += len(page.records) + len(page.failures)
+            for failure in page.failures:
+                outcome.record_failure(failure)
+                if failure.clever_id:
+                    seen.add(failure.clever_id)  # still in Clever: never delete it for this
+            for record in page.records:
+                seen.add(record.id.strip())
+                try:
+                    batch.append(mapper(record))
+                except RecordError as error:
+                    outcome.record_failure(error)
+            size = self._settings.sync.batch_size
+            if len(batch) >= size:  # whole batches; the rest waits for the next page
+                whole = len(batch) - len(batch) % size
+                self._flush(run, entity, batch[:whole], outcome)
+                batch = batch[whole:]
+            if self._on_progress:
+                self._on_progress(
+                    Progress(run.school.school_id, entity.name, outcome.counts.processed)
+                )
+        self._flush(run, entity, batch, outcome)
+        if delete:  # only now: every page arrived
+            self._delete(run, entity, seen, active_before, outcome)
+        outcome.finish()
+        outcome.log(
+            logging.INFO,
+            "Synced %s: %d processed, %d inserted, %d updated, %d deleted, %d failed",
+            entity.name.lower(),
+            outcome.counts.processed,
+            outcome.counts.inserted,
+            outcome.counts.updated,
+            outcome.counts.deleted,
+            outcome.counts.failed,
+        )
+
+    def _flush(self, run: _Run, entity: Entity, batch: list[Row], outcome: EntityOutcome) -> None:
+        size = self._settings.sync.batch_size
+        for start in range(0, len(batch), size):
+            part = batch[start : start + size]
+            write = (
+                write_sections
+                if entity is SECTION
+                else (lambda conn, rows, now, e=entity: write_rows(conn, e, rows, now))
+            )
+            written = self._transaction(
+                run,
+                f"writing {len(part)} {entity.name.lower()} rows",
+                lambda conn, p=part, w=write: w(conn, p, self._clock()),
+            )
+            outcome.counts.inserted += written.inserted
+            outcome.counts.updated += written.updated
+            self._checkpoint(run)
+
+    def _delete(
+        self, run: _Run, entity: Entity, seen: set[str], active_before: int, outcome: EntityOutcome
+    ) -> None:
+        active = self._transaction(
+            run,
+            f"reading active {entity.name.lower()} rows",
+            lambda conn: active_rows(conn, entity),
+        )
+        missing = [key for clever_id, key in active.items() if clever_id not in seen]
+        mode = self._settings.sync.delete_mode
+        decision = plan_deletes(
+            entity=entity.name,
+            missing=len(missing),
+            active=max(active_before, len(active)),
+            max_percent=self._settings.sync.max_delete_percent,
+            allow_mass_delete=run.request.allow_mass_delete,
+            mode=mode,
+        )
+        if not decision.allowed:
+            outcome.held_back = decision.message
+            outcome.log(logging.WARNING, "Mass-delete guard: %s", decision.message)
+            return
+        for part in chunks(missing, self._settings.sync.batch_size):
+            outcome.counts.deleted += self._transaction(
+                run,
+                f"removing {len(part)} {entity.name.lower()} rows",
+                lambda conn, p=part: remove_rows(conn, entity, p, mode=mode, now=self._clock()),
+            )
+            self._checkpoint(run)
+
+    def _count_active(self, run: _Run, entity: Entity) -> int:
+        table = entity.table
+        query = select(func.count()).select_from(table).where(table.c.IsActive.is_(True))
+        return self._transaction(
+            run, f"counting {entity.name.lower()} rows", lambda conn: conn.scalar(query) or 0
+        )
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _transaction(self, run: _Run, what: str, fn: Callable[[Connection], Any]) -> Any:
+        assert run.engine is not None
+        engine = run.engine
+
+        def attempt() -> Any:
+            with engine.begin() as conn:
+                return fn(conn)
+
+        return run_with_retry(
+            attempt,
+            policy=self._settings.retry.database,
+            what=f"{what} in school database {run.school.database_name}",
+            sleep=self._sleep,
+        )
+
+    def _checkpoint(self, run: _Run) -> None:
+        """Between batches: renew the lease, and stop a run that outlived its time budget."""
+        if self._clock() > run.deadline:
+            raise SyncError(
+                f"the sync of school {run.school.school_id} ran longer than "
+                f"CleverSync__Sync__TimeoutMinutes={self._settings.sync.timeout_minutes:g}; stopped"
+            )
+        run.lease.renew()
+
+    def _close(self, run: _Run, mode: str, result: SchoolResult) -> None:
+        for outcome in run.outcomes.values():
+            if not outcome.done:
+                outcome.fail("the run stopped before this entity was synced")
+            good = outcome.status in GOOD
+            self.history.close(
+                outcome.sync_id,
+                status=outcome.status,
+                counts=outcome.counts,
+                error=outcome.message(),
+                last_event_id=outcome.last_event_id if good else None,
+                last_sync_timestamp=run.started if good else None,
+            )
+        outcomes = list(run.outcomes.values())
+        result.entities = outcomes
+        statuses = {o.status for o in outcomes}
+        result.status = (
+            FAILED if FAILED in statuses else ("Partial" if "Partial" in statuses else "Success")
+        )
+        result.mode, result.reason = mode, run.reason
+        result.error = next((o.error for o in outcomes if o.error), None)
+        if mode == "full":
+            needs_full = FAILED in statuses or any(o.held_back for o in outcomes)
+            if needs_full != run.school.requires_full_sync:
+                self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+        level = logging.ERROR if result.status == FAILED else logging.INFO
+        logger.log(
+            level,
+            "School %s (%s) finished: %s%s",
+            run.school.school_id,
+            run.school.name,
+            result.status,
+            f" ({result.error})" if result.error else "",
+            extra=_dims(run.school, run.request, Status=result.status, SyncType=mode),
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SQLAlchemyError):
+        translated = translate(exc, "database")
+        if translated is not None:
+            return str(translated)
+    if isinstance(exc, CleverSyncError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _dims(school: SchoolRecord, request: SyncRequest, **extra: Any) -> dict[str, Any]:
+    return {
+        "CorrelationId": request.correlation_id,
+        "DistrictId": school.district_id,
+        "SchoolId": school.school_id,
+        **extra,
+    }
+
+
+__all__ = ["LeaseLostError", "Progress", "SchoolResult", "SchoolSync", "SyncRequest"]

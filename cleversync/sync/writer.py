@@ -1,0 +1,244 @@
+"""Set-based writes to a school database: never a query per record.
+
+For each batch: the rows already stored are read in one query, the plan is made in Python
+(``plan.py``), and inserts and updates go out as one ``executemany`` each. Enrolment links
+are diffed per section and written the same way. Every function takes an open connection:
+the caller decides the transaction (one per batch, or one per page of events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy.engine import Connection, Result
+
+from cleversync.db.schema import SectionStudent, SectionTeacher
+from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
+from cleversync.sync.mapping import Row, SectionRow
+from cleversync.sync.plan import Existing, plan_batch, plan_links
+
+# SQL Server allows 2,100 parameters a statement: IN lists stay well under it.
+MAX_IN = 2000
+
+
+@dataclass
+class Written:
+    """What a batch wrote: the primary key of every row in it, and which were written."""
+
+    keys: dict[str, int] = field(default_factory=dict)
+    inserted_keys: set[int] = field(default_factory=set)
+    updated_keys: set[int] = field(default_factory=set)
+
+    @property
+    def inserted(self) -> int:
+        return len(self.inserted_keys)
+
+    @property
+    def updated(self) -> int:
+        return len(self.updated_keys)
+
+
+def chunks(items: Sequence[str] | Sequence[int], size: int = MAX_IN) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def read_existing(
+    conn: Connection, entity: Entity, clever_ids: Sequence[str]
+) -> dict[str, Existing]:
+    table = entity.table
+    columns = [table.c[entity.key], table.c[entity.clever_key], table.c.IsActive]
+    columns += [table.c[c] for c in entity.columns]
+    found: dict[str, Existing] = {}
+    for part in chunks(clever_ids):
+        rows = conn.execute(select(*columns).where(table.c[entity.clever_key].in_(part)))
+        for row in rows:
+            mapping = row._mapping
+            found[mapping[entity.clever_key]] = Existing(
+                key=mapping[entity.key],
+                values={c: mapping[c] for c in entity.columns},
+                is_active=bool(mapping["IsActive"]),
+            )
+    return found
+
+
+def keys_for(conn: Connection, entity: Entity, clever_ids: Iterable[str]) -> dict[str, int]:
+    """Primary keys of the given Clever ids that are stored (unknown ids are left out)."""
+    table = entity.table
+    ids = list(dict.fromkeys(clever_ids))
+    found: dict[str, int] = {}
+    for part in chunks(ids):
+        query = select(table.c[entity.clever_key], table.c[entity.key]).where(
+            table.c[entity.clever_key].in_(part)
+        )
+        found.update(_pairs(conn.execute(query)))
+    return found
+
+
+def write_rows(conn: Connection, entity: Entity, rows: Sequence[Row], now: datetime) -> Written:
+    """Insert new rows, update changed or inactive ones; unchanged rows are not written."""
+    if not rows:
+        return Written()
+    table = entity.table
+    existing = read_existing(conn, entity, [row.clever_id for row in rows])
+    plan = plan_batch(rows, existing)
+    if plan.inserts:
+        conn.execute(
+            insert(table),
+            [
+                {
+                    entity.clever_key: row.clever_id,
+                    **row.values,
+                    "IsActive": True,
+                    "DeactivatedAt": None,
+                    "LastModifiedInClever": row.last_modified,
+                    "CreatedAt": now,
+                    "UpdatedAt": now,
+                }
+                for row in plan.inserts
+            ],
+        )
+    if plan.updates:
+        statement = (
+            update(table)
+            .where(table.c[entity.key] == bindparam("_key"))
+            .values(
+                {c: bindparam(f"_{c}") for c in entity.columns}
+                | {
+                    "IsActive": True,
+                    "DeactivatedAt": None,
+                    "LastModifiedInClever": bindparam("_LastModifiedInClever"),
+                    "UpdatedAt": bindparam("_UpdatedAt"),
+                }
+            )
+        )
+        conn.execute(
+            statement,
+            [
+                {
+                    "_key": key,
+                    **{f"_{c}": v for c, v in row.values.items()},
+                    "_LastModifiedInClever": row.last_modified,
+                    "_UpdatedAt": now,
+                }
+                for key, row in plan.updates
+            ],
+        )
+    keys = {row.clever_id: existing[row.clever_id].key for row in rows if row.clever_id in existing}
+    inserted = (
+        keys_for(conn, entity, [row.clever_id for row in plan.inserts]) if plan.inserts else {}
+    )
+    keys.update(inserted)
+    return Written(
+        keys=keys,
+        inserted_keys=set(inserted.values()),
+        updated_keys={key for key, _ in plan.updates},
+    )
+
+
+def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) -> Written:
+    """Sections and their enrolment links, replaced with each section's current lists.
+
+    Links to students or teachers this school's database does not hold are skipped (real
+    Clever sections list them often); the section is kept. A section whose links changed
+    counts as updated.
+    """
+    rows = list({row.clever_id: row for row in rows}.values())
+    written = write_rows(conn, SECTION, rows, now)
+    if not rows:
+        return written
+    changed = _write_links(
+        conn,
+        rows,
+        written.keys,
+        SectionStudent.__table__,
+        "StudentId",
+        STUDENT,
+        lambda row: row.student_ids,
+    )
+    changed |= _write_links(
+        conn,
+        rows,
+        written.keys,
+        SectionTeacher.__table__,
+        "TeacherId",
+        TEACHER,
+        lambda row: row.teacher_ids,
+    )
+    # A section whose links changed was written: it counts as updated, unless it was
+    # inserted in this batch (and once, even if its columns changed too).
+    written.updated_keys |= changed - written.inserted_keys
+    return written
+
+
+def _write_links(
+    conn: Connection,
+    rows: Sequence[SectionRow],
+    section_keys: dict[str, int],
+    table: Table,
+    member_column: str,
+    member_entity: Entity,
+    members: Callable[[SectionRow], tuple[str, ...]],
+) -> set[int]:
+    """Make each section's links to ``member_entity`` exactly its current list."""
+    member_ids = {m for row in rows for m in members(row)}
+    member_keys = keys_for(conn, member_entity, member_ids) if member_ids else {}
+    desired = {
+        section_keys[row.clever_id]: {member_keys[m] for m in members(row) if m in member_keys}
+        for row in rows
+    }
+    existing: dict[int, set[int]] = {key: set() for key in desired}
+    for part in chunks(list(desired)):
+        query = select(table.c.SectionId, table.c[member_column]).where(table.c.SectionId.in_(part))
+        for section, member in conn.execute(query):
+            existing[section].add(member)
+    add, remove = plan_links(desired, existing)
+    if add:
+        conn.execute(insert(table), [{"SectionId": s, member_column: m} for s, m in add])
+    if remove:
+        conn.execute(
+            delete(table).where(
+                and_(
+                    table.c.SectionId == bindparam("_s"), table.c[member_column] == bindparam("_m")
+                )
+            ),
+            [{"_s": s, "_m": m} for s, m in remove],
+        )
+    return {s for s, _ in add} | {s for s, _ in remove}
+
+
+def active_rows(conn: Connection, entity: Entity) -> dict[str, int]:
+    """Clever id to primary key of every active row (what a full sync may remove)."""
+    table = entity.table
+    query = select(table.c[entity.clever_key], table.c[entity.key]).where(
+        table.c.IsActive.is_(True)
+    )
+    return _pairs(conn.execute(query))
+
+
+def remove_rows(
+    conn: Connection, entity: Entity, keys: Sequence[int], *, mode: str, now: datetime
+) -> int:
+    """Delete the rows (their links cascade) or deactivate them (``DeleteMode=Deactivate``)."""
+    table = entity.table
+    removed = 0
+    for part in chunks(list(keys)):
+        if mode == "Deactivate":
+            statement = (
+                update(table)
+                .where(table.c[entity.key].in_(part))
+                .values(IsActive=False, DeactivatedAt=now, UpdatedAt=now)
+            )
+        else:
+            statement = delete(table).where(table.c[entity.key].in_(part))
+        removed += conn.execute(statement).rowcount or 0
+    return removed
+
+
+def _pairs(result: Result[Any]) -> dict[str, int]:
+    # Not dict(result): a Result has keys(), so dict() would take it for a mapping.
+    return {first: second for first, second in result}  # noqa: C416

@@ -1,0 +1,138 @@
+"""The pure decisions: change detection, batch plans, links, the delete guard, the mode."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from cleversync.sync.mapping import Row
+from cleversync.sync.plan import (
+    Existing,
+    LastRun,
+    changed_columns,
+    choose_mode,
+    latest_per_record,
+    plan_batch,
+    plan_deletes,
+    plan_links,
+    same,
+)
+
+NOW = datetime(2026, 9, 1, 2, 0)
+
+
+def row(clever_id: str, **values: str | None) -> Row:
+    return Row(clever_id, {"FirstName": "A", "LastName": "B", "Email": None, **values}, None)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"), [(None, ""), ("", "   "), (None, " \t"), ("x", " x "), ("x", "x")]
+)
+def test_normalized_equal(a: str | None, b: str | None) -> None:
+    assert same(a, b)
+
+
+@pytest.mark.parametrize(("a", "b"), [("x", "y"), (None, "x"), ("x", "X"), ("a b", "a  b")])
+def test_normalized_different(a: str | None, b: str | None) -> None:
+    assert not same(a, b)
+
+
+def test_changed_columns() -> None:
+    assert changed_columns({"A": "1", "B": " 2 ", "C": None}, {"A": "1", "B": "2", "C": ""}) == []
+    assert changed_columns({"A": "1", "B": "3"}, {"A": "1", "B": "2"}) == ["B"]
+
+
+def test_plan_batch_inserts_updates_and_skips() -> None:
+    existing = {
+        "same": Existing(1, {"FirstName": "A", "LastName": "B", "Email": ""}, True),
+        "changed": Existing(2, {"FirstName": "A", "LastName": "Old", "Email": None}, True),
+        "inactive": Existing(3, {"FirstName": "A", "LastName": "B", "Email": None}, False),
+    }
+    plan = plan_batch([row("same"), row("changed"), row("inactive"), row("new")], existing)
+    assert [r.clever_id for r in plan.inserts] == ["new"]
+    assert [(k, r.clever_id) for k, r in plan.updates] == [(2, "changed"), (3, "inactive")]
+    assert [(k, r.clever_id) for k, r in plan.unchanged] == [(1, "same")]
+
+
+def test_the_later_record_wins_within_a_batch() -> None:
+    plan = plan_batch([row("a", LastName="First"), row("a", LastName="Second")], {})
+    assert [(r.clever_id, r.values["LastName"]) for r in plan.inserts] == [("a", "Second")]
+
+
+def test_plan_links() -> None:
+    add, remove = plan_links({1: {10, 11}, 2: set(), 3: {30}}, {1: {11, 12}, 2: {20}})
+    assert add == [(1, 10), (3, 30)]
+    assert remove == [(1, 12), (2, 20)]
+
+
+@pytest.mark.parametrize(
+    ("missing", "active", "allowed"),
+    [
+        (0, 0, True),
+        (0, 100, True),
+        (40, 100, True),
+        (41, 100, False),
+        (100, 100, False),
+        (1, 2, False),
+        (1, 3, True),
+    ],
+)
+def test_delete_guard_threshold(missing: int, active: int, allowed: bool) -> None:
+    plan = plan_deletes(
+        entity="Student",
+        missing=missing,
+        active=active,
+        max_percent=40,
+        allow_mass_delete=False,
+        mode="Delete",
+    )
+    assert plan.allowed is allowed
+    if not allowed:
+        assert "--allow-mass-delete" in plan.message
+        assert "CleverSync__Sync__MaxDeletePercent" in plan.message
+
+
+def test_delete_guard_override_and_deactivate_wording() -> None:
+    assert plan_deletes(
+        entity="Student",
+        missing=90,
+        active=100,
+        max_percent=40,
+        allow_mass_delete=True,
+        mode="Delete",
+    ).allowed
+    held = plan_deletes(
+        entity="Teacher",
+        missing=90,
+        active=100,
+        max_percent=40,
+        allow_mass_delete=False,
+        mode="Deactivate",
+    )
+    assert "deactivating 90 of 100 active teacher rows (90 %" in held.message
+
+
+def test_mode_choice() -> None:
+    good = LastRun(NOW - timedelta(days=1), "evt-1", NOW - timedelta(days=1))
+
+    def choose(**kw: object) -> object:
+        options = {"requested_full": False, "requires_full_sync": False, "last": good, **kw}
+        return choose_mode(now=NOW, retention_days=29, **options)
+
+    assert choose().mode == "events"
+    assert choose(requested_full=True).mode == "full"
+    assert choose(requires_full_sync=True).mode == "full"
+    assert choose(last=None).reason == "the school has no successful sync yet"
+    assert choose(last=LastRun(NOW, None, NOW)).mode == "data"
+    assert choose(last=LastRun(NOW, "", NOW)).mode == "events"  # empty feed at baseline
+    old = LastRun(NOW - timedelta(days=30), "evt-1", NOW - timedelta(days=30))
+    decision = choose(last=old)
+    assert decision.mode == "full"
+    assert "30 days ago" in decision.reason
+    edge = LastRun(NOW - timedelta(days=29), "evt-1", NOW - timedelta(days=29))
+    assert choose(last=edge).mode == "events"
+
+
+def test_latest_per_record_keeps_the_last_state_in_last_seen_order() -> None:
+    assert list(latest_per_record([("a", 1), ("b", 2), ("a", 3)]).items()) == [("b", 2), ("a", 3)]
