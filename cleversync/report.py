@@ -1,0 +1,110 @@
+"""One rendering of a run's result, shared by the HTTP endpoint, the CLI and the logs.
+
+The JSON shape is design §8's: ``{"correlationId", "status", "durationMs", "schools": [{
+"schoolId", "name", "status", "entities": [{"entityType", "syncType", "status", "syncId",
+"processed", "inserted", "updated", "deleted", "failed", "error"}]}]}``. Every message in
+it has passed through the redactor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cleversync.orchestrator import RunResult
+from cleversync.sync.history import sanitize
+from cleversync.sync.school import SchoolResult
+
+
+def run_json(run: RunResult) -> dict[str, Any]:
+    return {
+        "correlationId": run.correlation_id,
+        "status": run.status,
+        "durationMs": run.duration_ms,
+        "schools": [school_json(school) for school in run.schools],
+    }
+
+
+def school_json(school: SchoolResult) -> dict[str, Any]:
+    return {
+        "schoolId": school.school_id,
+        "name": school.name,
+        "status": school.status,
+        "mode": school.mode,
+        "error": sanitize(school.error),
+        "entities": [
+            {
+                "entityType": o.entity,
+                "syncType": o.sync_type,
+                "status": o.status,
+                "syncId": o.sync_id,
+                "processed": o.counts.processed,
+                "inserted": o.counts.inserted,
+                "updated": o.counts.updated,
+                "deleted": o.counts.deleted,
+                "failed": o.counts.failed,
+                "error": sanitize(o.message()),
+            }
+            for o in school.entities
+        ],
+    }
+
+
+def summary_rows(run: RunResult) -> list[tuple[object, ...]]:
+    """One row per school and entity, for the CLI's summary table."""
+    rows: list[tuple[object, ...]] = []
+    for school in run.schools:
+        if not school.entities:
+            rows.append(
+                (
+                    school.school_id,
+                    school.name,
+                    "-",
+                    "-",
+                    school.status,
+                    "",
+                    "",
+                    "",
+                    "",
+                    "",
+                    sanitize(school.error) or "",
+                )
+            )
+            continue
+        for o in school.entities:
+            rows.append(
+                (
+                    school.school_id,
+                    school.name,
+                    o.entity,
+                    o.sync_type,
+                    o.status,
+                    o.counts.processed,
+                    o.counts.inserted,
+                    o.counts.updated,
+                    o.counts.deleted,
+                    o.counts.failed,
+                    _short(sanitize(o.message())),
+                )
+            )
+    return rows
+
+
+SUMMARY_HEADERS = [
+    "SCHOOL",
+    "NAME",
+    "ENTITY",
+    "TYPE",
+    "STATUS",
+    "PROCESSED",
+    "INSERTED",
+    "UPDATED",
+    "DELETED",
+    "FAILED",
+    "MESSAGE",
+]
+
+
+def _short(text: str | None, width: int = 80) -> str:
+    if not text:
+        return ""
+    return text if len(text) <= width else text[: width - 3] + "..."
