@@ -13,8 +13,7 @@ $(STAMP): pyproject.toml requirements.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cleversync db upgrade
-	$(BIN)/cleversync district list
+	$(BIN)/cleversync demo
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest

@@ -89,6 +89,20 @@ def summary_rows(run: RunResult) -> list[tuple[object, ...]]:
     return rows
 
 
+def problems(run: RunResult) -> list[str]:
+    """Full messages of what went wrong, one line each, for below the summary table."""
+    lines = []
+    for school in run.schools:
+        if not school.entities and school.error:
+            lines.append(f"school {school.school_id} ({school.name}): {sanitize(school.error)}")
+        for o in school.entities:
+            if o.status in ("Failed", "Partial") and o.message():
+                lines.append(
+                    f"school {school.school_id} {o.entity.lower()}s: {sanitize(o.message())}"
+                )
+    return lines
+
+
 SUMMARY_HEADERS = [
     "SCHOOL",
     "NAME",

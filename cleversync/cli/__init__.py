@@ -55,7 +55,7 @@ class CliContext:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cleversync.cli import admin
+    from cleversync.cli import admin, demo, run
 
     parser = argparse.ArgumentParser(
         prog="cleversync",
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     admin.register(commands)
+    run.register(commands)
+    demo.register(commands)
     _register_sandbox(commands)
     return parser
 

@@ -10,6 +10,7 @@ from cleversync.cli.output import table
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
+    from cleversync.registry import SchoolRecord
 
 
 def register(commands: Any) -> None:
@@ -36,6 +37,20 @@ def register(commands: Any) -> None:
     add.set_defaults(handler=district_add)
     district_list = district_commands.add_parser("list", help="list registered districts")
     district_list.set_defaults(handler=district_list_command)
+    credentials = district_commands.add_parser(
+        "set-credentials",
+        help="store a district's Clever app id and secret in the secret store",
+        description="The client secret is read from a prompt on a terminal, or from the first "
+        "line of standard input otherwise; never from the command line.",
+    )
+    credentials.add_argument("--district-id", type=int, required=True)
+    credentials.add_argument(
+        "--client-id", help="the Clever app's client id (prompted if left out)"
+    )
+    credentials.add_argument(
+        "--verify", action="store_true", help="fetch a token from Clever to check them"
+    )
+    credentials.set_defaults(handler=district_set_credentials)
 
     school = commands.add_parser("school", help="register and list schools")
     school_commands = school.add_subparsers(dest="school_command", metavar="ACTION", required=True)
@@ -56,6 +71,20 @@ def register(commands: Any) -> None:
     school_list = school_commands.add_parser("list", help="list registered schools")
     school_list.add_argument("--district-id", type=int)
     school_list.set_defaults(handler=school_list_command)
+    flag = school_commands.add_parser(
+        "flag-full-sync",
+        help="make the school's next sync a full one (with deletes), e.g. at the start of a year",
+    )
+    flag.add_argument("--school-id", type=int, required=True)
+    flag.set_defaults(handler=school_flag_full_sync)
+    discover = school_commands.add_parser(
+        "discover", help="list a district's schools in Clever (and register the missing ones)"
+    )
+    discover.add_argument("--district-id", type=int, required=True)
+    discover.add_argument(
+        "--register", action="store_true", help="register the schools not registered yet"
+    )
+    discover.set_defaults(handler=school_discover)
 
 
 def db_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -204,3 +233,125 @@ def school_list_command(args: argparse.Namespace, ctx: CliContext) -> int:
     ]
     print(table(headers, rows))
     return 0
+
+
+def school_flag_full_sync(args: argparse.Namespace, ctx: CliContext) -> int:
+    registry = ctx.services.registry
+    school = registry.get_school(args.school_id)
+    registry.set_requires_full_sync(school.school_id, True)
+    print(f"School {school.school_id} ({school.name}) will get a full sync on its next run")
+    return 0
+
+
+def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
+    import getpass
+
+    from cleversync.errors import UsageError
+    from cleversync.secrets import names
+
+    services = ctx.services
+    district = services.registry.get_district(args.district_id)
+    interactive = sys.stdin.isatty()
+    client_id = args.client_id
+    if not client_id:
+        client_id = (
+            input("Clever client id: ").strip() if interactive else sys.stdin.readline().strip()
+        )
+    secret = (
+        getpass.getpass("Clever client secret: ") if interactive else sys.stdin.readline().strip()
+    )
+    if not client_id or not secret:
+        raise UsageError("the client id and the client secret must not be empty")
+    services.redactor.register_basic(client_id, secret)
+    store = services.secret_store
+    store.set(names.client_id(district.prefix), client_id)
+    store.set(names.client_secret(district.prefix), secret)
+    print(
+        f"Stored {names.client_id(district.prefix)} and {names.client_secret(district.prefix)} "
+        f"in the {store.description}"
+    )
+    if args.verify:
+        from cleversync.clever.tokens import DistrictRef
+
+        ref = DistrictRef(district.district_id, district.clever_district_id, district.prefix)
+        services.token_provider.token(ref)
+        print(f"Verified: Clever issued a token for district {district.clever_district_id}")
+    return 0
+
+
+def school_discover(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.secrets import names
+
+    services = ctx.services
+    registry = services.registry
+    district = registry.get_district(args.district_id)
+    client = services.clever_client(district)
+    found = [school for page in client.schools(page_size=100) for school in page.records]
+    registered = {s.clever_school_id: s for s in registry.list_schools()}
+    rows = []
+    added = []
+    for school in found:
+        known = registered.get(school.id)
+        if known is None and args.register:
+            known = _register_discovered(
+                ctx, district.district_id, school.id, school.name or school.id
+            )
+            added.append(known)
+        rows.append(
+            (
+                school.id,
+                school.name,
+                known.school_id if known else None,
+                known.prefix if known else None,
+            )
+        )
+    if not found:
+        print(f"Clever lists no schools for district {district.clever_district_id}.")
+        return 0
+    print(table(["CLEVER ID", "NAME", "SCHOOL ID", "PREFIX"], rows))
+    if added:
+        print(f"Registered {len(added)} school(s). Next: 'cleversync db upgrade --all-schools'.")
+        if services.settings.uses_key_vault:
+            missing = [names.connection_string(s.prefix) for s in added]
+            print("Create their connection strings in Key Vault: " + ", ".join(missing))
+    elif not args.register and len(registered.keys() & {s.id for s in found}) < len(found):
+        print("Add the unregistered ones with --register.")
+    return 0
+
+
+def _register_discovered(
+    ctx: CliContext, district_id: int, clever_id: str, name: str
+) -> SchoolRecord:
+    """Register a school found in Clever with a prefix derived from its name."""
+    from cleversync.connstr import database_name
+    from cleversync.secrets import names
+
+    services = ctx.services
+    registry = services.registry
+    base = names.prefix_from_name(name)[: names.MAX_PREFIX_LENGTH - 4]
+    taken = {s.prefix.lower() for s in registry.list_schools()} | {
+        d.prefix.lower() for d in registry.list_districts()
+    }
+    prefix, n = base, 2
+    while prefix.lower() in taken:
+        prefix, n = f"{base}-{n}", n + 1
+    store = services.secret_store
+    secret = names.connection_string(prefix)
+    connection_string = store.get(secret)
+    new_value = None
+    if connection_string is None and not services.settings.uses_key_vault:
+        new_value = connection_string = services.local_school_connection_string(prefix)
+    try:
+        derived = database_name(connection_string) if connection_string else None
+    except Exception:  # a bad stored string is reported by db upgrade and sync, not here
+        derived = None
+    school = registry.add_school(
+        district_id=district_id,
+        clever_id=clever_id,
+        name=name[:200] if name.strip() else clever_id,
+        prefix=prefix,
+        database_name=(derived or prefix)[:100],
+    )
+    if new_value is not None:
+        store.set(secret, new_value)
+    return school

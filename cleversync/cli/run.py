@@ -1,0 +1,218 @@
+"""Operating commands: ``sync`` (with progress and a summary table) and ``history``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TextIO
+
+from cleversync.cli.output import table
+
+if TYPE_CHECKING:
+    from cleversync.cli import CliContext
+    from cleversync.orchestrator import RunResult
+    from cleversync.sync.school import Progress
+
+STATUSES = ("InProgress", "Success", "Failed", "Partial")
+
+
+def register(commands: Any) -> None:
+    sync = commands.add_parser("sync", help="sync schools from Clever now")
+    which = sync.add_mutually_exclusive_group()
+    which.add_argument("--school-id", type=int, help="only this school")
+    which.add_argument("--district-id", type=int, help="only this district's active schools")
+    sync.add_argument("--full", action="store_true", help="a full sync (with deletes)")
+    sync.add_argument(
+        "--allow-mass-delete",
+        action="store_true",
+        help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of a school",
+    )
+    sync.add_argument("--json", action="store_true", help="print the result as JSON")
+    sync.set_defaults(handler=sync_command)
+
+    history = commands.add_parser("history", help="show recent sync history")
+    history.add_argument("--school-id", type=int)
+    history.add_argument("--since", type=_date, help="only runs started on or after (YYYY-MM-DD)")
+    history.add_argument("--status", choices=STATUSES)
+    history.add_argument("--limit", type=int, default=50, help="at most this many rows (50)")
+    history.add_argument("--json", action="store_true", help="print the rows as JSON")
+    history.set_defaults(handler=history_command)
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.report import SUMMARY_HEADERS, problems, run_json, summary_rows
+
+    out = sys.stdout
+    progress = ProgressDisplay(sys.stderr)
+    orchestrator = ctx.services.orchestrator(on_progress=progress.update)
+    targets = orchestrator.targets(school_id=args.school_id, district_id=args.district_id)
+    if not targets:
+        print("No active schools to sync. Register one with 'cleversync school add'.")
+        return 0
+    progress.start(len(targets))
+    try:
+        run = orchestrator.run(
+            school_id=args.school_id,
+            district_id=args.district_id,
+            full=args.full,
+            allow_mass_delete=args.allow_mass_delete,
+            trigger="cli",
+        )
+    finally:
+        progress.stop()
+    if args.json:
+        json.dump(run_json(run), out, indent=2)
+        out.write("\n")
+    else:
+        print(table(SUMMARY_HEADERS, summary_rows(run)), file=out)
+        for line in problems(run):
+            print(f"  {line}", file=out)
+        print(_verdict(run), file=out)
+    return exit_status(run, single_school=args.school_id is not None)
+
+
+def exit_status(run: RunResult, *, single_school: bool) -> int:
+    """0 when every school succeeded (skipped ones aside), 1 when one failed or was partial."""
+    if run.status != "Success":
+        return 1
+    if single_school and any(s.status == "Skipped" for s in run.schools):
+        return 1
+    return 0
+
+
+def _verdict(run: RunResult) -> str:
+    counts: dict[str, int] = {}
+    for school in run.schools:
+        counts[school.status] = counts.get(school.status, 0) + 1
+    parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+    return f"Run {run.correlation_id}: {run.status} in {run.duration_ms / 1000:.1f} s ({parts})"
+
+
+class ProgressDisplay:
+    """Live progress on a terminal (one rewritten line); plain lines when not a terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._lock = threading.Lock()
+        self._current: dict[int, tuple[str, int]] = {}
+        self._announced: set[tuple[int, str]] = set()
+        self._last_draw = 0.0
+        self._schools = 0
+
+    def start(self, schools: int) -> None:
+        self._schools = schools
+        self._stream.write(f"Syncing {schools} school(s)...\n")
+        self._stream.flush()
+
+    def update(self, progress: Progress) -> None:
+        with self._lock:
+            self._current[progress.school_id] = (progress.entity, progress.processed)
+            key = (progress.school_id, progress.entity)
+            if not self._tty:
+                if key not in self._announced:
+                    self._announced.add(key)
+                    self._stream.write(
+                        f"school {progress.school_id}: {progress.entity.lower()}s...\n"
+                    )
+                    self._stream.flush()
+                return
+            now = time.monotonic()
+            if now - self._last_draw < 0.1:
+                return
+            self._last_draw = now
+            shown = "  ".join(
+                f"#{school} {entity.lower()}s {count:,}"
+                for school, (entity, count) in sorted(self._current.items())[-4:]
+            )
+            self._stream.write("\r\x1b[2K" + shown[:150])
+            self._stream.flush()
+
+    def stop(self) -> None:
+        if self._tty:
+            self._stream.write("\r\x1b[2K")
+            self._stream.flush()
+
+
+def history_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.sync.history import History
+    from cleversync.timeutil import iso
+
+    services = ctx.services
+    if args.school_id is not None:
+        services.registry.get_school(args.school_id)
+    history = History(services.checked_session_engine(), policy=services.settings.retry.database)
+    rows = history.rows(
+        school_id=args.school_id, since=args.since, status=args.status, limit=args.limit
+    )
+    if args.json:
+        records = [
+            {
+                key: (iso(value) if isinstance(value, datetime) else value)
+                for key, value in row.items()
+            }
+            for row in rows
+        ]
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    if not rows:
+        print("No sync history matches.")
+        return 0
+    names = {s.school_id: s.name for s in services.registry.list_schools()}
+    body = []
+    for row in rows:
+        ended = row["SyncEndTime"]
+        seconds = (ended - row["SyncStartTime"]).total_seconds() if ended else None
+        body.append(
+            (
+                row["SyncId"],
+                f"{row['SchoolId']} {names.get(row['SchoolId'], '')}".strip(),
+                row["EntityType"],
+                row["SyncType"],
+                row["Status"],
+                iso(row["SyncStartTime"]),
+                f"{seconds:.1f}s" if seconds is not None else "-",
+                row["RecordsProcessed"],
+                row["RecordsInserted"],
+                row["RecordsUpdated"],
+                row["RecordsDeleted"],
+                row["RecordsFailed"],
+                _first_line(row["ErrorMessage"]),
+            )
+        )
+    headers = [
+        "SYNC",
+        "SCHOOL",
+        "ENTITY",
+        "TYPE",
+        "STATUS",
+        "STARTED (UTC)",
+        "TOOK",
+        "PROC",
+        "INS",
+        "UPD",
+        "DEL",
+        "FAIL",
+        "MESSAGE",
+    ]
+    print(table(headers, body))
+    return 0
+
+
+def _first_line(text: str | None, width: int = 70) -> str:
+    if not text:
+        return ""
+    line = text.splitlines()[0]
+    return line if len(line) <= width else line[: width - 3] + "..."
