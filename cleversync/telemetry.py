@@ -1,17 +1,21 @@
-"""Logging set-up for the entry points, and the filter that keeps secrets out of every record.
+"""Logging set-up for the entry points: redaction, the run's dimensions, Azure Monitor.
 
 Package modules only call ``logging.getLogger(__name__)``; the Functions app and the CLI call
 ``configure_logging`` once. The redacting filter goes on every handler (a filter on a logger
 would miss records propagated from child loggers), so no handler, including Azure Monitor's,
-sees a record before it is cleaned.
+sees a record before it is cleaned. With ``APPLICATIONINSIGHTS_CONNECTION_STRING`` set, logs
+and traces go to Azure Monitor through OpenTelemetry (``azure-monitor-opentelemetry``, imported
+only then); record attributes given with ``extra=`` become custom dimensions.
 """
 
 from __future__ import annotations
 
 import logging
 import traceback
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
+from cleversync.logcontext import ContextFilter
 from cleversync.redaction import Redactor, process_redactor
 
 if TYPE_CHECKING:
@@ -68,11 +72,17 @@ class RedactingFilter(logging.Filter):
 def install_redaction(
     redactor: Redactor | None = None, logger: logging.Logger | None = None
 ) -> None:
-    """Put the redacting filter on every handler of ``logger`` (default: the root logger)."""
+    """Put the context and redacting filters on every handler of ``logger`` (default: root)."""
     target = logger or logging.getLogger()
     for handler in target.handlers:
+        if not any(isinstance(f, ContextFilter) for f in handler.filters):
+            handler.filters.insert(0, ContextFilter())
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter(redactor))
+
+
+AzureMonitorConfigurator = Callable[..., Any]
+_monitor_configured = False
 
 
 def configure_logging(
@@ -81,10 +91,13 @@ def configure_logging(
     stream: TextIO | None = None,
     level: int | None = None,
     redactor: Redactor | None = None,
+    azure_monitor: AzureMonitorConfigurator | None = None,
 ) -> None:
-    """Set up logging once for an entry point: a stream handler if asked, redaction everywhere.
+    """Set up logging once for an entry point: a stream handler if asked, Azure Monitor when
+    a connection string is set, redaction and the run's dimensions on every handler.
 
-    ``level`` overrides ``CleverSync__Logging__LogLevel`` (the CLI's --verbose).
+    ``level`` overrides ``CleverSync__Logging__LogLevel`` (the CLI's --verbose);
+    ``azure_monitor`` replaces ``configure_azure_monitor`` (tests).
     """
     root = logging.getLogger()
     if level is None:
@@ -103,4 +116,36 @@ def configure_logging(
             handler.setLevel(level)
     if root.level > level or root.level == logging.NOTSET:
         root.setLevel(level)
+    if settings is not None and settings.appinsights_connection_string:
+        _configure_azure_monitor(settings.appinsights_connection_string, azure_monitor)
     install_redaction(redactor)
+    install_redaction(redactor, package)
+
+
+def _configure_azure_monitor(
+    connection_string: str, configurator: AzureMonitorConfigurator | None
+) -> None:
+    """Export to Application Insights, once per process (OpenTelemetry's providers are global).
+
+    The exporter works in background threads with its own retries and timeouts: an
+    unreachable endpoint costs the sync nothing but those threads' attempts.
+    """
+    global _monitor_configured
+    if _monitor_configured:
+        return
+    if configurator is None:
+        from azure.monitor.opentelemetry import configure_azure_monitor
+
+        configurator = configure_azure_monitor
+    try:
+        configurator(
+            connection_string=connection_string,
+            logger_name="cleversync",
+            enable_live_metrics=False,
+        )
+    except Exception as exc:  # telemetry must never stop the app from syncing
+        logging.getLogger(__name__).warning(
+            "Azure Monitor could not be configured; logging locally only: %s", type(exc).__name__
+        )
+        return
+    _monitor_configured = True

@@ -37,6 +37,7 @@ from cleversync.errors import (
     SecretError,
     SyncError,
 )
+from cleversync.logcontext import log_context
 from cleversync.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.settings import Settings
 from cleversync.sync.entities import ENTITIES, SECTION, STUDENT, TEACHER, Entity
@@ -137,6 +138,17 @@ class SchoolSync:
     # --- the run ------------------------------------------------------------------------
 
     def run(
+        self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
+    ) -> SchoolResult:
+        # Everything logged during the run (retries, waits, token refreshes) carries these.
+        with log_context(
+            CorrelationId=request.correlation_id,
+            DistrictId=district.district_id,
+            SchoolId=school.school_id,
+        ):
+            return self._run_leased(school, district, request)
+
+    def _run_leased(
         self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
     ) -> SchoolResult:
         began = time.perf_counter()
