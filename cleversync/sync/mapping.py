@@ -44,6 +44,8 @@ def clean(value: Any) -> str | None:
 
 
 def utf16_length(text: str) -> int:
+    if text.isascii():  # one UTF-16 unit a character; isascii() is a flag, not a scan
+        return len(text)
     return len(text.encode("utf-16-le")) // 2
 
 

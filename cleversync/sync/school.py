@@ -11,57 +11,40 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cleversync.clever.client import CleverClient, FieldReport, Page
+from cleversync.clever.client import CleverClient, FieldReport
 from cleversync.db.migrate import require_current
 from cleversync.db.retry import run_with_retry, translate
 from cleversync.errors import (
-    CleverAuthError,
     CleverSyncError,
-    ConfigurationError,
-    DatabaseError,
     EventCursorExpiredError,
     EventsNotEnabledError,
     LeaseHeldError,
     LeaseLostError,
-    RecordError,
-    SchoolNotSharedError,
-    SecretError,
     SyncError,
 )
 from cleversync.logcontext import log_context
 from cleversync.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.settings import Settings
-from cleversync.sync.entities import ENTITIES, SECTION, STUDENT, TEACHER, Entity
+from cleversync.sync.entities import ENTITIES
 from cleversync.sync.events import apply_events
 from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
 from cleversync.sync.lease import Lease, Leases
-from cleversync.sync.mapping import Row, section_row, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.plan import ModeDecision, choose_mode, plan_deletes
-from cleversync.sync.writer import active_rows, chunks, remove_rows, write_rows, write_sections
+from cleversync.sync.passes import PassContext, run_passes
+from cleversync.sync.plan import ModeDecision, choose_mode
 from cleversync.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
 SKIPPED = "Skipped"
-# Errors that end the whole school's run; anything else from Clever fails one entity.
-SCHOOL_LEVEL = (
-    CleverAuthError,
-    SchoolNotSharedError,
-    DatabaseError,
-    SecretError,
-    ConfigurationError,
-    SyncError,
-)
 
 ClientFactory = Callable[[DistrictRecord, FieldReport], CleverClient]
 EngineFactory = Callable[[SchoolRecord], Engine]
@@ -378,127 +361,19 @@ class SchoolSync:
 
     def _passes(self, run: _Run, *, delete: bool) -> None:
         assert run.client is not None
-        clever_id, size = run.school.clever_school_id, self._settings.sync.page_size
-        plan: list[tuple[Entity, Callable[[], Iterator[Page[Any]]], Callable[[Any], Row]]] = [
-            (STUDENT, lambda: run.client.students(clever_id, page_size=size), student_row),
-            (TEACHER, lambda: run.client.teachers(clever_id, page_size=size), teacher_row),
-            (SECTION, lambda: run.client.sections(clever_id, page_size=size), section_row),
-        ]
-        for entity, pages, mapper in plan:
-            outcome = run.outcomes[entity.name]
-            try:
-                self._pass(run, entity, pages(), mapper, outcome, delete=delete)
-            except SCHOOL_LEVEL:
-                raise
-            except CleverSyncError as exc:  # this entity fails; the next one may still work
-                outcome.fail(exc)
-                outcome.log(
-                    logging.ERROR, "Sync of %s failed: %s", entity.name.lower(), outcome.error
-                )
-
-    def _pass(
-        self,
-        run: _Run,
-        entity: Entity,
-        pages: Iterable[Page[Any]],
-        mapper: Callable[[Any], Row],
-        outcome: EntityOutcome,
-        *,
-        delete: bool,
-    ) -> None:
-        active_before = self._count_active(run, entity) if delete else 0
-        seen: set[str] = set()
-        batch: list[Row] = []
-        for page in pages:
-            outcome.counts.processed += len(page.records) + len(page.failures)
-            for failure in page.failures:
-                outcome.record_failure(failure)
-                if failure.clever_id:
-                    seen.add(failure.clever_id)  # still in Clever: never delete it for this
-            for record in page.records:
-                seen.add(record.id.strip())
-                try:
-                    batch.append(mapper(record))
-                except RecordError as error:
-                    outcome.record_failure(error)
-            size = self._settings.sync.batch_size
-            if len(batch) >= size:  # whole batches; the rest waits for the next page
-                whole = len(batch) - len(batch) % size
-                self._flush(run, entity, batch[:whole], outcome)
-                batch = batch[whole:]
-            if self._on_progress:
-                self._on_progress(
-                    Progress(run.school.school_id, entity.name, outcome.counts.processed)
-                )
-        self._flush(run, entity, batch, outcome)
-        if delete:  # only now: every page arrived
-            self._delete(run, entity, seen, active_before, outcome)
-        outcome.finish()
-        outcome.log(
-            logging.INFO,
-            "Synced %s: %d processed, %d inserted, %d updated, %d deleted, %d failed",
-            entity.name.lower(),
-            outcome.counts.processed,
-            outcome.counts.inserted,
-            outcome.counts.updated,
-            outcome.counts.deleted,
-            outcome.counts.failed,
-        )
-
-    def _flush(self, run: _Run, entity: Entity, batch: list[Row], outcome: EntityOutcome) -> None:
-        size = self._settings.sync.batch_size
-        for start in range(0, len(batch), size):
-            part = batch[start : start + size]
-            write = (
-                write_sections
-                if entity is SECTION
-                else (lambda conn, rows, now, e=entity: write_rows(conn, e, rows, now))
-            )
-            written = self._transaction(
-                run,
-                f"writing {len(part)} {entity.name.lower()} rows",
-                lambda conn, p=part, w=write: w(conn, p, self._clock()),
-            )
-            outcome.counts.inserted += written.inserted
-            outcome.counts.updated += written.updated
-            self._checkpoint(run)
-
-    def _delete(
-        self, run: _Run, entity: Entity, seen: set[str], active_before: int, outcome: EntityOutcome
-    ) -> None:
-        active = self._transaction(
-            run,
-            f"reading active {entity.name.lower()} rows",
-            lambda conn: active_rows(conn, entity),
-        )
-        missing = [key for clever_id, key in active.items() if clever_id not in seen]
-        mode = self._settings.sync.delete_mode
-        decision = plan_deletes(
-            entity=entity.name,
-            missing=len(missing),
-            active=max(active_before, len(active)),
-            max_percent=self._settings.sync.max_delete_percent,
+        school = run.school.school_id
+        on_progress = self._on_progress
+        context = PassContext(
+            settings=self._settings,
+            transaction=lambda what, fn: self._transaction(run, what, fn),
+            checkpoint=lambda: self._checkpoint(run),
+            clock=self._clock,
             allow_mass_delete=run.request.allow_mass_delete,
-            mode=mode,
+            progress=(lambda entity, n: on_progress(Progress(school, entity, n)))
+            if on_progress
+            else None,
         )
-        if not decision.allowed:
-            outcome.held_back = decision.message
-            outcome.log(logging.WARNING, "Mass-delete guard: %s", decision.message)
-            return
-        for part in chunks(missing, self._settings.sync.batch_size):
-            outcome.counts.deleted += self._transaction(
-                run,
-                f"removing {len(part)} {entity.name.lower()} rows",
-                lambda conn, p=part: remove_rows(conn, entity, p, mode=mode, now=self._clock()),
-            )
-            self._checkpoint(run)
-
-    def _count_active(self, run: _Run, entity: Entity) -> int:
-        table = entity.table
-        query = select(func.count()).select_from(table).where(table.c.IsActive.is_(True))
-        return self._transaction(
-            run, f"counting {entity.name.lower()} rows", lambda conn: conn.scalar(query) or 0
-        )
+        run_passes(context, run.client, run.school.clever_school_id, run.outcomes, delete=delete)
 
     # --- plumbing -----------------------------------------------------------------------
 
