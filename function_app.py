@@ -1,7 +1,69 @@
-"""The Azure Functions app (Python v2 model): wiring only; the work is in the cleversync package."""
+"""The Azure Functions app (Python v2 model): wiring only; the work is in the cleversync package.
+
+Importing this module reads no setting and touches no network or database (the host indexes
+it before anything is configured); the shared clients are built on the first invocation by
+``cleversync.runtime``.
+"""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import azure.functions as func
 
+from cleversync import httpapi, runtime
+
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+# POST /api/sync?schoolId=N | districtId=N [&full=true] [&allowMassDelete=true]
+sync_api = func.Blueprint()
+
+
+@sync_api.function_name("sync")
+@sync_api.route(
+    route="api/sync", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION
+)
+def sync(req: func.HttpRequest) -> func.HttpResponse:
+    return _render(httpapi.sync(req.params, req.headers, runtime.current()))
+
+
+# GET /health/clever-auth, for Azure Monitor's probes
+health_api = func.Blueprint()
+
+
+@health_api.function_name("health_clever_auth")
+@health_api.route(
+    route="health/clever-auth", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS
+)
+def health_clever_auth(req: func.HttpRequest) -> func.HttpResponse:
+    return _render(httpapi.health(runtime.current()))
+
+
+# The daily sync of every active school. The schedule is the flat app setting
+# CleverSyncSchedule: names with "__" are not resolved reliably in binding expressions.
+schedule = func.Blueprint()
+
+
+@schedule.function_name("scheduled_sync")
+@schedule.timer_trigger(
+    arg_name="timer", schedule="%CleverSyncSchedule%", run_on_startup=False, use_monitor=True
+)
+def scheduled_sync(timer: func.TimerRequest) -> None:
+    httpapi.scheduled_sync(runtime.current(), past_due=timer.past_due)
+
+
+app.register_functions(sync_api)
+app.register_functions(health_api)
+app.register_functions(schedule)
+
+
+def _render(response: tuple[int, dict[str, Any], dict[str, str]]) -> func.HttpResponse:
+    status, body, headers = response
+    return func.HttpResponse(
+        json.dumps(body, default=str),
+        status_code=status,
+        headers=headers,
+        mimetype="application/json",
+        charset="utf-8",
+    )

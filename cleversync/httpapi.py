@@ -1,0 +1,277 @@
+"""The Functions app's handlers, free of azure.functions: POST /api/sync, health, the timer.
+
+HTTP handlers take plain mappings and return ``(status, json_body, headers)``; nothing they
+call can make them raise, and every string in a body passes through the redactor. One
+helper, ``error_response``, maps our error types to status codes and JSON bodies::
+
+    UsageError 400 · NotFoundError 404 · LeaseHeldError 409 · ConfigurationError 500 (names
+    the setting) · SessionDb or secret store unreachable 503 · anything else 500
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cleversync.errors import (
+    CleverSyncError,
+    ConfigurationError,
+    DatabaseTransientError,
+    DatabaseUnavailableError,
+    LeaseHeldError,
+    NotFoundError,
+    SecretStoreUnavailableError,
+    UsageError,
+)
+from cleversync.redaction import redact as process_redact
+
+if TYPE_CHECKING:
+    from cleversync.orchestrator import RunResult
+    from cleversync.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+Response = tuple[int, dict[str, Any], dict[str, str]]
+Redact = Callable[[str], str]
+
+CORRELATION_HEADER = "x-correlation-id"
+_SANE_CORRELATION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+_MAX_ID = 2**31 - 1  # SQL int keys
+RETRY_AFTER_SECONDS = 30
+# Query parameters of POST /api/sync, matched ignoring case; `code` is the function key.
+_PARAMETERS = {
+    "schoolid": "schoolId",
+    "districtid": "districtId",
+    "full": "full",
+    "allowmassdelete": "allowMassDelete",
+}
+_HOST_PARAMETERS = frozenset({"code"})
+
+_STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (NotFoundError, 404),
+    (UsageError, 400),
+    (LeaseHeldError, 409),
+    (ConfigurationError, 500),
+    (SecretStoreUnavailableError, 503),
+    (DatabaseTransientError, 503),
+    (DatabaseUnavailableError, 503),
+)
+
+
+@dataclass(frozen=True)
+class SyncParams:
+    school_id: int | None = None
+    district_id: int | None = None
+    full: bool = False
+    allow_mass_delete: bool = False
+
+
+# --- POST /api/sync -----------------------------------------------------------------------
+
+
+def sync(params: Mapping[str, str], headers: Mapping[str, str], runtime: Runtime) -> Response:
+    """Run a sync; 200 with the run's JSON whatever its outcome, else an error response."""
+    correlation_id = correlation_id_from(headers)
+    response_headers = {CORRELATION_HEADER: correlation_id}
+    try:
+        request = parse_sync_params(params)
+        orchestrator = runtime.services.orchestrator()
+        run = orchestrator.run(
+            school_id=request.school_id,
+            district_id=request.district_id,
+            full=request.full,
+            allow_mass_delete=request.allow_mass_delete,
+            correlation_id=correlation_id,
+            trigger="http",
+        )
+        if request.school_id is not None:
+            _raise_if_skipped(request.school_id, run)
+        from cleversync.report import run_json
+
+        status, body = 200, run_json(run)
+    except Exception as exc:
+        status, body, extra = error_response(
+            exc, redact=runtime.redact, correlation_id=correlation_id
+        )
+        response_headers.update(extra)
+    return status, _scrub(body, runtime.redact), response_headers
+
+
+def parse_sync_params(params: Mapping[str, str]) -> SyncParams:
+    """The query string of POST /api/sync; UsageError naming the parameter at fault."""
+    values: dict[str, str] = {}
+    unknown: list[str] = []
+    for key, value in params.items():
+        name = _PARAMETERS.get(key.lower())
+        if name is None:
+            if key.lower() not in _HOST_PARAMETERS:
+                unknown.append(_shown(key))
+            continue
+        if name in values:
+            raise UsageError(f"{name} is given twice")
+        values[name] = value
+    if unknown:
+        raise UsageError(
+            f"unknown parameter {', '.join(sorted(unknown))}: POST /api/sync takes schoolId or "
+            "districtId, full=true|false and allowMassDelete=true|false"
+        )
+    school_id = _positive_int(values, "schoolId")
+    district_id = _positive_int(values, "districtId")
+    if school_id is not None and district_id is not None:
+        raise UsageError("give schoolId or districtId, not both (neither: every active school)")
+    return SyncParams(
+        school_id=school_id,
+        district_id=district_id,
+        full=_boolean(values, "full"),
+        allow_mass_delete=_boolean(values, "allowMassDelete"),
+    )
+
+
+def correlation_id_from(headers: Mapping[str, str]) -> str:
+    """The caller's ``x-correlation-id`` when it is sane (<= 64 of [A-Za-z0-9-]), else a new one."""
+    try:
+        value = next((v for k, v in headers.items() if k.lower() == CORRELATION_HEADER), None)
+    except Exception:  # a header mapping we cannot read is no reason to fail the request
+        value = None
+    value = (value or "").strip()
+    return value if _SANE_CORRELATION_ID.fullmatch(value) else uuid.uuid4().hex
+
+
+def _raise_if_skipped(school_id: int, run: RunResult) -> None:
+    from cleversync.sync.school import SKIPPED
+
+    for school in run.schools:
+        if school.school_id == school_id and school.status == SKIPPED:
+            raise LeaseHeldError(school.error or f"school {school_id} is already being synced")
+
+
+def _positive_int(values: Mapping[str, str], name: str) -> int | None:
+    raw = values.get(name)
+    if raw is None:
+        return None
+    if not re.fullmatch(r"[0-9]{1,10}", raw) or not 1 <= int(raw) <= _MAX_ID:
+        raise UsageError(f"{name} must be a positive integer, not {_shown(raw)!r}")
+    return int(raw)
+
+
+def _boolean(values: Mapping[str, str], name: str) -> bool:
+    raw = values.get(name)
+    if raw is None:
+        return False
+    if raw.lower() not in ("true", "false"):
+        raise UsageError(f"{name} must be true or false, not {_shown(raw)!r}")
+    return raw.lower() == "true"
+
+
+def _shown(text: str, width: int = 40) -> str:
+    """Caller input as it may appear in a message: short, plain characters only."""
+    cleaned = re.sub(r"[^A-Za-z0-9 _.:-]", "?", text)
+    return cleaned if len(cleaned) <= width else cleaned[: width - 3] + "..."
+
+
+# --- GET /health/clever-auth --------------------------------------------------------------
+
+
+def health(runtime: Runtime) -> Response:
+    """The cached health report: 200 Healthy or Degraded, 503 Unhealthy; never waits long."""
+    headers = {"Cache-Control": "no-store"}
+    try:
+        report = runtime.health.report()
+        return report.http_status, _scrub(report.body, runtime.redact), headers
+    except Exception as exc:
+        logger.exception("The health endpoint failed")
+        body = {
+            "status": "Unhealthy",
+            "error": f"the health check itself failed ({type(exc).__name__}); see the logs",
+        }
+        return 503, body, headers
+
+
+# --- the timer ----------------------------------------------------------------------------
+
+
+def scheduled_sync(runtime: Runtime, *, past_due: bool) -> RunResult | None:
+    """Sync every active school, then purge old history; logs every failure, raises none."""
+    correlation_id = uuid.uuid4().hex
+    dims = {"CorrelationId": correlation_id, "Trigger": "timer", "PastDue": past_due}
+    if past_due:
+        logger.warning(
+            "The sync timer is past due (a scheduled run was missed); running now", extra=dims
+        )
+    else:
+        logger.info("Scheduled sync starting", extra=dims)
+    try:
+        orchestrator = runtime.services.orchestrator()
+    except Exception as exc:
+        _log_failure("The scheduled sync could not start", exc, dims, runtime.redact)
+        return None
+    run = None
+    try:
+        run = orchestrator.run(trigger="timer", correlation_id=correlation_id)
+    except Exception as exc:
+        _log_failure("The scheduled sync failed", exc, dims, runtime.redact)
+    try:
+        orchestrator.purge_history()
+    except Exception as exc:
+        _log_failure("Purging old sync history failed", exc, dims, runtime.redact)
+    return run
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def error_response(
+    exc: BaseException, *, redact: Redact = process_redact, correlation_id: str | None = None
+) -> Response:
+    """The one mapping of errors to HTTP: status, ``{"error", "setting"?, "correlationId"?}``."""
+    ours = _translate(exc)
+    status = next((code for kind, code in _STATUS if isinstance(ours, kind)), 500)
+    dims = {"CorrelationId": correlation_id, "StatusCode": status}
+    if ours is None:
+        logger.error("Unexpected error handling a request", exc_info=exc, extra=dims)
+        message = f"internal error ({type(exc).__name__}); the details are in the logs"
+    else:
+        message = redact(str(ours))
+        level = logging.ERROR if status >= 500 else logging.INFO
+        logger.log(level, "Request answered %d: %s", status, message, extra=dims)
+    body: dict[str, Any] = {"error": message}
+    if isinstance(ours, ConfigurationError) and ours.setting:
+        body["setting"] = ours.setting
+    if correlation_id:
+        body["correlationId"] = correlation_id
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
+    return status, body, headers
+
+
+def _translate(exc: BaseException) -> CleverSyncError | None:
+    """Our error for ``exc`` (SQLAlchemy errors escaping from SessionDb are translated)."""
+    if isinstance(exc, CleverSyncError):
+        return exc
+    if type(exc).__module__.startswith("sqlalchemy"):
+        from cleversync.db.retry import translate
+
+        return translate(exc, "SessionDb")
+    return None
+
+
+def _log_failure(what: str, exc: BaseException, dims: dict[str, Any], redact: Redact) -> None:
+    ours = _translate(exc)
+    if ours is None:
+        logger.error("%s: unexpected %s", what, type(exc).__name__, exc_info=exc, extra=dims)
+    else:
+        logger.error("%s: %s", what, redact(str(ours)), extra=dims)
+
+
+def _scrub(value: Any, redact: Redact) -> Any:
+    """A copy of a JSON value with every string redacted: no secret leaves in a body."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: _scrub(item, redact) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(item, redact) for item in value]
+    return value

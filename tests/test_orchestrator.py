@@ -1,0 +1,267 @@
+"""The orchestrator: how many schools at once, failure isolation, targets, purge, alerts."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, select, update
+
+from cleversync.db.schema import School, SyncHistory
+from cleversync.errors import NotFoundError, UsageError
+from cleversync.orchestrator import ALERT_EVENT, Orchestrator, RunResult
+from cleversync.registry import DistrictRecord, SchoolRecord
+from cleversync.sandbox import Fault, Sandbox
+from cleversync.secrets import names
+from cleversync.services import Services
+from cleversync.sync.school import SchoolResult, SchoolSync, SyncRequest
+from tests.world import World, make_world
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def world(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """Two districts of three schools: school ids 1-3 in district 1, 4-6 in district 2."""
+    pg = request.getfixturevalue("pg_server") if backend == "postgresql" else None
+    sandbox = Sandbox(seed=21, districts=2, schools=3, students=6, teachers=2, sections=2)
+    with make_world(backend, tmp_path, pg, sandbox=sandbox) as w:
+        w.register_all()
+        yield w
+
+
+class InFlight:
+    """The real SchoolSync, wrapped to count the schools running at once (and to crash one)."""
+
+    def __init__(self, inner: SchoolSync, crash: int | None = None) -> None:
+        self._inner = inner
+        self.registry = inner.registry
+        self.history = inner.history
+        self.crash = crash
+        self.running = 0
+        self.most = 0
+        self.seen: list[int] = []
+        self._lock = threading.Lock()
+
+    def run(
+        self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
+    ) -> SchoolResult:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.seen.append(school.school_id)
+        try:
+            if school.school_id == self.crash:
+                raise RuntimeError("a bug in one school's run")
+            return self._inner.run(school, district, request)
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def orchestrator(services: Services, sync: Any = None, now: datetime | None = None) -> Orchestrator:
+    kwargs = {"clock": lambda: now} if now else {}
+    return Orchestrator(
+        settings=services.settings, school_sync=sync or services.school_sync(), **kwargs
+    )
+
+
+def by_school(run: RunResult) -> dict[int, SchoolResult]:
+    return {r.school_id: r for r in run.schools}
+
+
+def set_active(world: World, school_id: int, active: bool) -> None:
+    with world.services.session_engine().begin() as conn:
+        conn.execute(update(School).where(School.SchoolId == school_id).values(IsActive=active))
+
+
+# --- concurrency --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("limit", [1, 2, 4])
+def test_never_more_schools_at_once_than_max_schools_in_parallel(world: World, limit: int) -> None:
+    # Every Clever answer takes 30 ms, so school runs overlap whenever they are allowed to.
+    world.sandbox.faults.add(Fault("delay", path="/v3.0/*", seconds=0.03, times=None))
+    services = world.make_services(CleverSync__Concurrency__MaxSchoolsInParallel=str(limit))
+    counting = InFlight(services.school_sync())
+    run = orchestrator(services, counting).run()
+    assert sorted(counting.seen) == [1, 2, 3, 4, 5, 6]
+    assert {r.status for r in run.schools} == {"Success"}
+    assert counting.most == limit  # reached, never exceeded
+    services.close()
+
+
+# --- failure isolation --------------------------------------------------------------------
+
+
+def test_one_schools_failure_never_stops_another(world: World) -> None:
+    clever_1 = world.schools[0].clever_school_id
+    world.sandbox.faults.add(Fault("status", path=f"/v3.0/schools/{clever_1}/*", times=None))
+    del world.secrets.values[names.connection_string("School-1-2")]  # school 2: no database
+    engine_5 = world.services.school_engine(world.schools[4])
+
+    def broken(conn, cursor, statement, params, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            raise ValueError("unexpected trouble in school 5")
+
+    event.listen(engine_5, "before_cursor_execute", broken)
+    try:
+        counting = InFlight(world.services.school_sync(), crash=4)  # school 4: a crash
+        run = orchestrator(world.services, counting).run()
+    finally:
+        event.remove(engine_5, "before_cursor_execute", broken)
+    results = by_school(run)
+    assert [r.school_id for r in run.schools] == [1, 2, 3, 4, 5, 6]
+    assert {i: r.status for i, r in results.items()} == {
+        1: "Failed",
+        2: "Failed",
+        3: "Success",
+        4: "Failed",
+        5: "Failed",
+        6: "Success",
+    }
+    assert run.status == "Failed"
+    assert "500" in results[1].error
+    assert names.connection_string("School-1-2") in results[2].error
+    assert "RuntimeError" in results[4].error
+    assert "ValueError" in results[5].error
+    for index in (2, 5):  # schools 3 and 6 ran to the end
+        stored = set(world.students(world.school(index)))
+        expected = {s["id"] for s in world.sandbox.students(world.schools[index].clever_school_id)}
+        assert stored == expected
+
+
+# --- which schools ------------------------------------------------------------------------
+
+
+def test_targets_pick_the_right_schools(world: World) -> None:
+    set_active(world, 2, False)
+    set_active(world, 5, False)
+    o = orchestrator(world.services)
+    assert [s.school_id for s, _ in o.targets()] == [1, 3, 4, 6]
+    assert [s.school_id for s, _ in o.targets(district_id=2)] == [4, 6]
+    assert [(s.school_id, d.district_id) for s, d in o.targets(school_id=6)] == [(6, 2)]
+    with pytest.raises(UsageError, match="inactive"):
+        o.targets(school_id=2)
+    with pytest.raises(NotFoundError):
+        o.targets(district_id=9)
+    with pytest.raises(NotFoundError):
+        o.targets(school_id=99)
+    with pytest.raises(UsageError, match="not both"):
+        o.targets(school_id=1, district_id=1)
+
+
+def test_district_and_all_school_runs_sync_only_their_active_schools(world: World) -> None:
+    set_active(world, 5, False)
+    run = world.sync(district_id=2)
+    assert sorted(by_school(run)) == [4, 6]
+    assert {r["SchoolId"] for r in world.history()} == {4, 6}
+    run = world.sync()
+    assert sorted(by_school(run)) == [1, 2, 3, 4, 6]
+    assert {r["SchoolId"] for r in world.history()} == {1, 2, 3, 4, 6}
+    assert world.students(world.school(4)) == {}  # the inactive school was never touched
+
+
+# --- retention ----------------------------------------------------------------------------
+
+
+def test_purge_removes_old_finished_history_only(world: World) -> None:
+    now = datetime(2025, 6, 1, 2, 0, 0)
+    ages = {"old": (91, "Success"), "ancient": (400, "Failed"), "stuck": (400, "InProgress"),
+            "recent": (89, "Partial"), "today": (0, "Success")}  # fmt: skip
+    with world.services.session_engine().begin() as conn:
+        for label, (days, status) in ages.items():
+            conn.execute(
+                insert(SyncHistory),
+                {"SchoolId": 1, "EntityType": "Student", "SyncType": "Full", "Status": status,
+                 "SyncStartTime": now - timedelta(days=days), "CorrelationId": label},
+            )  # fmt: skip
+    assert orchestrator(world.services, now=now).purge_history() == 2
+
+    def left() -> set[str]:
+        with world.services.session_engine().connect() as conn:
+            return set(conn.scalars(select(SyncHistory.CorrelationId)))
+
+    assert left() == {"stuck", "recent", "today"}
+    shorter = world.make_services(CleverSync__History__RetentionDays="30")
+    assert orchestrator(shorter, now=now).purge_history() == 1
+    assert left() == {"stuck", "today"}
+    shorter.close()
+
+
+# --- the consecutive-failure alert --------------------------------------------------------
+
+
+class School1:
+    """Makes school 1's next run fail, succeed or be partial."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.secret = names.connection_string("School-1-1")
+        self.url = world.secrets.values[self.secret]
+
+    def run(self, outcome: str) -> list[int]:
+        if outcome == "Failed":
+            self.world.secrets.values.pop(self.secret, None)
+        else:
+            self.world.secrets.values[self.secret] = self.url
+        if outcome == "Partial":  # a record that does not fit: skipped and counted
+            clever_id = self.world.schools[0].clever_school_id
+            self.world.sandbox.add_student(clever_id, first_name="x" * 150, last_name="Long")
+        run = self.world.sync(school_id=1, full=True)
+        assert run.schools[0].status == outcome
+        return run.alerts
+
+
+def alert_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "EventName", None) == ALERT_EVENT]
+
+
+def test_the_alert_fires_once_when_the_streak_reaches_the_threshold(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    school = School1(world)
+    with caplog.at_level(logging.ERROR, logger="cleversync"):
+        assert school.run("Failed") == []
+        assert school.run("Failed") == []
+        assert alert_events(caplog) == []
+        assert school.run("Failed") == [1]
+        [alert] = alert_events(caplog)
+        assert alert.SchoolId == 1 and alert.ConsecutiveFailures == 3
+        assert school.run("Failed") == []  # not again at 4
+        assert len(alert_events(caplog)) == 1
+        assert school.run("Success") == []  # the streak resets...
+        assert school.run("Failed") == []
+        assert school.run("Failed") == []
+        assert school.run("Failed") == [1]  # ...and a new one alerts again
+        assert len(alert_events(caplog)) == 2
+
+
+def test_partial_and_skipped_runs_neither_count_nor_reset(world: World) -> None:
+    school = School1(world)
+    assert school.run("Failed") == []
+    assert school.run("Failed") == []
+    lease = world.services.school_sync().leases.acquire(1, "another-instance:1:abc")
+    try:
+        run = world.sync(school_id=1)
+    finally:
+        lease.release()
+    assert run.schools[0].status == "Skipped" and run.alerts == []
+    assert school.run("Partial") == []
+    assert school.run("Failed") == [1]  # the third Failed run, with a Partial between
+
+
+def test_the_threshold_is_a_setting(world: World) -> None:
+    services = world.make_services(CleverSync__Monitoring__AlertAfterConsecutiveFailures="1")
+    del world.secrets.values[names.connection_string("School-1-1")]
+    assert world.sync(services, school_id=1).alerts == [1]
+    assert world.sync(services, school_id=1).alerts == []
+    services.close()
