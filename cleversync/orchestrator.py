@@ -154,7 +154,7 @@ class Orchestrator:
             if result.status != FAILED:
                 continue
             try:
-                streak = self.history.failure_streak(result.school_id)
+                streak = self.history.failure_streak(result.school_id, limit=threshold + 1)
             except CleverSyncError as exc:
                 logger.warning(
                     "Could not read school %s's failure streak: %s", result.school_id, exc

@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 import httpx
@@ -56,16 +55,22 @@ class Services:
         self.wall_clock = wall_clock
         self.utc_clock = utc_clock or utcnow
         self._pacers: dict[int, RateLimitPacer] = {}
+        self._http: httpx.Client | None = None
+        self._token_provider: TokenProvider | None = None
         self._session_engine: Engine | None = None
         self._school_engines: dict[str, tuple[str, Engine]] = {}
         self._lock = threading.RLock()
 
     # --- secrets ------------------------------------------------------------------------
 
-    @cached_property
+    @property
     def secret_store(self) -> SecretStore:
-        if self._secret_store is not None:
+        with self._lock:
+            if self._secret_store is None:
+                self._secret_store = self._build_secret_store()
             return self._secret_store
+
+    def _build_secret_store(self) -> SecretStore:
         cache = self.settings.secrets.cache_seconds
         if self.settings.uses_key_vault:
             from cleversync.secrets.keyvault import KeyVaultSecretStore
@@ -108,11 +113,14 @@ class Services:
 
     def session_engine(self, *, create: bool = False) -> Engine:
         """The SessionDb engine (``create``: allowed to create the SQLite file and secret)."""
+        if self._session_engine is not None:
+            return self._session_engine
+        from cleversync.db.engines import engine_for
+
+        # Read the secret outside the lock: a slow vault must not block other threads.
+        connection_string = self.session_connection_string(create_local=create)
         with self._lock:
             if self._session_engine is None:
-                from cleversync.db.engines import engine_for
-
-                connection_string = self.session_connection_string(create_local=create)
                 self._session_engine = engine_for(connection_string, create_sqlite_file=create)
             return self._session_engine
 
@@ -159,24 +167,31 @@ class Services:
 
     # --- Clever -------------------------------------------------------------------------
 
-    @cached_property
+    @property
     def http(self) -> httpx.Client:
-        from cleversync.clever.client import build_http_client
+        with self._lock:
+            if self._http is None:
+                from cleversync.clever.client import build_http_client
 
-        return build_http_client(self.settings, transport=self._http_transport)
+                self._http = build_http_client(self.settings, transport=self._http_transport)
+            return self._http
 
-    @cached_property
+    @property
     def token_provider(self) -> TokenProvider:
-        from cleversync.clever.tokens import TokenProvider
+        """One token cache per process: every school of a district shares its token."""
+        with self._lock:
+            if self._token_provider is None:
+                from cleversync.clever.tokens import TokenProvider
 
-        return TokenProvider(
-            settings=self.settings,
-            secret_store=self.secret_store,
-            http=self.http,
-            district_count=lambda: self.registry.district_count(),
-            wall_clock=self.wall_clock,
-            redactor=self.redactor,
-        )
+                self._token_provider = TokenProvider(
+                    settings=self.settings,
+                    secret_store=self.secret_store,
+                    http=self.http,
+                    district_count=lambda: self.registry.district_count(),
+                    wall_clock=self.wall_clock,
+                    redactor=self.redactor,
+                )
+            return self._token_provider
 
     def pacer(self, district_id: int) -> RateLimitPacer:
         """One pacer per district token, shared by every school of the district."""
@@ -233,8 +248,8 @@ class Services:
         )
 
     def close(self) -> None:
-        if "http" in self.__dict__:
-            self.http.close()
+        if self._http is not None:
+            self._http.close()
         with self._lock:
             engines = [e for _, e in self._school_engines.values()]
             if self._session_engine is not None:

@@ -114,6 +114,10 @@ def report_error(exc: BaseException) -> int:
     from cleversync.errors import CleverSyncError, UsageError
     from cleversync.redaction import redact
 
+    if type(exc).__module__.startswith("sqlalchemy"):
+        from cleversync.db.retry import translate
+
+        exc = translate(exc, "SessionDb") or exc
     if isinstance(exc, UsageError):
         print(f"cleversync: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
