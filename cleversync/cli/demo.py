@@ -95,6 +95,7 @@ def _run_steps(sandbox: Sandbox, folder: Path) -> None:
     )
     command("school", "discover", "--district-id", "1", "--register")
     command("db", "upgrade", "--all-schools")
+    command("health", "--authenticate")
 
     section("2. The first sync: every school is new, so it is a full sync")
     command("sync")

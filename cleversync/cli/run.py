@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -41,6 +42,15 @@ def register(commands: Any) -> None:
     history.add_argument("--limit", type=int, default=50, help="at most this many rows (50)")
     history.add_argument("--json", action="store_true", help="print the rows as JSON")
     history.set_defaults(handler=history_command)
+
+    health = commands.add_parser(
+        "health", help="check the configuration, secret store, SessionDb and Clever auth"
+    )
+    health.add_argument(
+        "--authenticate", action="store_true", help="fetch each district's Clever token first"
+    )
+    health.add_argument("--json", action="store_true", help="print the report as JSON")
+    health.set_defaults(handler=health_command)
 
 
 def _date(text: str) -> datetime:
@@ -216,3 +226,59 @@ def _first_line(text: str | None, width: int = 70) -> str:
         return ""
     line = text.splitlines()[0]
     return line if len(line) <= width else line[: width - 3] + "..."
+
+
+def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    """The checks of GET /health/clever-auth, run now; exit 1 when Unhealthy."""
+    from cleversync.errors import ConfigurationError
+    from cleversync.health import UNHEALTHY, ServicesProbe, overall
+    from cleversync.redaction import redact
+
+    try:
+        services = ctx.services
+    except ConfigurationError as exc:
+        probe = ServicesProbe(None, exc, redact=redact)
+    else:
+        probe = ServicesProbe(services, None, redact=redact)
+        if args.authenticate:
+            _authenticate_all(services)
+    checks: dict[str, dict[str, Any]] = {}
+    probe.run(checks.__setitem__)
+    status = overall(checks)
+    if args.json:
+        report = {"status": status, **probe.summary(checks), "checks": checks}
+        json.dump(report, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    else:
+        print(f"CleverSync is {status}")
+        for name, check in checks.items():
+            print(f"  {name}: {_check_line(name, check)}")
+            for row in check.get("districts") or [] if name == "cleverAuth" else []:
+                error = f" - {row['lastError']}" if row.get("lastError") else ""
+                label = f"{row['districtId']} {row.get('name') or ''}".strip()
+                print(f"    district {label}: {row['status']}{error}")
+    return 1 if status == UNHEALTHY else 0
+
+
+def _authenticate_all(services: Any) -> None:
+    """Fetch each district's token, so the check reports real authentication results."""
+    from cleversync.clever.tokens import DistrictRef
+    from cleversync.errors import CleverSyncError
+
+    try:
+        districts = services.registry.list_districts()
+    except CleverSyncError:
+        return  # the SessionDb check reports it
+    for d in districts:
+        # A failure is recorded in the token cache's state, which the check reports.
+        with contextlib.suppress(CleverSyncError):
+            services.token_provider.token(
+                DistrictRef(d.district_id, d.clever_district_id, d.prefix)
+            )
+
+
+def _check_line(name: str, check: dict[str, Any]) -> str:
+    hidden = {"status", "districts"} if name == "cleverAuth" else {"status"}
+    shown = {k: v for k, v in check.items() if k not in hidden and v not in (None, [], "")}
+    details = ", ".join(f"{k}={v}" for k, v in shown.items())
+    return f"{check.get('status')}{f' ({details})' if details else ''}"

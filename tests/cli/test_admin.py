@@ -264,7 +264,13 @@ def test_console_script_runs_as_a_module(tmp_path: Path) -> None:
 
 def test_an_unreachable_sessiondb_is_reported_not_a_crash(capsys, data_dir: Path) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
-    (data_dir / "secrets.json").write_text(json.dumps({"CleverSyncSOS--SessionDb--ConnectionString": "postgresql+psycopg://sync:pw-never-shown@127.0.0.1:1/sessiondb"}))
+    (data_dir / "secrets.json").write_text(
+        json.dumps(
+            {
+                "CleverSyncSOS--SessionDb--ConnectionString": "postgresql+psycopg://sync:pw-never-shown@127.0.0.1:1/sessiondb"
+            }
+        )
+    )
     code, _, err = run(capsys, "district", "list")
     assert code == 1
     assert "internal error" not in err

@@ -234,3 +234,30 @@ def test_demo_refuses_a_folder_it_did_not_make(capsys, tmp_path: Path) -> None:
     assert code == 2
     assert "was not made by the demo" in err
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_health_reports_each_check(registered: Sandbox, capsys, monkeypatch) -> None:
+    code, out, _ = cli(capsys, "health", "--authenticate")
+    assert code == 0
+    assert "CleverSync is Healthy" in out
+    code, out, _ = cli(capsys, "health", "--json")
+    report = json.loads(out)
+    assert report["status"] == "Healthy"
+    assert set(report["checks"]) == {"configuration", "secretStore", "sessionDb", "cleverAuth"}
+    assert report["checks"]["sessionDb"]["activeSchools"] == 2
+    # The district's secret is rotated in Clever but not here: authentication fails.
+    import os
+
+    secrets_file = Path(os.environ["CleverSync__DataDir"]) / "secrets.json"
+    stored = json.loads(secrets_file.read_text())
+    stored["CleverSyncSOS--Demo--ClientSecret"] = "no-longer-valid-secret"
+    secrets_file.write_text(json.dumps(stored))
+    code, out, _ = cli(capsys, "health", "--authenticate")
+    assert code == 1
+    assert "CleverSync is Unhealthy" in out
+    assert "refused the credentials" in out
+    assert "no-longer-valid-secret" not in out
+    monkeypatch.setenv("CleverSync__Sync__BatchSize", "5000")
+    code, out, _ = cli(capsys, "health")
+    assert code == 1
+    assert "CleverSync__Sync__BatchSize" in out
