@@ -32,6 +32,15 @@ def engine_for_url(url: URL, *, create_sqlite_file: bool = False) -> Engine:
         return _sqlite_engine(url, create_file=create_sqlite_file)
     if backend == "mssql":
         kwargs["fast_executemany"] = True
+    if backend == "postgresql":
+        # psycopg prepares a statement on its 5th run, and PostgreSQL may then keep a generic
+        # plan made while a new school's tables were nearly empty (a sequential scan) for
+        # every batch after: a full sync of 50,000 students took 26 s instead of 8.5 s, most
+        # of it in those scans. Custom plans suit each run's values and the table as it is.
+        option = "-c plan_cache_mode=force_custom_plan"
+        given = url.query.get("options")  # the URL's own options are kept (str or tuple)
+        given = " ".join(given) if isinstance(given, tuple) else given
+        kwargs["connect_args"] = {"options": f"{given} {option}" if given else option}
     return create_engine(url, **kwargs)
 
 

@@ -299,3 +299,13 @@ def test_sqlite_cascades_enrolments(tmp_path) -> None:
         assert conn.scalar(text("SELECT count(*) FROM SectionStudents")) == 0
     engine.dispose()
     assert create_engine  # imported for symmetry with other dialect tests
+
+
+@pytest.mark.postgres
+def test_postgresql_sessions_plan_each_statement_for_the_table_as_it_is(pg_url: str) -> None:
+    # A generic plan made while a new school's tables were empty would scan them forever.
+    engine = engine_for(pg_url + "?options=-c%20statement_timeout%3D60000")
+    with engine.connect() as conn:
+        assert conn.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
+        assert conn.scalar(text("SHOW statement_timeout")) == "1min"  # the URL's own options kept
+    engine.dispose()
