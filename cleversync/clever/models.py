@@ -8,6 +8,9 @@ optional because real payloads omit them, send ``""`` or ``null``.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -179,12 +182,25 @@ def parse(model: type[CleverModel], raw: Any) -> CleverModel:
 
 def unknown_fields(record: BaseModel, prefix: str = "") -> set[str]:
     """Dotted names of fields Clever sent that the v3.0 schema does not have (names only)."""
-    found = {f"{prefix}{key}" for key in (record.model_extra or {})}
-    for name in type(record).model_fields:
+    extra = record.model_extra
+    found = {f"{prefix}{key}" for key in extra} if extra else set()
+    for name in _nested_fields(type(record)):
         value = getattr(record, name)
         if isinstance(value, CleverModel):
             found |= unknown_fields(value, f"{prefix}{name}.")
     return found
+
+
+@functools.cache
+def _nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` declared as a nested model: the only ones ``unknown_fields``
+    must descend into (it runs for every record of every page)."""
+    nested = []
+    for name, info in model.model_fields.items():
+        candidates = (info.annotation, *typing.get_args(info.annotation))
+        if any(inspect.isclass(c) and issubclass(c, CleverModel) for c in candidates):
+            nested.append(name)
+    return tuple(nested)
 
 
 def _problem(exc: Exception) -> str:
