@@ -104,6 +104,10 @@ class Runtime:
             )
             logger.error("CleverSync is not configured correctly: %s", error, exc_info=exc)
             return cls(config_error=error)
+        import cleversync.orchestrator  # noqa: F401 (loaded now, so the freeze below covers it)
+        from cleversync.services import prepare_process
+
+        prepare_process()
         return cls(services)
 
     @property

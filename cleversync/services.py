@@ -31,6 +31,21 @@ if TYPE_CHECKING:
     from cleversync.sync.school import Progress, SchoolSync
 
 
+def prepare_process() -> None:
+    """For the entry points, once their modules are loaded: take the heap out of the GC's way.
+
+    A sync makes many short-lived objects, and the cyclic collector's full sweeps then walk
+    every object the imports left (SQLAlchemy, pydantic, Azure SDKs: about 100,000), again
+    and again: a fifth of a school's sync time in the benchmarks. ``gc.freeze`` moves what
+    is alive now to a generation the collector skips; collecting first keeps garbage cycles
+    of the moment from being pinned there.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
 class Services:
     """Lazily built, cached clients for one process (or one test)."""
 

@@ -62,10 +62,12 @@ def _date(text: str) -> datetime:
 
 def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
     from cleversync.report import SUMMARY_HEADERS, problems, run_json, summary_rows
+    from cleversync.services import prepare_process
 
     out = sys.stdout
     progress = ProgressDisplay(sys.stderr)
     orchestrator = ctx.services.orchestrator(on_progress=progress.update)
+    prepare_process()
     targets = orchestrator.targets(school_id=args.school_id, district_id=args.district_id)
     if not targets:
         print("No active schools to sync. Register one with 'cleversync school add'.")
