@@ -9,6 +9,7 @@ answers become the typed errors of ``cleversync.errors`` that the sync acts on.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -65,6 +66,23 @@ class Page(Generic[T]):
     failures: list[RecordError] = field(default_factory=list)
     off_role: int = 0
     last_id: str | None = None  # the id of the page's last entry, readable or not
+
+
+@dataclass
+class RawPage:
+    """One page as Clever sent it: the record objects, and the entries that are not objects."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[RecordError] = field(default_factory=list)
+    last_id: str | None = None
+
+
+# kind -> (resource under /schools/{id}/, role filter, model, entity name)
+_KINDS: dict[str, tuple[str, str | None, type[CleverModel], str]] = {
+    "students": ("users", "student", User, "Student"),
+    "teachers": ("users", "teacher", User, "Teacher"),
+    "sections": ("sections", None, Section, "Section"),
+}
 
 
 class FieldReport:
@@ -132,23 +150,46 @@ class CleverClient:
         self._origin = _origin(self._base)
         self._version_warned = False
         self.requests = 0
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(CleverTransientError),
+            stop=stop_after_attempt(self._policy.max_attempts + 1),
+            wait=self._wait,
+            sleep=sleep,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
 
     # --- data ---------------------------------------------------------------------------
 
     def students(self, school_id: str, *, page_size: int) -> Iterator[Page[User]]:
-        path = self._path(f"schools/{school_id}/users", role="student", limit=page_size)
-        call = _Call(f"students of Clever school {school_id}", school_id=school_id)
-        return self._pages(path, call, User, entity="Student", role="student")
+        return self._parsed("students", school_id, page_size)
 
     def teachers(self, school_id: str, *, page_size: int) -> Iterator[Page[User]]:
-        path = self._path(f"schools/{school_id}/users", role="teacher", limit=page_size)
-        call = _Call(f"teachers of Clever school {school_id}", school_id=school_id)
-        return self._pages(path, call, User, entity="Teacher", role="teacher")
+        return self._parsed("teachers", school_id, page_size)
 
     def sections(self, school_id: str, *, page_size: int) -> Iterator[Page[Section]]:
-        path = self._path(f"schools/{school_id}/sections", limit=page_size)
-        call = _Call(f"sections of Clever school {school_id}", school_id=school_id)
-        return self._pages(path, call, Section, entity="Section")
+        return self._parsed("sections", school_id, page_size)
+
+    def raw_pages(self, kind: str, school_id: str, *, page_size: int) -> Iterator[RawPage]:
+        """A school's ``students``, ``teachers`` or ``sections`` as Clever sent them, page by
+        page, for a caller that parses only some (``parse_records``)."""
+        resource, role, _, _ = _KINDS[kind]
+        params: dict[str, Any] = {"role": role} if role else {}
+        path = self._path(f"schools/{school_id}/{resource}", **params, limit=page_size)
+        call = _Call(f"{kind} of Clever school {school_id}", school_id=school_id)
+        return self._raw_pages(path, call, kind)
+
+    def parse_records(self, kind: str, raws: list[dict[str, Any]]) -> Page[Any]:
+        """Typed records of ``kind`` (unreadable ones as failures, other roles left out)."""
+        _, role, model, entity = _KINDS[kind]
+        return self._page(raws, model, entity, role)
+
+    def _parsed(self, kind: str, school_id: str, page_size: int) -> Iterator[Page[Any]]:
+        for raw in self.raw_pages(kind, school_id, page_size=page_size):
+            page = self.parse_records(kind, raw.records)
+            page.failures[:0] = raw.failures
+            page.last_id = raw.last_id
+            yield page
 
     def schools(self, *, page_size: int = 100) -> Iterator[Page[School]]:
         path = self._path("schools", limit=page_size)
@@ -184,28 +225,38 @@ class CleverClient:
 
     # --- paging -------------------------------------------------------------------------
 
-    def _pages(
-        self, first: str, call: _Call, model: type[T], *, entity: str, role: str | None = None
-    ) -> Iterator[Page[T]]:
+    def _pages(self, first: str, call: _Call, model: type[T], *, entity: str) -> Iterator[Page[T]]:
+        for raw in self._raw_pages(first, call, entity.lower()):
+            page = self._page(raw.records, model, entity, None)
+            page.failures[:0] = raw.failures
+            page.last_id = raw.last_id
+            yield page
+
+    def _raw_pages(self, first: str, call: _Call, what: str) -> Iterator[RawPage]:
         paginator = CursorPaginator(first)
         while paginator.next_path is not None:
             body = self._get(paginator.next_path, call)
             paginator.advance(body)
-            yield self._page(body, model, entity, role)
+            items = body.get("data")
+            if not isinstance(items, list):
+                raise CleverResponseError(f"Clever's {what} page has no 'data' array")
+            page = RawPage()
+            for item in items:
+                raw = item.get("data") if isinstance(item, dict) else None
+                if not isinstance(raw, dict):
+                    page.failures.append(RecordError("", f"an entry of {what} is not an object"))
+                    continue
+                if isinstance(raw.get("id"), str):
+                    page.last_id = raw["id"]
+                page.records.append(raw)
+            yield page
 
-    def _page(self, body: dict[str, Any], model: type[T], entity: str, role: str | None) -> Page[T]:
-        items = body.get("data")
-        if not isinstance(items, list):
-            raise CleverResponseError(f"Clever's {entity.lower()} page has no 'data' array")
+    def _page(
+        self, raws: list[dict[str, Any]], model: type[T], entity: str, role: str | None
+    ) -> Page[T]:
         page: Page[T] = Page()
         unknown: set[str] = set()
-        for item in items:
-            raw = item.get("data") if isinstance(item, dict) else None
-            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-                page.last_id = raw["id"]
-            if not isinstance(raw, dict):
-                page.failures.append(RecordError("", f"a {entity.lower()} entry is not an object"))
-                continue
+        for raw in raws:
             try:
                 record = parse_event(raw) if model is Event else parse(model, raw)
             except RecordError as exc:
@@ -223,15 +274,7 @@ class CleverClient:
     # --- one request --------------------------------------------------------------------
 
     def _get(self, path: str, call: _Call) -> dict[str, Any]:
-        retrying = Retrying(
-            retry=retry_if_exception_type(CleverTransientError),
-            stop=stop_after_attempt(self._policy.max_attempts + 1),
-            wait=self._wait,
-            sleep=self._sleep,
-            before_sleep=self._log_retry(call),
-            reraise=True,
-        )
-        return retrying(self._get_once, path, call)
+        return self._retrying(self._get_once, path, call)
 
     def _get_once(self, path: str, call: _Call) -> dict[str, Any]:
         token = self._tokens.token()
@@ -267,7 +310,7 @@ class CleverClient:
         status = response.status_code
         if status == 200:
             try:
-                body = response.json()
+                body = json.loads(response.content)  # bytes: no decode to str first
             except ValueError:
                 raise CleverResponseError(
                     f"Clever answered {call.what} with a body that is not JSON"
@@ -337,21 +380,19 @@ class CleverClient:
             return 0.0
         return base * 2 ** (state.attempt_number - 1) + random.uniform(0, base / 2)
 
-    def _log_retry(self, call: _Call) -> Callable[[RetryCallState], None]:
-        def log(state: RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            wait = state.next_action.sleep if state.next_action else 0.0
-            logger.warning(
-                "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
-                call.what,
-                wait,
-                state.attempt_number,
-                self._policy.max_attempts + 1,
-                exc,
-                extra={"Attempt": state.attempt_number, "WaitSeconds": round(wait, 2)},
-            )
-
-        return log
+    def _log_retry(self, state: RetryCallState) -> None:
+        call: _Call = state.args[1]
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.warning(
+            "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
+            call.what,
+            wait,
+            state.attempt_number,
+            self._policy.max_attempts + 1,
+            exc,
+            extra={"Attempt": state.attempt_number, "WaitSeconds": round(wait, 2)},
+        )
 
     # --- URLs ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ sync can remove what Clever no longer has, behind the mass-delete guard.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cleversync.clever.client import CleverClient, Page
+from cleversync.clever.client import CleverClient
 from cleversync.errors import (
     CleverAuthError,
     CleverSyncError,
@@ -32,7 +32,15 @@ from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.sync.mapping import Row, section_row, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
-from cleversync.sync.writer import active_rows, chunks, remove_rows, write_rows, write_sections
+from cleversync.sync.writer import (
+    chunks,
+    missing_rows,
+    remove_rows,
+    stored_versions,
+    write_rows,
+    write_sections,
+)
+from cleversync.timeutil import parse_clever_time
 
 # Errors that end the whole school's run; anything else from Clever fails one entity.
 SCHOOL_LEVEL = (
@@ -66,16 +74,19 @@ def run_passes(
     delete: bool,
 ) -> None:
     """Students, teachers, then sections (their links need the people first)."""
-    size = ctx.settings.sync.page_size
-    plan: list[tuple[Entity, Callable[[], Iterator[Page[Any]]], Callable[[Any], Row]]] = [
-        (STUDENT, lambda: client.students(school_clever_id, page_size=size), student_row),
-        (TEACHER, lambda: client.teachers(school_clever_id, page_size=size), teacher_row),
-        (SECTION, lambda: client.sections(school_clever_id, page_size=size), section_row),
+    plan: list[tuple[Entity, str, Callable[[Any], Row]]] = [
+        (STUDENT, "students", student_row),
+        (TEACHER, "teachers", teacher_row),
+        (SECTION, "sections", section_row),
     ]
-    for entity, pages, mapper in plan:
+    for entity, kind, mapper in plan:
         outcome = outcomes[entity.name]
+        source = Source(client, kind, school_clever_id, mapper)
+        # A data comparison (no deletes) may skip people stored at the version Clever has;
+        # sections are always compared, so their links reach people stored since.
+        versioned = not delete and entity is not SECTION
         try:
-            entity_pass(ctx, entity, pages(), mapper, outcome, delete=delete)
+            entity_pass(ctx, entity, source, outcome, delete=delete, versioned=versioned)
         except SCHOOL_LEVEL:
             raise
         except CleverSyncError as exc:  # this entity fails; the next one may still work
@@ -83,21 +94,20 @@ def run_passes(
             outcome.log(logging.ERROR, "Sync of %s failed: %s", entity.name.lower(), outcome.error)
 
 
-def entity_pass(
-    ctx: PassContext,
-    entity: Entity,
-    pages: Iterable[Page[Any]],
-    mapper: Callable[[Any], Row],
-    outcome: EntityOutcome,
-    *,
-    delete: bool,
-) -> None:
-    active_before = _count_active(ctx, entity) if delete else 0
-    seen: set[str] = set()
-    batch: list[Row] = []
-    size = ctx.settings.sync.batch_size
-    for page in pages:
+@dataclass(frozen=True)
+class Source:
+    """Where an entity's records come from, and how they become rows."""
+
+    client: CleverClient
+    kind: str  # students | teachers | sections
+    school: str
+    mapper: Callable[[Any], Row]
+
+    def rows(self, raws: list[dict[str, Any]], outcome: EntityOutcome, seen: set[str]) -> list[Row]:
+        """Parse and map records; every id Clever sent is ``seen``, readable or not."""
+        page = self.client.parse_records(self.kind, raws)
         outcome.counts.processed += len(page.records) + len(page.failures)
+        rows = []
         for failure in page.failures:
             outcome.record_failure(failure)
             if failure.clever_id:
@@ -105,15 +115,51 @@ def entity_pass(
         for record in page.records:
             seen.add(record.id.strip())
             try:
-                batch.append(mapper(record))
+                rows.append(self.mapper(record))
             except RecordError as error:
                 outcome.record_failure(error)
+        return rows
+
+
+def entity_pass(
+    ctx: PassContext,
+    entity: Entity,
+    source: Source,
+    outcome: EntityOutcome,
+    *,
+    delete: bool,
+    versioned: bool = False,
+) -> None:
+    """Stream the entity's pages and write them in whole batches; then, in a full sync,
+    remove what Clever no longer has. ``versioned``: skip records stored at Clever's
+    version (see ``_changed``)."""
+    active_before = _count_active(ctx, entity) if delete else 0
+    seen: set[str] = set()
+    batch: list[Row] = []
+    held: list[dict[str, Any]] = []
+    size = ctx.settings.sync.batch_size
+    pages = source.client.raw_pages(
+        source.kind, source.school, page_size=ctx.settings.sync.page_size
+    )
+    for raw in pages:
+        outcome.counts.processed += len(raw.failures)
+        for failure in raw.failures:
+            outcome.record_failure(failure)
+        if versioned:
+            held.extend(raw.records)
+            if len(held) >= size:
+                batch += _changed(ctx, entity, source, held, outcome, seen)
+                held = []
+        else:
+            batch += source.rows(raw.records, outcome, seen)
         if len(batch) >= size:  # whole batches; the rest waits for the next page
             whole = len(batch) - len(batch) % size
             _flush(ctx, entity, batch[:whole], outcome)
             batch = batch[whole:]
         if ctx.progress:
             ctx.progress(entity.name, outcome.counts.processed)
+    if held:
+        batch += _changed(ctx, entity, source, held, outcome, seen)
     _flush(ctx, entity, batch, outcome)
     if delete:  # only now: every page arrived
         _delete(ctx, entity, seen, active_before, outcome)
@@ -128,6 +174,42 @@ def entity_pass(
         outcome.counts.deleted,
         outcome.counts.failed,
     )
+
+
+def _changed(
+    ctx: PassContext,
+    entity: Entity,
+    source: Source,
+    raws: list[dict[str, Any]],
+    outcome: EntityOutcome,
+    seen: set[str],
+) -> list[Row]:
+    """Rows for the records not stored at Clever's version; the others are only counted.
+
+    ``LastModifiedInClever`` is written only together with a row's values, so an active
+    row holding Clever's ``last_modified`` holds that very version of the record: parsing,
+    mapping and comparing it again would find nothing. (A full sync compares everything.)
+    """
+    ids = [raw["id"] for raw in raws if isinstance(raw.get("id"), str)]
+    stored = ctx.transaction(
+        f"reading the versions of {len(ids)} {entity.name.lower()} rows",
+        lambda conn: stored_versions(conn, entity, ids),
+    )
+    role = source.kind[:-1]  # students -> student
+    changed = []
+    for raw in raws:
+        version = stored.get(raw.get("id"))  # type: ignore[call-overload]
+        roles = raw.get("roles")
+        if (
+            version is not None
+            and version == parse_clever_time(raw.get("last_modified"))
+            and isinstance(roles, dict)
+            and roles.get(role)
+        ):
+            outcome.counts.processed += 1
+        else:
+            changed.append(raw)
+    return source.rows(changed, outcome, seen)
 
 
 def _flush(ctx: PassContext, entity: Entity, batch: list[Row], outcome: EntityOutcome) -> None:
@@ -149,15 +231,15 @@ def _flush(ctx: PassContext, entity: Entity, batch: list[Row], outcome: EntityOu
 def _delete(
     ctx: PassContext, entity: Entity, seen: set[str], active_before: int, outcome: EntityOutcome
 ) -> None:
-    active = ctx.transaction(
-        f"reading active {entity.name.lower()} rows", lambda conn: active_rows(conn, entity)
+    missing, active = ctx.transaction(
+        f"reading active {entity.name.lower()} rows",
+        lambda conn: missing_rows(conn, entity, seen),
     )
-    missing = [key for clever_id, key in active.items() if clever_id not in seen]
     mode = ctx.settings.sync.delete_mode
     decision = plan_deletes(
         entity=entity.name,
         missing=len(missing),
-        active=max(active_before, len(active)),
+        active=max(active_before, active),
         max_percent=ctx.settings.sync.max_delete_percent,
         allow_mass_delete=ctx.allow_mass_delete,
         mode=mode,

@@ -17,10 +17,13 @@ Mode = Literal["full", "events", "data"]
 
 @dataclass(frozen=True)
 class Existing:
-    """What a batch needs to know about a row already in the school database."""
+    """What a batch needs to know about a row already in the school database.
+
+    ``values`` are the stored mapped columns, in the entity's column order.
+    """
 
     key: int
-    values: dict[str, str | None]
+    values: tuple[str | None, ...]
     is_active: bool
 
 
@@ -33,7 +36,7 @@ class BatchPlan:
 
 def same(a: Any, b: Any) -> bool:
     """Equal after normalization: null = empty = whitespace, strings trimmed."""
-    return clean(a) == clean(b)
+    return a == b or clean(a) == clean(b)  # equal as they are: the usual case, no cleaning
 
 
 def changed_columns(incoming: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
@@ -53,11 +56,18 @@ def plan_batch(rows: Sequence[Row], existing: Mapping[str, Existing]) -> BatchPl
         stored = existing.get(row.clever_id)
         if stored is None:
             plan.inserts.append(row)
-        elif not stored.is_active or changed_columns(row.values, stored.values):
+        elif not stored.is_active or _changed(row, stored):
             plan.updates.append((stored.key, row))
         else:
             plan.unchanged.append((stored.key, row))
     return plan
+
+
+def _changed(row: Row, stored: Existing) -> bool:
+    incoming = tuple(row.values.values())
+    if incoming == stored.values:  # what we wrote is already normalized: the usual case
+        return False
+    return any(not same(a, b) for a, b in zip(incoming, stored.values, strict=True))
 
 
 def plan_links(

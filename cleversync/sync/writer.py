@@ -8,7 +8,7 @@ the caller decides the transaction (one per batch, or one per page of events).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,13 +56,24 @@ def read_existing(
     found: dict[str, Existing] = {}
     for part in chunks(clever_ids):
         rows = conn.execute(select(*columns).where(table.c[entity.clever_key].in_(part)))
-        for row in rows:
-            mapping = row._mapping
-            found[mapping[entity.clever_key]] = Existing(
-                key=mapping[entity.key],
-                values={c: mapping[c] for c in entity.columns},
-                is_active=bool(mapping["IsActive"]),
-            )
+        # By position, in the order selected: a row's _mapping costs a lookup per column.
+        for key, clever_id, is_active, *values in rows:
+            found[clever_id] = Existing(key=key, values=tuple(values), is_active=bool(is_active))
+    return found
+
+
+def stored_versions(
+    conn: Connection, entity: Entity, clever_ids: Sequence[str]
+) -> dict[str, datetime | None]:
+    """``LastModifiedInClever`` of the stored active rows among ``clever_ids``."""
+    table = entity.table
+    found: dict[str, datetime | None] = {}
+    for part in chunks(clever_ids):
+        query = select(table.c[entity.clever_key], table.c.LastModifiedInClever).where(
+            table.c[entity.clever_key].in_(part), table.c.IsActive.is_(True)
+        )
+        for clever_id, last_modified in conn.execute(query):
+            found[clever_id] = last_modified
     return found
 
 
@@ -211,13 +222,21 @@ def _write_links(
     return {s for s, _ in add} | {s for s, _ in remove}
 
 
-def active_rows(conn: Connection, entity: Entity) -> dict[str, int]:
-    """Clever id to primary key of every active row (what a full sync may remove)."""
+def missing_rows(conn: Connection, entity: Entity, seen: Container[str]) -> tuple[list[int], int]:
+    """Primary keys of the active rows whose Clever id is not in ``seen`` (what a full sync
+    may remove), and how many rows are active. The rows are streamed, not held: memory keeps
+    the missing keys, not a copy of every active row beside ``seen``."""
     table = entity.table
     query = select(table.c[entity.clever_key], table.c[entity.key]).where(
         table.c.IsActive.is_(True)
     )
-    return _pairs(conn.execute(query))
+    missing: list[int] = []
+    active = 0
+    for clever_id, key in conn.execution_options(yield_per=2000).execute(query):
+        active += 1
+        if clever_id not in seen:
+            missing.append(key)
+    return missing, active
 
 
 def remove_rows(

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from cleversync.db.schema import SyncHistory
+from cleversync.db.schema import Student, SyncHistory
 from cleversync.sandbox import Fault
 from tests.world import World, clever_school_id, expected_students, stored_students
 
@@ -247,3 +247,48 @@ def test_the_cursor_never_moves_past_an_event_that_failed(world: World) -> None:
     assert (run.schools[0].mode, run.schools[0].status) == ("events", "Success")
     assert set(made) <= set(stored_students(world))
     assert services.school_sync().history.last_good_run(1).last_event_id != good_cursor
+
+
+def test_data_comparison_skips_rows_stored_at_clevers_version(world: World) -> None:
+    world.sandbox.set_events_enabled(world.districts[0].clever_district_id, False)
+    world.sync(school_id=1)
+    clever_id = clever_school_id(world)
+    students = world.sandbox.students(clever_id)
+    changed, edited = students[0]["id"], students[1]["id"]
+    world.sandbox.update_user(changed, {"name": {"last": "Changed-In-Clever"}})
+    # Someone edits a row behind our back; Clever's version of it is unchanged.
+    with world.engine(world.school()).begin() as conn:
+        conn.execute(
+            update(Student).where(Student.CleverStudentId == edited).values(LastName="Edited-Here")
+        )
+    run = world.sync(school_id=1)
+    s = entity(run.schools[0], "Student")
+    assert (run.schools[0].mode, s.counts.updated) == ("data", 1)
+    assert s.counts.processed == len(expected_students(world))  # every record still counts
+    stored = stored_students(world)
+    assert stored[changed]["LastName"] == "Changed-In-Clever"
+    assert stored[edited]["LastName"] == "Edited-Here"  # same Clever version: not compared
+    run = world.sync(school_id=1, full=True)  # a full sync compares every row
+    assert entity(run.schools[0], "Student").counts.updated == 1
+    assert stored_students(world) == expected_students(world)
+
+
+def test_data_comparison_reactivates_a_returning_row(world: World) -> None:
+    services = world.make_services(CleverSync__Sync__DeleteMode="Deactivate")
+    world.sandbox.set_events_enabled(world.districts[0].clever_district_id, False)
+    world.sync(services, school_id=1)
+    here, elsewhere = clever_school_id(world, 0), clever_school_id(world, 1)
+    mover = next(
+        s for s in world.sandbox.students(here) if s["roles"]["student"]["schools"] == [here]
+    )
+    world.sandbox.update_user(
+        mover["id"], {"roles": {"student": {"school": elsewhere, "schools": [elsewhere]}}}
+    )
+    world.sync(services, school_id=1, full=True)
+    assert mover["id"] not in stored_students(world)  # deactivated
+    world.sandbox.update_user(
+        mover["id"], {"roles": {"student": {"school": here, "schools": [here]}}}
+    )
+    run = world.sync(services, school_id=1)
+    assert (run.schools[0].mode, entity(run.schools[0], "Student").counts.updated) == ("data", 1)
+    assert mover["id"] in stored_students(world)

@@ -45,9 +45,9 @@ def test_changed_columns() -> None:
 
 def test_plan_batch_inserts_updates_and_skips() -> None:
     existing = {
-        "same": Existing(1, {"FirstName": "A", "LastName": "B", "Email": ""}, True),
-        "changed": Existing(2, {"FirstName": "A", "LastName": "Old", "Email": None}, True),
-        "inactive": Existing(3, {"FirstName": "A", "LastName": "B", "Email": None}, False),
+        "same": Existing(1, ("A", "B", ""), True),  # "" stored by another tool: same as None
+        "changed": Existing(2, ("A", "Old", None), True),
+        "inactive": Existing(3, ("A", "B", None), False),
     }
     plan = plan_batch([row("same"), row("changed"), row("inactive"), row("new")], existing)
     assert [r.clever_id for r in plan.inserts] == ["new"]
@@ -136,3 +136,18 @@ def test_mode_choice() -> None:
 
 def test_latest_per_record_keeps_the_last_state_in_last_seen_order() -> None:
     assert list(latest_per_record([("a", 1), ("b", 2), ("a", 3)]).items()) == [("b", 2), ("a", 3)]
+
+
+def test_mapped_rows_follow_the_entitys_column_order() -> None:
+    # plan_batch compares a row's values with the stored ones position by position.
+    from cleversync.clever.models import Section, User, parse
+    from cleversync.sync.entities import SECTION, STUDENT, TEACHER
+    from cleversync.sync.mapping import section_row, student_row, teacher_row
+
+    user = parse(
+        User,
+        {"id": "u", "name": {"first": "A", "last": "B"}, "roles": {"student": {}, "teacher": {}}},
+    )
+    assert tuple(student_row(user).values) == STUDENT.columns
+    assert tuple(teacher_row(user).values) == TEACHER.columns
+    assert tuple(section_row(parse(Section, {"id": "s", "name": "Math"})).values) == SECTION.columns
