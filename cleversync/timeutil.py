@@ -13,6 +13,11 @@ def parse_clever_time(value: object) -> datetime | None:
     """Clever's ``2023-04-12T23:05:01.315Z`` as naive UTC; None for missing or unreadable."""
     if not isinstance(value, str) or not value:
         return None
+    if value[-1] == "Z":  # Clever's own form: read it without a time zone round trip
+        try:
+            return datetime.fromisoformat(value[:-1])
+        except ValueError:
+            return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

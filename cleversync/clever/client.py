@@ -449,15 +449,21 @@ def build_http_client(
                 "sandbox) may, anything else must be https",
                 setting=name,
             )
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # TLS 1.2 at least; plain http (loopback only, checked above) needs no TLS context.
+    verify: ssl.SSLContext | bool = False
+    if any(
+        urlsplit(u).scheme == "https"
+        for u in (settings.clever.api_base_url, settings.clever.token_url)
+    ):
+        verify = ssl.create_default_context()
+        verify.minimum_version = ssl.TLSVersion.TLSv1_2
     timeout = httpx.Timeout(
         settings.clever.timeout_seconds, connect=min(10.0, settings.clever.timeout_seconds)
     )
     parallel = settings.concurrency.max_schools_in_parallel
     return httpx.Client(
         timeout=timeout,
-        verify=context,
+        verify=verify,
         transport=transport,
         limits=httpx.Limits(
             max_connections=parallel * 2 + 4, max_keepalive_connections=parallel * 2

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from tenacity import (
     RetryCallState,
@@ -153,3 +154,20 @@ def run_with_retry(
     except DBAPIError as exc:
         translated = translate(exc, what)
         raise (translated or DatabaseError(what)) from exc
+
+
+def in_transaction(
+    engine: Engine,
+    work: Callable[[Connection], T],
+    *,
+    policy: RetryPolicy,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run ``work`` in one transaction on ``engine``, all of it again on a transient error."""
+
+    def attempt() -> T:
+        with engine.begin() as conn:
+            return work(conn)
+
+    return run_with_retry(attempt, policy=policy, what=what, sleep=sleep)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from cleversync.db.retry import run_with_retry
+from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import SyncHistory
 from cleversync.redaction import redact
 from cleversync.settings import RetryPolicy
@@ -63,15 +63,13 @@ class History:
         self._sleep = sleep
 
     def _write(self, what: str, statement: Any, params: Any = None) -> Any:
-        def run() -> Any:
-            with self._engine.begin() as conn:
-                return (
-                    conn.execute(statement, params)
-                    if params is not None
-                    else conn.execute(statement)
-                )
-
-        return run_with_retry(run, policy=self._policy, what=what, sleep=self._sleep)
+        return in_transaction(
+            self._engine,
+            lambda conn: conn.execute(statement, params),
+            policy=self._policy,
+            what=what,
+            sleep=self._sleep,
+        )
 
     def _read(self, what: str, fn: Callable[[Any], Any]) -> Any:
         def run() -> Any:

@@ -13,11 +13,12 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from cleversync.db.retry import run_with_retry
+from cleversync.db.retry import in_transaction
 from cleversync.db.schema import School
 from cleversync.errors import LeaseHeldError, LeaseLostError
 from cleversync.settings import RetryPolicy
@@ -62,23 +63,8 @@ class Lease:
         now = self._clock()
         if not force and now - self._renewed_at < min(RENEW_EVERY, self._duration / 4):
             return
-
-        def run() -> int:
-            with self._engine.begin() as conn:
-                return conn.execute(
-                    update(_TABLE)
-                    .where(
-                        _TABLE.c.SchoolId == self.school_id, _TABLE.c.SyncLeaseOwner == self.owner
-                    )
-                    .values(SyncLeaseExpiresAt=now + self._duration)
-                ).rowcount
-
-        if (
-            run_with_retry(
-                run, policy=self._policy, what="renewing the sync lease", sleep=self._sleep
-            )
-            != 1
-        ):
+        renewed = self._update("renewing the sync lease", SyncLeaseExpiresAt=now + self._duration)
+        if renewed != 1:
             raise LeaseLostError(
                 f"school {self.school_id}'s sync lease was taken over by another run (this run "
                 "went longer than the lease without renewing it); stopping this run"
@@ -86,17 +72,22 @@ class Lease:
         self._renewed_at = now
 
     def release(self) -> None:
-        def run() -> None:
-            with self._engine.begin() as conn:
-                conn.execute(
-                    update(_TABLE)
-                    .where(
-                        _TABLE.c.SchoolId == self.school_id, _TABLE.c.SyncLeaseOwner == self.owner
-                    )
-                    .values(SyncLeaseOwner=None, SyncLeaseExpiresAt=None)
-                )
+        self._update("releasing the sync lease", SyncLeaseOwner=None, SyncLeaseExpiresAt=None)
 
-        run_with_retry(run, policy=self._policy, what="releasing the sync lease", sleep=self._sleep)
+    def _update(self, what: str, **values: Any) -> int:
+        """Change the lease columns while this run still owns the lease; rows changed."""
+        statement = (
+            update(_TABLE)
+            .where(_TABLE.c.SchoolId == self.school_id, _TABLE.c.SyncLeaseOwner == self.owner)
+            .values(**values)
+        )
+        return in_transaction(
+            self._engine,
+            lambda conn: conn.execute(statement).rowcount,
+            policy=self._policy,
+            what=what,
+            sleep=self._sleep,
+        )
 
 
 class Leases:
@@ -119,29 +110,28 @@ class Leases:
         """Take the school's lease, or raise LeaseHeldError naming the live holder."""
         now = self._clock()
 
-        def run() -> tuple[int, str | None, datetime | None]:
-            with self._engine.begin() as conn:
-                before = conn.execute(
-                    select(_TABLE.c.SyncLeaseOwner, _TABLE.c.SyncLeaseExpiresAt).where(
-                        _TABLE.c.SchoolId == school_id
-                    )
-                ).first()
-                taken = conn.execute(
-                    update(_TABLE)
-                    .where(
-                        _TABLE.c.SchoolId == school_id,
-                        or_(
-                            _TABLE.c.SyncLeaseOwner.is_(None),
-                            _TABLE.c.SyncLeaseExpiresAt.is_(None),
-                            _TABLE.c.SyncLeaseExpiresAt < now,
-                        ),
-                    )
-                    .values(SyncLeaseOwner=owner, SyncLeaseExpiresAt=now + self._duration)
-                ).rowcount
-                return taken, (before[0] if before else None), (before[1] if before else None)
+        def take(conn: Connection) -> tuple[int, str | None, datetime | None]:
+            before = conn.execute(
+                select(_TABLE.c.SyncLeaseOwner, _TABLE.c.SyncLeaseExpiresAt).where(
+                    _TABLE.c.SchoolId == school_id
+                )
+            ).first()
+            taken = conn.execute(
+                update(_TABLE)
+                .where(
+                    _TABLE.c.SchoolId == school_id,
+                    or_(
+                        _TABLE.c.SyncLeaseOwner.is_(None),
+                        _TABLE.c.SyncLeaseExpiresAt.is_(None),
+                        _TABLE.c.SyncLeaseExpiresAt < now,
+                    ),
+                )
+                .values(SyncLeaseOwner=owner, SyncLeaseExpiresAt=now + self._duration)
+            ).rowcount
+            return taken, (before[0] if before else None), (before[1] if before else None)
 
-        taken, holder, expires = run_with_retry(
-            run, policy=self._policy, what="taking the sync lease", sleep=self._sleep
+        taken, holder, expires = in_transaction(
+            self._engine, take, policy=self._policy, what="taking the sync lease", sleep=self._sleep
         )
         if taken != 1:
             raise LeaseHeldError(

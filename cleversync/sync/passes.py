@@ -33,6 +33,7 @@ from cleversync.sync.mapping import Row, section_row, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
 from cleversync.sync.writer import (
+    MAX_IN,
     chunks,
     missing_rows,
     remove_rows,
@@ -51,6 +52,10 @@ SCHOOL_LEVEL = (
     ConfigurationError,
     SyncError,
 )
+
+
+# Raw records held for one read of their stored versions (within SQL Server's parameters).
+VERSION_CHECK_SIZE = MAX_IN
 
 
 @dataclass(frozen=True)
@@ -147,7 +152,7 @@ def entity_pass(
             outcome.record_failure(failure)
         if versioned:
             held.extend(raw.records)
-            if len(held) >= size:
+            if len(held) >= VERSION_CHECK_SIZE:
                 batch += _changed(ctx, entity, source, held, outcome, seen)
                 held = []
         else:

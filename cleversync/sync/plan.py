@@ -71,11 +71,11 @@ def _changed(row: Row, stored: Existing) -> bool:
 
 
 def plan_links(
-    desired: Mapping[int, set[int]], existing: Mapping[int, set[int]]
-) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    desired: Mapping[int, set[Any]], existing: Mapping[int, set[Any]]
+) -> tuple[list[tuple[int, Any]], list[tuple[int, Any]]]:
     """Links to add and to remove so each section holds exactly its desired members."""
-    add: list[tuple[int, int]] = []
-    remove: list[tuple[int, int]] = []
+    add: list[tuple[int, Any]] = []
+    remove: list[tuple[int, Any]] = []
     for section, members in desired.items():
         current = existing.get(section, set())
         add += [(section, member) for member in sorted(members - current)]

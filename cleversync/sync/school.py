@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cleversync.clever.client import CleverClient, FieldReport
 from cleversync.db.migrate import require_current
-from cleversync.db.retry import run_with_retry, translate
+from cleversync.db.retry import in_transaction, translate
 from cleversync.errors import (
     CleverSyncError,
     EventCursorExpiredError,
@@ -379,14 +379,9 @@ class SchoolSync:
 
     def _transaction(self, run: _Run, what: str, fn: Callable[[Connection], Any]) -> Any:
         assert run.engine is not None
-        engine = run.engine
-
-        def attempt() -> Any:
-            with engine.begin() as conn:
-                return fn(conn)
-
-        return run_with_retry(
-            attempt,
+        return in_transaction(
+            run.engine,
+            fn,
             policy=self._settings.retry.database,
             what=f"{what} in school database {run.school.database_name}",
             sleep=self._sleep,

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Result
 
 from cleversync.db.schema import SectionStudent, SectionTeacher
@@ -47,6 +48,14 @@ def chunks(items: Sequence[str] | Sequence[int], size: int = MAX_IN) -> Iterator
         yield list(items[start : start + size])
 
 
+def one_of(conn: Connection, column: ColumnElement[Any], values: list[Any]) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``= ANY(array)``, one parameter instead of
+    hundreds, which the server parses and plans in half the time."""
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
 def read_existing(
     conn: Connection, entity: Entity, clever_ids: Sequence[str]
 ) -> dict[str, Existing]:
@@ -55,7 +64,7 @@ def read_existing(
     columns += [table.c[c] for c in entity.columns]
     found: dict[str, Existing] = {}
     for part in chunks(clever_ids):
-        rows = conn.execute(select(*columns).where(table.c[entity.clever_key].in_(part)))
+        rows = conn.execute(select(*columns).where(one_of(conn, table.c[entity.clever_key], part)))
         # By position, in the order selected: a row's _mapping costs a lookup per column.
         for key, clever_id, is_active, *values in rows:
             found[clever_id] = Existing(key=key, values=tuple(values), is_active=bool(is_active))
@@ -70,7 +79,7 @@ def stored_versions(
     found: dict[str, datetime | None] = {}
     for part in chunks(clever_ids):
         query = select(table.c[entity.clever_key], table.c.LastModifiedInClever).where(
-            table.c[entity.clever_key].in_(part), table.c.IsActive.is_(True)
+            one_of(conn, table.c[entity.clever_key], part), table.c.IsActive.is_(True)
         )
         for clever_id, last_modified in conn.execute(query):
             found[clever_id] = last_modified
@@ -84,7 +93,7 @@ def keys_for(conn: Connection, entity: Entity, clever_ids: Iterable[str]) -> dic
     found: dict[str, int] = {}
     for part in chunks(ids):
         query = select(table.c[entity.clever_key], table.c[entity.key]).where(
-            table.c[entity.clever_key].in_(part)
+            one_of(conn, table.c[entity.clever_key], part)
         )
         found.update(_pairs(conn.execute(query)))
     return found
@@ -195,19 +204,26 @@ def _write_links(
     member_entity: Entity,
     members: Callable[[SectionRow], tuple[str, ...]],
 ) -> set[int]:
-    """Make each section's links to ``member_entity`` exactly its current list."""
-    member_ids = {m for row in rows for m in members(row)}
-    member_keys = keys_for(conn, member_entity, member_ids) if member_ids else {}
-    desired = {
-        section_keys[row.clever_id]: {member_keys[m] for m in members(row) if m in member_keys}
-        for row in rows
-    }
-    existing: dict[int, set[int]] = {key: set() for key in desired}
+    """Make each section's links to ``member_entity`` exactly its current list.
+
+    The stored links are read with their members' Clever ids (one join), so only the
+    members of links to add are looked up; those this school does not hold are skipped.
+    """
+    member = member_entity.table
+    desired = {section_keys[row.clever_id]: set(members(row)) for row in rows}
+    stored: dict[int, dict[str, int]] = {key: {} for key in desired}
     for part in chunks(list(desired)):
-        query = select(table.c.SectionId, table.c[member_column]).where(table.c.SectionId.in_(part))
-        for section, member in conn.execute(query):
-            existing[section].add(member)
-    add, remove = plan_links(desired, existing)
+        query = (
+            select(table.c.SectionId, member.c[member_entity.clever_key], table.c[member_column])
+            .join(member, member.c[member_entity.key] == table.c[member_column])
+            .where(one_of(conn, table.c.SectionId, part))
+        )
+        for section, clever_id, key in conn.execute(query):
+            stored[section][clever_id] = key
+    add_ids, remove_ids = plan_links(desired, {s: set(m) for s, m in stored.items()})
+    known = keys_for(conn, member_entity, [m for _, m in add_ids]) if add_ids else {}
+    add = [(s, known[m]) for s, m in add_ids if m in known]
+    remove = [(s, stored[s][m]) for s, m in remove_ids]
     if add:
         conn.execute(insert(table), [{"SectionId": s, member_column: m} for s, m in add])
     if remove:
@@ -249,11 +265,11 @@ def remove_rows(
         if mode == "Deactivate":
             statement = (
                 update(table)
-                .where(table.c[entity.key].in_(part))
+                .where(one_of(conn, table.c[entity.key], part))
                 .values(IsActive=False, DeactivatedAt=now, UpdatedAt=now)
             )
         else:
-            statement = delete(table).where(table.c[entity.key].in_(part))
+            statement = delete(table).where(one_of(conn, table.c[entity.key], part))
         removed += conn.execute(statement).rowcount or 0
     return removed
 
