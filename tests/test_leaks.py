@@ -19,10 +19,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from cleversync import runtime
 from cleversync.cli import main
 from cleversync.db.engines import engine_for
 from cleversync.db.schema import SyncHistory
 from cleversync.sandbox import Fault, Sandbox
+from tests.test_function_app import get_health, post_sync
 
 DB_PASSWORD = "S3cr3t-Db-Passw0rd-42"
 WRONG_SECRET = "wrong-client-secret-9876"
@@ -170,6 +172,17 @@ def test_no_secret_leaks_anywhere(
         sandbox.faults.clear()
         assert cli("history", "--json") == 0
         assert cli("history") == 0
+        assert cli("health", "--authenticate", "--json") == 0
+        # The Functions app's endpoints, built from the same environment as the host would.
+        runtime.reset()
+        try:
+            for params in ({"schoolId": "1"}, {"schoolId": "3"}, {"schoolId": "one"}, {}):
+                status, body, headers = post_sync(params)
+                outputs.append(json.dumps(body) + json.dumps(dict(headers)))
+            assert status == 200
+            outputs.append(json.dumps(get_health()[1]))
+        finally:
+            runtime.reset()
     finally:
         root.removeHandler(capture)
 
@@ -192,7 +205,11 @@ def test_no_secret_leaks_anywhere(
         wrong_basic,
         *tokens,
     }
-    everything = {"log records": capture.texts, "CLI output": outputs, "SyncHistory": history}
+    everything = {
+        "log records": capture.texts,
+        "CLI and HTTP output": outputs,
+        "SyncHistory": history,
+    }
     assert len(capture.texts) > 100  # DEBUG really was on
     for where, texts in everything.items():
         for text in texts:

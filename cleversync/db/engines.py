@@ -41,6 +41,7 @@ def engine_for_url(url: URL, *, create_sqlite_file: bool = False) -> Engine:
         given = url.query.get("options")  # the URL's own options are kept (str or tuple)
         given = " ".join(given) if isinstance(given, tuple) else given
         kwargs["connect_args"] = {"options": f"{given} {option}" if given else option}
+        kwargs["use_insertmanyvalues"] = False
     return create_engine(url, **kwargs)
 
 

@@ -89,6 +89,7 @@ class _Run:
     engine: Engine | None = None
     client: CleverClient | None = None
     reason: str = ""
+    cursor: str = ""  # the event cursor of the school's last good run
 
 
 class SchoolSync:
@@ -195,10 +196,11 @@ class SchoolSync:
             )
         school = self.registry.get_school(school.school_id)  # fresh RequiresFullSync
         started = self._clock()
+        last = self.history.last_good_run(school.school_id)
         decision = choose_mode(
             requested_full=request.full or request.allow_mass_delete,
             requires_full_sync=school.requires_full_sync,
-            last=self.history.last_good_run(school.school_id),
+            last=last,
             now=started,
             retention_days=self._settings.sync.event_retention_days,
         )
@@ -231,6 +233,7 @@ class SchoolSync:
         )
         result.mode, result.reason = decision.mode, decision.reason
         run.reason = decision.reason
+        run.cursor = last.last_event_id if last and last.last_event_id is not None else ""
         logger.info(
             "Syncing school %s (%s): %s sync, %s",
             school.school_id,
@@ -269,9 +272,8 @@ class SchoolSync:
             raise translate(exc, f"school database {run.school.database_name}") or exc from exc
         run.client = self._clever(run.district, FieldReport())
         if decision.mode == "events":
-            last = self.history.last_good_run(run.school.school_id)
             try:
-                self._events(run, last.last_event_id if last else "")
+                self._events(run, run.cursor)
                 return "events"
             except EventCursorExpiredError as exc:
                 run.reason = f"{exc}; fell back to a full sync"
