@@ -258,6 +258,10 @@ class SchoolSync:
                 )
         finally:
             self._close(run, mode, result)
+            if run.engine is not None:
+                # Hundreds of schools a night: keep no idle pool per school database open
+                # until the next run (the engine reconnects then).
+                run.engine.dispose()
 
     def _execute(self, run: _Run, decision: ModeDecision) -> str:
         run.engine = self._school_engine(run.school)

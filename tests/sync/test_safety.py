@@ -137,3 +137,10 @@ def test_a_run_longer_than_the_time_budget_stops(world: World) -> None:
     [result] = run.schools
     assert result.status == "Failed"
     assert "CleverSync__Sync__TimeoutMinutes" in result.error
+
+
+def test_no_connection_stays_open_to_a_school_database_after_its_run(world: World) -> None:
+    world.sync(school_id=1)
+    engine = world.services.school_engine(world.school())
+    assert engine.pool.checkedin() == 0
+    assert engine.pool.checkedout() == 0
