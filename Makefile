@@ -26,4 +26,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .cleversync .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cleversync .cleversync-demo .pytest_cache .ruff_cache bench/results

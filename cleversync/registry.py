@@ -184,6 +184,17 @@ class Registry:
                 .values(RequiresFullSync=value, UpdatedAt=self._clock())
             )
 
+    def set_active(self, school_id: int, active: bool) -> SchoolRecord:
+        """Take a school out of (or back into) district and all-school runs."""
+        self.get_school(school_id)
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(School)
+                .where(School.SchoolId == school_id)
+                .values(IsActive=active, UpdatedAt=self._clock())
+            )
+        return self.get_school(school_id)
+
     def _check_prefix_free(self, conn: Connection, prefix: str) -> None:
         # Key Vault names ignore case, and district and school secrets share one namespace.
         lowered = prefix.lower()

@@ -90,16 +90,23 @@ def summary_rows(run: RunResult) -> list[tuple[object, ...]]:
 
 
 def problems(run: RunResult) -> list[str]:
-    """Full messages of what went wrong, one line each, for below the summary table."""
+    """Full messages of what went wrong, for below the summary table: one line per school
+    when its entities failed for the same reason, one per entity otherwise."""
     lines = []
     for school in run.schools:
         if not school.entities and school.error:
             lines.append(f"school {school.school_id} ({school.name}): {sanitize(school.error)}")
-        for o in school.entities:
-            if o.status in ("Failed", "Partial") and o.message():
-                lines.append(
-                    f"school {school.school_id} {o.entity.lower()}s: {sanitize(o.message())}"
-                )
+        bad = [
+            (o.entity, sanitize(o.message()))
+            for o in school.entities
+            if o.status in ("Failed", "Partial") and o.message()
+        ]
+        if len({message for _, message in bad}) == 1 and len(bad) > 1:
+            lines.append(f"school {school.school_id} ({school.name}): {bad[0][1]}")
+            continue
+        lines += [
+            f"school {school.school_id} {entity.lower()}s: {message}" for entity, message in bad
+        ]
     return lines
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from cleversync.errors import ConfigurationError
+from cleversync.errors import ConfigurationError, DatabaseUnavailableError
 from cleversync.redaction import Redactor, process_redactor
 from cleversync.secrets import names
 
@@ -136,7 +136,13 @@ class Services:
         connection_string = self.session_connection_string(create_local=create)
         with self._lock:
             if self._session_engine is None:
-                self._session_engine = engine_for(connection_string, create_sqlite_file=create)
+                try:
+                    engine = engine_for(connection_string, create_sqlite_file=create)
+                except DatabaseUnavailableError as exc:
+                    raise DatabaseUnavailableError(
+                        f"SessionDb: {exc}; create it with 'cleversync db upgrade'"
+                    ) from exc
+                self._session_engine = engine
             return self._session_engine
 
     def checked_session_engine(self) -> Engine:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -21,6 +22,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from cleversync.errors import ConfigurationError
 
 logger = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 PREFIX = "CleverSync"
 SEPARATOR = "__"
@@ -61,6 +64,11 @@ class CleverSettings(_Section):
     def _absolute_http_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an absolute http(s) URL")
+        host = urlsplit(value).hostname
+        if value.startswith("http://") and host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"must use https for {host}: plain http is only for loopback hosts (the sandbox)"
+            )
         return value.rstrip("/") if value.count("/") <= 2 else value
 
     @field_validator("token_mode", mode="before")

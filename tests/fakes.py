@@ -7,15 +7,12 @@ from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
 
-from cleversync.errors import SecretStoreUnavailableError
 from cleversync.redaction import Redactor
-from cleversync.secrets.base import SecretStore
+from cleversync.secrets.memory import MemorySecretStore as _ProductMemoryStore
 
 
-class MemorySecretStore(SecretStore):
-    """A secret store in a dict; ``down`` makes it unreachable."""
-
-    description = "in-memory secret store"
+class MemorySecretStore(_ProductMemoryStore):
+    """The product's in-memory store, with its own redactor by default (tests stay apart)."""
 
     def __init__(
         self,
@@ -25,24 +22,9 @@ class MemorySecretStore(SecretStore):
         cache_seconds: float = 0,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        kwargs: dict[str, Any] = {"clock": clock} if clock else {}
-        super().__init__(cache_seconds=cache_seconds, redactor=redactor or Redactor(), **kwargs)
-        self.values = dict(values or {})
-        self.down = False
-        self.reads: list[str] = []
-
-    def check(self) -> None:
-        if self.down:
-            raise SecretStoreUnavailableError("the in-memory store is down")
-
-    def _fetch(self, name: str) -> str | None:
-        self.check()
-        self.reads.append(name)
-        return self.values.get(name)
-
-    def _store(self, name: str, value: str) -> None:
-        self.check()
-        self.values[name] = value
+        super().__init__(
+            values, redactor=redactor or Redactor(), cache_seconds=cache_seconds, clock=clock
+        )
 
 
 class FakeClock:

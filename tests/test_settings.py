@@ -179,6 +179,8 @@ def test_a_misspelled_variable_is_reported(caplog: pytest.LogCaptureFixture) -> 
         ("CleverSync__Logging__LogLevel", "Loud", "Trace, Debug, Information"),
         ("CleverSync__KeyVault__Url", "http://vault", "https://"),
         ("CleverSync__Clever__ApiBaseUrl", "api.clever.com", "absolute http(s) URL"),
+        ("CleverSync__Clever__ApiBaseUrl", "http://api.clever.com", "must use https"),
+        ("CleverSync__Clever__TokenUrl", "http://clever.com/oauth/tokens", "only for loopback"),
         ("CleverSync__Retry__CleverApi__MaxAttempts", "-1", "greater than or equal to 0"),
         ("CleverSyncSchedule", "0 2 * * *", "six-field NCRONTAB"),
     ],

@@ -436,20 +436,7 @@ def build_http_client(
     """The shared HTTP client: pooled, TLS 1.2 or newer, plain http only to loopback."""
     import ssl
 
-    for name, url in (
-        ("CleverSync__Clever__ApiBaseUrl", settings.clever.api_base_url),
-        ("CleverSync__Clever__TokenUrl", settings.clever.token_url),
-    ):
-        parts = urlsplit(url)
-        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            from cleversync.errors import ConfigurationError
-
-            raise ConfigurationError(
-                f"{name} uses plain http to {parts.hostname}; only loopback hosts (the "
-                "sandbox) may, anything else must be https",
-                setting=name,
-            )
-    # TLS 1.2 at least; plain http (loopback only, checked above) needs no TLS context.
+    # TLS 1.2 at least; plain http (loopback only: the settings allow no other) needs none.
     verify: ssl.SSLContext | bool = False
     if any(
         urlsplit(u).scheme == "https"

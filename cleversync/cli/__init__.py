@@ -61,9 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cleversync",
         description="Keep each school's SQL database in step with its Clever roster.",
     )
+    from cleversync import __version__
+
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="show log lines (-vv: debug)"
     )
+    parser.add_argument("--version", action="version", version=f"cleversync {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     admin.register(commands)
     run.register(commands)

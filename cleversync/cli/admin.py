@@ -40,8 +40,9 @@ def register(commands: Any) -> None:
     credentials = district_commands.add_parser(
         "set-credentials",
         help="store a district's Clever app id and secret in the secret store",
-        description="The client secret is read from a prompt on a terminal, or from the first "
-        "line of standard input otherwise; never from the command line.",
+        description="The client secret is read from a prompt on a terminal, otherwise from "
+        "standard input: one line with the secret when --client-id is given, else two lines, "
+        "the client id then the secret. Never from the command line.",
     )
     credentials.add_argument("--district-id", type=int, required=True)
     credentials.add_argument(
@@ -77,6 +78,13 @@ def register(commands: Any) -> None:
     )
     flag.add_argument("--school-id", type=int, required=True)
     flag.set_defaults(handler=school_flag_full_sync)
+    for action, active, text in (
+        ("deactivate", False, "leave a school out of every sync run (its data stays)"),
+        ("activate", True, "put a deactivated school back into the sync runs"),
+    ):
+        toggle = school_commands.add_parser(action, help=text)
+        toggle.add_argument("--school-id", type=int, required=True)
+        toggle.set_defaults(handler=school_set_active, active=active)
     discover = school_commands.add_parser(
         "discover", help="list a district's schools in Clever (and register the missing ones)"
     )
@@ -136,8 +144,8 @@ def district_add(args: argparse.Namespace, ctx: CliContext) -> int:
         f"(Clever id {district.clever_district_id}, prefix {district.prefix})"
     )
     print(
-        f"Next: store its Clever app credentials with "
-        f"'cleversync district set-credentials --district-id {district.district_id}'"
+        "Next: store its Clever app's credentials with 'cleversync district set-credentials "
+        f"--district-id {district.district_id} --client-id <client id> --verify'"
     )
     return 0
 
@@ -243,10 +251,17 @@ def school_flag_full_sync(args: argparse.Namespace, ctx: CliContext) -> int:
     return 0
 
 
+def school_set_active(args: argparse.Namespace, ctx: CliContext) -> int:
+    school = ctx.services.registry.set_active(args.school_id, args.active)
+    state = "is synced again" if school.is_active else "is left out of every sync run now"
+    print(f"School {school.school_id} ({school.name}) {state}")
+    return 0
+
+
 def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
     import getpass
 
-    from cleversync.errors import UsageError
+    from cleversync.errors import CleverSyncError, UsageError
     from cleversync.secrets import names
 
     services = ctx.services
@@ -263,19 +278,32 @@ def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
     if not client_id or not secret:
         raise UsageError("the client id and the client secret must not be empty")
     services.redactor.register_basic(client_id, secret)
-    store = services.secret_store
-    store.set(names.client_id(district.prefix), client_id)
-    store.set(names.client_secret(district.prefix), secret)
-    print(
-        f"Stored {names.client_id(district.prefix)} and {names.client_secret(district.prefix)} "
-        f"in the {store.description}"
-    )
+    id_name, secret_name = names.client_id(district.prefix), names.client_secret(district.prefix)
     if args.verify:
-        from cleversync.clever.tokens import DistrictRef
+        # Check them before they replace anything: a wrong secret must not break the syncs.
+        from cleversync.clever.tokens import DistrictRef, TokenProvider
+        from cleversync.secrets.memory import MemorySecretStore
 
+        candidate = MemorySecretStore(
+            {id_name: client_id, secret_name: secret}, redactor=services.redactor
+        )
+        checker = TokenProvider(
+            settings=services.settings,
+            secret_store=candidate,
+            http=services.http,
+            district_count=lambda: 0,
+            redactor=services.redactor,
+        )
         ref = DistrictRef(district.district_id, district.clever_district_id, district.prefix)
-        services.token_provider.token(ref)
+        try:
+            checker.token(ref)
+        except CleverSyncError as exc:
+            raise CleverSyncError(f"{exc}; nothing was stored") from None
         print(f"Verified: Clever issued a token for district {district.clever_district_id}")
+    store = services.secret_store
+    store.set(id_name, client_id)
+    store.set(secret_name, secret)
+    print(f"Stored {id_name} and {secret_name} in the {store.description}")
     return 0
 
 

@@ -62,9 +62,11 @@ def demo_command(args: argparse.Namespace, ctx: CliContext) -> int:
         }
         with _environment(env):
             _run_steps(sandbox, folder)
-    say("\nThe sandbox has stopped; the databases stay. To look around:")
+    say("\nThe sandbox has stopped; the databases stay. To look around (from this folder):")
     say(f"  export CleverSync__DataDir={folder}")
-    say("  cleversync school list; cleversync history --school-id 3")
+    say("  .venv/bin/cleversync school list; .venv/bin/cleversync history --school-id 3")
+    say("To run the commands yourself against a sandbox, start 'cleversync sandbox serve' and")
+    say("set CleverSync__Clever__ApiBaseUrl and CleverSync__Clever__TokenUrl as it prints.")
     return 0
 
 
@@ -110,7 +112,8 @@ def _run_steps(sandbox: Sandbox, folder: Path) -> None:
     renamed = sandbox.students(first)[:2]
     for student in renamed:
         sandbox.update_user(student["id"], {"name": {"last": student["name"]["last"] + "-Smith"}})
-    say(f"  2 students changed their last name ({', '.join(s['name']['first'] for s in renamed)})")
+        old = f"{student['name']['first']} {student['name']['last']}"
+        say(f"  {old} changed their last name to {student['name']['last']}-Smith")
     teacher = sandbox.teachers(first)[0]
     sandbox.update_user(teacher["id"], {"roles": {"teacher": {"title": "Assistant Principal"}}})
     say(f"  {teacher['name']['first']} {teacher['name']['last']} became Assistant Principal")
@@ -121,6 +124,9 @@ def _run_steps(sandbox: Sandbox, folder: Path) -> None:
 
     section("4. The nightly run: incremental, from Clever's Events API")
     command("sync")
+    say("  (PROCESSED counts every event that touched a student: the new ones, the renames")
+    say("  and the leaver, whose delete is left for the next full sync; the section row is")
+    say("  the leaver's unenrolment.)")
 
     section("5. Year end: the seniors graduate")
     high = district.schools[-1]
@@ -134,6 +140,8 @@ def _run_steps(sandbox: Sandbox, folder: Path) -> None:
     say("  The administrator flags the school for a full sync at the start of the year:")
     command("school", "flag-full-sync", "--school-id", "3")
     command("sync")
+    say("  (The other schools processed the graduates' delete events too: some graduates")
+    say("  were also enrolled there, and stay until those schools' next full sync.)")
     command("history", "--school-id", "3", "--limit", "6")
 
 

@@ -22,7 +22,13 @@ STATUSES = ("InProgress", "Success", "Failed", "Partial")
 
 
 def register(commands: Any) -> None:
-    sync = commands.add_parser("sync", help="sync schools from Clever now")
+    sync = commands.add_parser(
+        "sync",
+        help="sync schools from Clever now",
+        description="Sync every active school (or one school, or one district's). Each school "
+        "gets a full sync when asked, when flagged, or when it has none yet; otherwise an "
+        "incremental one. Exit status: 0 all succeeded, 1 a school failed or was partial.",
+    )
     which = sync.add_mutually_exclusive_group()
     which.add_argument("--school-id", type=int, help="only this school")
     which.add_argument("--district-id", type=int, help="only this district's active schools")
@@ -30,7 +36,8 @@ def register(commands: Any) -> None:
     sync.add_argument(
         "--allow-mass-delete",
         action="store_true",
-        help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of a school",
+        help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of a school "
+        "(implies --full)",
     )
     sync.add_argument("--json", action="store_true", help="print the result as JSON")
     sync.set_defaults(handler=sync_command)
@@ -39,7 +46,7 @@ def register(commands: Any) -> None:
     history.add_argument("--school-id", type=int)
     history.add_argument("--since", type=_date, help="only runs started on or after (YYYY-MM-DD)")
     history.add_argument("--status", choices=STATUSES)
-    history.add_argument("--limit", type=int, default=50, help="at most this many rows (50)")
+    history.add_argument("--limit", type=_positive, default=50, help="at most this many rows (50)")
     history.add_argument("--json", action="store_true", help="print the rows as JSON")
     history.set_defaults(handler=history_command)
 
@@ -51,6 +58,16 @@ def register(commands: Any) -> None:
     )
     health.add_argument("--json", action="store_true", help="print the report as JSON")
     health.set_defaults(handler=health_command)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value
 
 
 def _date(text: str) -> datetime:
@@ -257,6 +274,8 @@ def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
             print(f"  {name}: {_check_line(name, check)}")
             for row in check.get("districts") or [] if name == "cleverAuth" else []:
                 error = f" - {row['lastError']}" if row.get("lastError") else ""
+                if row["status"] == "Unknown" and not error:
+                    error = " - credentials present, not used yet (--authenticate tries them)"
                 label = f"{row['districtId']} {row.get('name') or ''}".strip()
                 print(f"    district {label}: {row['status']}{error}")
     return 1 if status == UNHEALTHY else 0

@@ -57,10 +57,7 @@ def _sqlite_engine(url: URL, *, create_file: bool) -> Engine:
         if create_file:
             file.parent.mkdir(parents=True, exist_ok=True)
         elif not file.exists():
-            raise DatabaseUnavailableError(
-                f"SQLite database file {file} does not exist; create it with "
-                "'cleversync db upgrade'"
-            )
+            raise DatabaseUnavailableError(f"SQLite database file {file} does not exist")
     engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)

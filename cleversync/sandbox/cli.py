@@ -25,12 +25,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cleversync sandbox serve`` (design §9)."""
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--port", type=_count(0), default=0, help="port (default: any free one)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the generated district data")
-    parser.add_argument("--districts", type=_count(1), default=1, help="number of districts")
-    parser.add_argument("--schools", type=_count(0), default=3, help="schools per district")
-    parser.add_argument("--students", type=_count(0), default=300, help="students per school")
-    parser.add_argument("--teachers", type=_count(0), default=20, help="teachers per school")
-    parser.add_argument("--sections", type=_count(0), default=15, help="sections per school")
+    parser.add_argument(
+        "--seed", type=int, default=1, help="seed of the generated district data (1)"
+    )
+    parser.add_argument("--districts", type=_count(1), default=1, help="number of districts (1)")
+    parser.add_argument("--schools", type=_count(0), default=3, help="schools per district (3)")
+    parser.add_argument("--students", type=_count(0), default=300, help="students per school (300)")
+    parser.add_argument("--teachers", type=_count(0), default=20, help="teachers per school (20)")
+    parser.add_argument("--sections", type=_count(0), default=15, help="sections per school (15)")
     parser.add_argument(
         "--events-disabled",
         action="store_true",

@@ -43,7 +43,7 @@ def validate_prefix(prefix: str, *, what: str = "prefix") -> str:
         raise UsageError(f"{what} must not be empty")
     if not _PREFIX.match(prefix):
         raise UsageError(
-            f"{what} {prefix!r} may hold only letters A-Z, digits and '-' "
+            f"{what} {prefix!r} may hold only letters (A-Z, a-z), digits and '-' "
             "(Key Vault's rule for secret names)"
         )
     if len(prefix) > MAX_PREFIX_LENGTH:

@@ -24,6 +24,7 @@ from cleversync.db.migrate import require_current
 from cleversync.db.retry import in_transaction, translate
 from cleversync.errors import (
     CleverSyncError,
+    DatabaseUnavailableError,
     EventCursorExpiredError,
     EventsNotEnabledError,
     LeaseHeldError,
@@ -264,13 +265,19 @@ class SchoolSync:
                 run.engine.dispose()
 
     def _execute(self, run: _Run, decision: ModeDecision) -> str:
-        run.engine = self._school_engine(run.school)
+        hint = f"cleversync db upgrade --school-id {run.school.school_id}"
+        try:
+            run.engine = self._school_engine(run.school)
+        except DatabaseUnavailableError as exc:
+            raise DatabaseUnavailableError(
+                f"{exc}; create the school's tables with '{hint}'"
+            ) from exc
         try:
             require_current(
                 run.engine,
                 "school",
                 f"school database {run.school.database_name}",
-                f"cleversync db upgrade --school-id {run.school.school_id}",
+                hint,
             )
         except SQLAlchemyError as exc:
             raise translate(exc, f"school database {run.school.database_name}") or exc from exc

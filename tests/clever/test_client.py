@@ -467,9 +467,8 @@ def test_a_different_api_version_is_warned_about(caplog: pytest.LogCaptureFixtur
 
 
 def test_plain_http_only_to_loopback() -> None:
-    settings = Settings.load({"CleverSync__Clever__ApiBaseUrl": "http://api.clever.com"})
     with pytest.raises(ConfigurationError, match="CleverSync__Clever__ApiBaseUrl"):
-        build_http_client(settings)
+        Settings.load({"CleverSync__Clever__ApiBaseUrl": "http://api.clever.com"})
     local = Settings.load(
         {
             "CleverSync__Clever__ApiBaseUrl": "http://127.0.0.1:8080",

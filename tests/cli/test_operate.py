@@ -104,10 +104,27 @@ def test_set_credentials_reads_the_secret_from_stdin_and_never_prints_it(
     assert secrets["CleverSyncSOS--Demo--ClientSecret"] == district.client_secret
 
 
-def test_set_credentials_with_a_wrong_secret_fails_verification(env: Sandbox, capsys) -> None:
+def test_set_credentials_with_a_wrong_secret_fails_verification_and_stores_nothing(
+    env: Sandbox, capsys
+) -> None:
+    import os
+
     district = env.districts[0]
     cli(capsys, "db", "upgrade")
     cli(capsys, "district", "add", "--name", "D", "--clever-id", district.id, "--prefix", "Demo")
+    good = [district.client_id, district.client_secret]
+    assert (
+        cli(
+            capsys,
+            "district",
+            "set-credentials",
+            "--district-id",
+            "1",
+            "--verify",
+            stdin="\n".join(good) + "\n",
+        )[0]
+        == 0
+    )
     code, out, err = cli(
         capsys,
         "district",
@@ -121,7 +138,10 @@ def test_set_credentials_with_a_wrong_secret_fails_verification(env: Sandbox, ca
     )
     assert code == 1
     assert "refused the credentials" in err
+    assert "nothing was stored" in err
     assert "wrong-secret-123" not in out + err
+    secrets = json.loads((Path(os.environ["CleverSync__DataDir"]) / "secrets.json").read_text())
+    assert secrets["CleverSyncSOS--Demo--ClientSecret"] == district.client_secret  # unchanged
 
 
 def test_discover_lists_then_registers_with_valid_prefixes(env: Sandbox, capsys) -> None:
@@ -261,3 +281,43 @@ def test_health_reports_each_check(registered: Sandbox, capsys, monkeypatch) -> 
     code, out, _ = cli(capsys, "health")
     assert code == 1
     assert "CleverSync__Sync__BatchSize" in out
+
+
+def test_a_deactivated_school_is_left_out_of_runs(registered: Sandbox, capsys) -> None:
+    code, out, _ = cli(capsys, "school", "deactivate", "--school-id", "2")
+    assert code == 0
+    assert "left out of every sync run" in out
+    code, out, _ = cli(capsys, "sync", "--json")
+    assert [s["schoolId"] for s in json.loads(out)["schools"]] == [1]
+    code, _, err = cli(capsys, "sync", "--school-id", "2")
+    assert code == 2
+    assert "inactive" in err
+    assert cli(capsys, "school", "activate", "--school-id", "2")[0] == 0
+    code, out, _ = cli(capsys, "sync", "--json")
+    assert [s["schoolId"] for s in json.loads(out)["schools"]] == [1, 2]
+
+
+def test_small_usage_checks(registered: Sandbox, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["history", "--limit", "0"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert "cleversync 0." in capsys.readouterr().out
+
+
+def test_plain_http_to_a_remote_host_is_a_configuration_error(
+    registered: Sandbox, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("CleverSync__Clever__ApiBaseUrl", "http://api.clever.com")
+    code, _, err = cli(capsys, "sync", "--school-id", "1")
+    assert code == 1
+    assert "CleverSync__Clever__ApiBaseUrl" in err
+    assert "must use https" in err
+    code, out, _ = cli(capsys, "health")
+    assert code == 1
+    assert "Unhealthy" in out
+    monkeypatch.setenv("CleverSync__Clever__ApiBaseUrl", registered.running.api_base_url)
+    code, out, _ = cli(capsys, "history", "--school-id", "1", "--json")
+    assert (code, json.loads(out)) == (0, [])  # nothing ran, no Failed rows to count
