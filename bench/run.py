@@ -80,6 +80,41 @@ class Figure:
     notes: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def measured(
+        cls,
+        case: str,
+        db: str,
+        run: dict[str, Any],
+        floor: dict[str, Any] | float,
+        *,
+        target: str,
+        passed: bool,
+        ratio: float | None = None,
+        notes: list[str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> Figure:
+        """A line for a product run and its floor (a floor run, or a time the case imposes);
+        the ratio is product over floor unless given."""
+        floor_wall = floor["wall"] if isinstance(floor, dict) else floor
+        floor_peak = floor["peak_mb"] if isinstance(floor, dict) else None
+        if ratio is None and floor_wall:
+            ratio = run["wall"] / floor_wall
+        return cls(
+            case,
+            db,
+            run["wall"],
+            run["rows"],
+            run["peak_mb"],
+            floor_wall,
+            floor_peak,
+            ratio,
+            target,
+            passed,
+            notes or [],
+            details or {},
+        )
+
     @property
     def rows_per_second(self) -> float | None:
         if not self.rows or not self.wall:
@@ -299,17 +334,14 @@ class Bench:
             ok = ok and run["wall"] < FULL_SQLITE_SECONDS
             target += f", < {FULL_SQLITE_SECONDS:g} s"
         self.add(
-            Figure(
+            Figure.measured(
                 "1 full sync, 10k students",
                 backend.name,
-                run["wall"],
-                run["rows"],
-                run["peak_mb"],
-                floor["wall"],
-                floor["peak_mb"],
-                ratio,
-                target,
-                ok,
+                run,
+                floor,
+                ratio=ratio,
+                target=target,
+                passed=ok,
                 notes=[
                     *_problems(runs, "full"),
                     f"{run['rows']} records written by both ({floor['written']} rows with the "
@@ -337,17 +369,13 @@ class Bench:
         ok = not _problems([run], "events") and run["written"] == made
         ok = ok and run["wall"] < EVENTS_SECONDS
         self.add(
-            Figure(
+            Figure.measured(
                 f"3 incremental by events, {CHANGES} changes",
                 backend.name,
-                run["wall"],
-                run["rows"],
-                run["peak_mb"],
-                floor["wall"],
-                floor["peak_mb"],
-                run["wall"] / floor["wall"],
-                f"< {EVENTS_SECONDS:g} s",
-                ok,
+                run,
+                floor,
+                target=f"< {EVENTS_SECONDS:g} s",
+                passed=ok,
                 notes=[
                     *_problems([run], "events"),
                     f"{made} changes made, {run['written']} rows written "
@@ -393,17 +421,14 @@ class Bench:
             _timing(runs, floors),
         ]
         self.add(
-            Figure(
+            Figure.measured(
                 "2 incremental, events off, no change",
                 backend.name,
-                run["wall"],
-                run["rows"],
-                run["peak_mb"],
-                floor["wall"],
-                floor["peak_mb"],
-                ratio,
-                f"<= {NOCHANGE_RATIO:g}x fetch, 0 written",
-                ok,
+                run,
+                floor,
+                ratio=ratio,
+                target=f"<= {NOCHANGE_RATIO:g}x fetch, 0 written",
+                passed=ok,
                 notes=notes,
                 details={"product": run, "floor": floor, "before": before, "after": after},
             )
@@ -446,17 +471,13 @@ class Bench:
         ok = not _problems([run], "full") and run["totals"]["inserted"] == run["rows"]
         ok = ok and run["peak_mb"] < PEAK_MB and slope <= allowed
         self.add(
-            Figure(
+            Figure.measured(
                 "5 full sync, 50k students",
                 backend.name,
-                run["wall"],
-                run["rows"],
-                run["peak_mb"],
-                floor["wall"],
-                floor["peak_mb"],
-                run["wall"] / floor["wall"],
-                f"< {PEAK_MB:g} MB, <= {allowed:.0f} B/student",
-                ok,
+                run,
+                floor,
+                target=f"< {PEAK_MB:g} MB, <= {allowed:.0f} B/student",
+                passed=ok,
                 notes=[
                     *_problems([run], "full"),
                     f"peak {run['peak_mb']:.0f} MB = idle child {idle_mb:.0f} MB "
@@ -525,17 +546,13 @@ class Bench:
                 backend.drop(db)
         ok = run["failed_schools"] == 0 and run["wall"] < DISTRICT_SECONDS
         self.add(
-            Figure(
+            Figure.measured(
                 f"4 district 100x1000, PageSize {BIG_PAGE_SIZE}",
                 backend.name,
-                run["wall"],
-                run["rows"],
-                run["peak_mb"],
-                floor["wall"],
-                floor["peak_mb"],
-                run["wall"] / floor["wall"],
-                f"< {DISTRICT_SECONDS:g} s",
-                ok,
+                run,
+                floor,
+                target=f"< {DISTRICT_SECONDS:g} s",
+                passed=ok,
                 notes=[*_district_notes(run), _timing([run], [floor])],
                 details={"product": run, "floor": floor},
             )
@@ -549,17 +566,14 @@ class Bench:
         ok = run["failed_schools"] == 0 and run["http_429"] == 0
         ok = ok and ratio is not None and ratio <= RATE_LIMITED_RATIO
         self.add(
-            Figure(
+            Figure.measured(
                 f"4 district 100x1000, PageSize {PAGE_SIZE}",
                 backend.name,
-                run["wall"],
-                run["rows"],
-                run["peak_mb"],
+                run,
                 imposed,
-                None,
-                ratio,
-                f"0 failed, no 429, <= {RATE_LIMITED_RATIO:g}x limit",
-                ok,
+                ratio=ratio,
+                target=f"0 failed, no 429, <= {RATE_LIMITED_RATIO:g}x limit",
+                passed=ok,
                 notes=[
                     *_district_notes(run),
                     f"the floor column is what the limit imposes: {run['api_requests']} "
