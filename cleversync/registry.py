@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 
-from cleversync.db.schema import District, School
+from cleversync.db.schema import District, School, utf16_length
 from cleversync.errors import NotFoundError, UsageError
 from cleversync.secrets import names
 from cleversync.timeutil import utcnow
@@ -42,11 +42,6 @@ class SchoolRecord:
     @property
     def connection_secret(self) -> str:
         return names.connection_string(self.prefix)
-
-
-def utf16_length(text: str) -> int:
-    """Length as SQL Server's nvarchar counts it (UTF-16 code units)."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def check_text(value: str, *, what: str, width: int) -> str:

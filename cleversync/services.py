@@ -73,6 +73,7 @@ class Services:
         self._http: httpx.Client | None = None
         self._token_provider: TokenProvider | None = None
         self._session_engine: Engine | None = None
+        self._session_checked = False
         self._school_engines: dict[str, tuple[str, Engine]] = {}
         self._lock = threading.RLock()
 
@@ -150,9 +151,9 @@ class Services:
         from cleversync.db.migrate import require_current
 
         engine = self.session_engine()
-        if not getattr(engine, "_cleversync_checked", False):
+        if not self._session_checked:
             require_current(engine, "sessiondb", "SessionDb", "cleversync db upgrade")
-            engine._cleversync_checked = True  # type: ignore[attr-defined]
+            self._session_checked = True
         return engine
 
     @property
@@ -185,6 +186,18 @@ class Services:
         """The SQLite URL a laptop school gets when no connection string was given."""
         path = (self.settings.data_dir / f"school-{prefix}.sqlite").resolve()
         return f"sqlite:///{path}"
+
+    def known_school_connection_string(self, prefix: str) -> tuple[str | None, bool]:
+        """The school's connection string if the store has one; on a laptop (no Key Vault)
+        otherwise a new local SQLite one. The flag says it is new (to be stored once the
+        school is registered); with Key Vault and no secret, (None, False): nothing is
+        invented."""
+        from cleversync.secrets import names
+
+        existing = self.secret_store.get(names.connection_string(prefix))
+        if existing is not None or self.settings.uses_key_vault:
+            return existing, False
+        return self.local_school_connection_string(prefix), True
 
     # --- Clever -------------------------------------------------------------------------
 

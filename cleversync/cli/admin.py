@@ -171,21 +171,18 @@ def school_add(args: argparse.Namespace, ctx: CliContext) -> int:
     registry.get_district(args.district_id)
     store = services.secret_store
     secret = names.connection_string(args.prefix)
-    new_value: str | None = None
     if args.connection_string_stdin:
-        new_value = sys.stdin.readline().strip()
-        if not new_value:
+        connection_string: str | None = sys.stdin.readline().strip()
+        if not connection_string:
             raise UsageError("no connection string on standard input")
-        connection_string = new_value
-    elif (existing := store.get(secret)) is not None:
-        connection_string = existing
-    elif services.settings.uses_key_vault:
-        raise UsageError(
-            f"secret {secret} is not in Key Vault; create it there first, or pass the "
-            "connection string with --connection-string-stdin"
-        )
+        is_new = True
     else:
-        new_value = connection_string = services.local_school_connection_string(args.prefix)
+        connection_string, is_new = services.known_school_connection_string(args.prefix)
+        if connection_string is None:
+            raise UsageError(
+                f"secret {secret} is not in Key Vault; create it there first, or pass the "
+                "connection string with --connection-string-stdin"
+            )
     try:
         to_url(connection_string)
         derived = database_name(connection_string)
@@ -198,8 +195,8 @@ def school_add(args: argparse.Namespace, ctx: CliContext) -> int:
         prefix=args.prefix,
         database_name=args.database_name or derived or args.prefix,
     )
-    if new_value is not None:
-        store.set(secret, new_value)
+    if is_new:
+        store.set(secret, connection_string)
     print(
         f"Registered school {school.school_id}: {school.name} (Clever id "
         f"{school.clever_school_id}, database {school.database_name}, secret {secret})"
@@ -363,12 +360,7 @@ def _register_discovered(
     prefix, n = base, 2
     while prefix.lower() in taken:
         prefix, n = f"{base}-{n}", n + 1
-    store = services.secret_store
-    secret = names.connection_string(prefix)
-    connection_string = store.get(secret)
-    new_value = None
-    if connection_string is None and not services.settings.uses_key_vault:
-        new_value = connection_string = services.local_school_connection_string(prefix)
+    connection_string, is_new = services.known_school_connection_string(prefix)
     try:
         derived = database_name(connection_string) if connection_string else None
     except Exception:  # a bad stored string is reported by db upgrade and sync, not here
@@ -380,6 +372,6 @@ def _register_discovered(
         prefix=prefix,
         database_name=(derived or prefix)[:100],
     )
-    if new_value is not None:
-        store.set(secret, new_value)
+    if is_new and connection_string is not None:
+        services.secret_store.set(names.connection_string(prefix), connection_string)
     return school

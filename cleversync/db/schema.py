@@ -46,6 +46,14 @@ SYNC_TYPES = ("Full", "Incremental")
 STATUSES = ("InProgress", "Success", "Failed", "Partial")
 
 
+def utf16_length(text: str) -> int:
+    """A string's length as SQL Server's nvarchar counts it (UTF-16 code units): the widths
+    here are checked that way before writing, so all three databases agree."""
+    if text.isascii():  # one UTF-16 unit a character; isascii() is a flag, not a scan
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
 def _one_of(name: str, values: tuple[str, ...]) -> CheckConstraint:
     # An expression, not text: each dialect quotes the PascalCase column its own way.
     return CheckConstraint(column(name).in_(values), name=name)

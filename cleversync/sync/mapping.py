@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from cleversync.clever.models import Section, User
+from cleversync.db.schema import utf16_length
 from cleversync.errors import RecordError
 from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.timeutil import parse_clever_time
@@ -41,12 +42,6 @@ def clean(value: Any) -> str | None:
     text = value if isinstance(value, str) else str(value)
     text = text.strip()
     return text or None
-
-
-def utf16_length(text: str) -> int:
-    if text.isascii():  # one UTF-16 unit a character; isascii() is a flag, not a scan
-        return len(text)
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _check(entity: Entity, clever_id: str | None, values: dict[str, str | None]) -> str:
