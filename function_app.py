@@ -28,7 +28,9 @@ def sync(req: func.HttpRequest) -> func.HttpResponse:
     return _render(httpapi.sync(req.params, req.headers, runtime.current()))
 
 
-# GET /health/clever-auth, for Azure Monitor's probes
+# GET /health/clever-auth, for Azure Monitor's probes: statuses only, anonymous.
+# GET /api/health: the same report with its details (districts, errors), function key.
+# Neither waits for the clients to be built: a fresh process answers "starting" at once.
 health_api = func.Blueprint()
 
 
@@ -37,7 +39,15 @@ health_api = func.Blueprint()
     route="health/clever-auth", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS
 )
 def health_clever_auth(req: func.HttpRequest) -> func.HttpResponse:
-    return _render(httpapi.health(runtime.current()))
+    return _render(httpapi.health(runtime.ready()))
+
+
+@health_api.function_name("health")
+@health_api.route(
+    route="api/health", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION
+)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    return _render(httpapi.health_details(runtime.ready()))
 
 
 # The daily sync of every active school. The schedule is the flat app setting

@@ -1,4 +1,4 @@
-"""Health (design §8): checks served from a cache, refreshed once at a time in the background.
+"""Health: checks served from a cache, refreshed once at a time in the background.
 
 Statuses. Each check reports ``Healthy``, ``Degraded`` or ``Unhealthy`` (or ``Pending``: not
 finished yet, ``Skipped``: not run, ``Unknown``: nothing known yet); the overall status is the
@@ -22,9 +22,18 @@ the answer shows the checks done so far and the others as Pending. A refresh tha
 ``timeout`` gets a last 50 ms (an instance frozen mid-refresh thaws with it overdue), then is
 abandoned: its late result is dropped, the answer shows the check it was stuck in as failed
 ("no answer within N s"), and a new refresh may start. No call waits more than 80 ms in all.
+Every wait goes through the injected ``wait`` and is measured on the injected ``clock``, so
+tests drive the timing with a fake clock instead of real time.
 At most ``max_threads`` refresh threads exist at once (abandoned ones included), so a hung
 dependency cannot pile up threads; while they are all stuck no new refresh starts and the
 answer says so. There is no permanent refresher: Functions instances freeze between calls.
+
+Two views. ``HealthReport.body`` is the detailed report (district names, errors, secret
+names): it is served behind a function key. ``HealthReport.public_body()`` is what an
+anonymous caller sees: the overall status, ``checkedAt`` and each check's status, nothing
+that names a district, a secret, a path or a host. ``starting_report()`` is the answer while
+the process is still building its clients: Degraded, every check Pending, so a fresh instance
+answers 200 at once instead of flapping to 503 (or making the probe wait) while it starts.
 
 The module has two halves, kept together so the status rules and the timing rules read in one
 place: ``HealthMonitor`` (when checks run, how long a caller may wait) and ``ServicesProbe``
@@ -70,6 +79,8 @@ MAX_REFRESH_THREADS = 2
 
 Check = dict[str, Any]
 Record = Callable[[str, Check], None]
+# wait(event, seconds): True when the event is set within that time (threading.Event.wait).
+Wait = Callable[[threading.Event, float], bool]
 
 
 class HealthProbe(Protocol):
@@ -100,6 +111,41 @@ class HealthReport:
     @property
     def http_status(self) -> int:
         return 503 if self.status == UNHEALTHY else 200
+
+    def public_body(self) -> dict[str, Any]:
+        """The anonymous view: statuses and when they were checked, nothing else.
+
+        Built by picking fields, not by removing them, so a detail added to a check later
+        cannot reach an anonymous caller by accident.
+        """
+        checks = self.body.get("checks") or {}
+        return {
+            "status": self.status,
+            "checkedAt": self.body.get("checkedAt"),
+            "checks": {name: {"status": check.get("status")} for name, check in checks.items()},
+        }
+
+
+def starting_report(names: tuple[str, ...]) -> HealthReport:
+    """The answer while the process is still building its clients: nothing is known yet.
+
+    Degraded (200), like a first check that has not finished: a starting instance is not
+    known to be broken, and a 503 here would make every cold start look like an outage.
+    """
+    checks: dict[str, Check] = {name: {"status": PENDING} for name in names}
+    body: dict[str, Any] = {
+        "status": DEGRADED,
+        "checkedAt": None,
+        "ageSeconds": None,
+        "lastSuccessfulAuthentication": None,
+        "lastError": None,
+        "refresh": {
+            "state": "Starting",
+            "message": "CleverSync is still starting; the checks run once its clients are built",
+        },
+        "checks": checks,
+    }
+    return HealthReport(DEGRADED, body)
 
 
 @dataclass(eq=False)
@@ -154,6 +200,7 @@ class HealthMonitor:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         executor: Executor | None = None,
+        wait: Wait | None = None,
         first_wait: float = FIRST_WAIT_SECONDS,
         timeout: float = REFRESH_TIMEOUT_SECONDS,
         max_threads: int = MAX_REFRESH_THREADS,
@@ -162,6 +209,7 @@ class HealthMonitor:
         self._cache_seconds = cache_seconds
         self._clock = clock
         self._wall_clock = wall_clock
+        self._wait: Wait = wait or threading.Event.wait
         self._executor = executor or _DaemonThreads()
         self._first_wait = first_wait
         self._timeout = timeout
@@ -176,15 +224,17 @@ class HealthMonitor:
         self.refreshes_abandoned = 0
 
     def report(self) -> HealthReport:
-        # All waiting in one call shares one budget of first_wait, in real time.
-        deadline = time.monotonic() + self._first_wait
+        # All waiting in one call shares one budget of first_wait.
+        deadline = self._clock() + self._first_wait
         with self._lock:
             current = self._current
             overdue = current if current and self._overdue(current, self._clock()) else None
         if overdue is not None:
             # An instance that was frozen mid-refresh thaws with the refresh "overdue": give
             # the thread a moment to finish before calling its dependency hung.
-            overdue.done.wait(max(0.0, min(OVERRUN_GRACE_SECONDS, deadline - time.monotonic())))
+            grace = min(OVERRUN_GRACE_SECONDS, deadline - self._clock())
+            if grace > 0:
+                self._wait(overdue.done, grace)
         now = self._clock()
         with self._lock:
             self._abandon_overdue(now)
@@ -193,13 +243,19 @@ class HealthMonitor:
         if refresh is not None:
             self._submit(refresh)
         if first is not None:
-            remaining = min(
-                first.started + self._first_wait - self._clock(), deadline - time.monotonic()
-            )
+            now = self._clock()
+            remaining = min(first.started + self._first_wait, deadline) - now
             if remaining > 0:
-                first.done.wait(remaining)
+                self._wait(first.done, remaining)
         with self._lock:
             return self._answer(self._clock())
+
+    def start(self) -> None:
+        """Start a refresh in the background if one is due, without waiting for it."""
+        with self._lock:
+            refresh = self._begin(self._clock()) if self._needs_refresh(self._clock()) else None
+        if refresh is not None:
+            self._submit(refresh)
 
     # --- refresh ------------------------------------------------------------------------
 
@@ -330,7 +386,7 @@ class HealthMonitor:
 
 
 class ServicesProbe:
-    """The checks of design §8 against the real Services (or a configuration error)."""
+    """What is checked, against the real Services (or a configuration error)."""
 
     names = ("configuration", "secretStore", "sessionDb", "cleverAuth")
 
@@ -527,7 +583,7 @@ def _store_unreachable(services: Services, error: str) -> Check:
 
 
 def _store_kind(services: Services) -> str:
-    # The probe is anonymous: say which kind of store, not the vault's URL or a file path.
+    # A health body leaves the process: say which kind of store, not the vault's URL or a path.
     return "Key Vault" if services.settings.uses_key_vault else "local file"
 
 

@@ -1,4 +1,5 @@
-"""The Functions app's handlers, free of azure.functions: POST /api/sync, health, the timer.
+"""The Functions app's handlers, free of azure.functions: POST /api/sync, the two health
+routes, the timer.
 
 HTTP handlers take plain mappings and return ``(status, json_body, headers)``; nothing they
 call can make them raise, and every string in a body passes through the redactor. One
@@ -27,6 +28,7 @@ from cleversync.errors import (
     SecretStoreUnavailableError,
     UsageError,
 )
+from cleversync.health import ServicesProbe, starting_report
 from cleversync.redaction import redact as process_redact
 
 if TYPE_CHECKING:
@@ -173,22 +175,42 @@ def _shown(text: str, width: int = 40) -> str:
     return cleaned if len(cleaned) <= width else cleaned[: width - 3] + "..."
 
 
-# --- GET /health/clever-auth --------------------------------------------------------------
+# --- GET /health/clever-auth (anonymous) and GET /api/health (function key) ----------------
 
 
-def health(runtime: Runtime) -> Response:
-    """The cached health report: 200 Healthy or Degraded, 503 Unhealthy; never waits long."""
+def health(runtime: Runtime | None) -> Response:
+    """The anonymous probe: the overall status, ``checkedAt`` and each check's status only.
+
+    200 Healthy or Degraded, 503 Unhealthy. ``runtime`` is None while the process is still
+    building it: the answer is then "starting" (Degraded, every check Pending), at once.
+    """
+    return _health(runtime, detailed=False)
+
+
+def health_details(runtime: Runtime | None) -> Response:
+    """The same report with everything behind it (districts, errors); for function-key callers."""
+    return _health(runtime, detailed=True)
+
+
+def _health(runtime: Runtime | None, *, detailed: bool) -> Response:
     headers = {"Cache-Control": "no-store"}
     try:
-        report = runtime.health.report()
-        return report.http_status, _scrub(report.body, runtime.redact), headers
+        if runtime is None:
+            report = starting_report(ServicesProbe.names)
+        else:
+            report = runtime.health.report()
+        body = report.body if detailed else report.public_body()
+        return (
+            report.http_status,
+            _scrub(body, runtime.redact if runtime else process_redact),
+            headers,
+        )
     except Exception as exc:
         logger.exception("The health endpoint failed")
-        body = {
-            "status": "Unhealthy",
-            "error": f"the health check itself failed ({type(exc).__name__}); see the logs",
-        }
-        return 503, body, headers
+        failed: dict[str, Any] = {"status": "Unhealthy", "checkedAt": None, "checks": {}}
+        if detailed:
+            failed["error"] = f"the health check itself failed ({type(exc).__name__}); see the logs"
+        return 503, failed, headers
 
 
 # --- the timer ----------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""The Functions host's composition root: built lazily on first use, cached, resettable by tests."""
+"""The Functions host's composition root: built lazily on first use, cached, resettable by tests.
+
+Building it (reading the settings, importing the database and HTTP stacks, wiring the
+clients) takes about half a second in a fresh process. Work that needs it (a sync, the timer)
+builds it on the calling thread; health must answer at once, so it only starts the build in
+the background and answers "starting" until the Runtime is there (``ready()``).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ from cleversync.errors import ConfigurationError
 from cleversync.redaction import process_redactor
 
 if TYPE_CHECKING:
-    from cleversync.health import HealthMonitor
+    from cleversync.health import HealthMonitor, Wait
     from cleversync.services import Services
     from cleversync.settings import Settings
 
@@ -36,6 +42,7 @@ class Runtime:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         executor: Executor | None = None,
+        wait: Wait | None = None,
         first_wait: float | None = None,
         refresh_timeout: float | None = None,
     ) -> None:
@@ -58,6 +65,7 @@ class Runtime:
             clock=clock,
             wall_clock=wall_clock,
             executor=executor,
+            wait=wait,
             **options,
         )
 
@@ -134,27 +142,129 @@ class Runtime:
             self._services.close()
 
 
+Build = Callable[[], Runtime]
+Start = Callable[[Callable[[], None]], None]
+
+
+def _in_daemon_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="cleversync-startup", daemon=True).start()
+
+
+class LazyRuntime:
+    """One process's Runtime, built once by ``build`` (``Runtime.from_environment``).
+
+    ``get()`` builds it on the calling thread (or waits for a build already running);
+    ``ready()`` never waits: it returns the Runtime when it is built, and otherwise starts
+    the build with ``start`` (a daemon thread) and returns None.
+    """
+
+    def __init__(
+        self,
+        build: Build | None = None,
+        *,
+        built: Runtime | None = None,
+        start: Start = _in_daemon_thread,
+    ) -> None:
+        self._build = build or Runtime.from_environment
+        self._start = start
+        self._runtime = built
+        self._build_lock = threading.Lock()  # held for the whole build
+        self._state_lock = threading.Lock()  # held for a moment, never during a build
+        self._starting = False
+        self._closed = False
+
+    @property
+    def built(self) -> Runtime | None:
+        return self._runtime
+
+    def get(self) -> Runtime:
+        runtime = self._runtime
+        if runtime is None:
+            with self._build_lock:
+                if self._runtime is None:
+                    self._runtime = self._build_safely()
+                runtime = self._runtime
+        return runtime
+
+    def ready(self) -> Runtime | None:
+        runtime = self._runtime
+        if runtime is not None:
+            return runtime
+        with self._state_lock:
+            if self._starting or self._closed:
+                return None
+            self._starting = True
+        try:
+            self._start(self._build_in_background)
+        except Exception:  # no thread to build on: say "starting" now, try on the next call
+            logger.exception("Could not start building CleverSync's clients")
+            with self._state_lock:
+                self._starting = False
+        return None
+
+    def close(self) -> None:
+        """Close the Runtime, now if it is built, else as soon as a running build ends."""
+        with self._state_lock:
+            self._closed = True
+            runtime = self._runtime
+        if runtime is not None:
+            runtime.close()
+
+    def _build_in_background(self) -> None:
+        try:
+            with self._build_lock:
+                if self._runtime is not None:
+                    return
+                runtime = self._build_safely()
+                # The first health check starts now, so the next probe finds it done.
+                try:
+                    runtime.health.start()
+                except Exception:
+                    logger.exception("Could not start the first health check")
+                with self._state_lock:  # published and checked at once: closed exactly once
+                    self._runtime = runtime
+                    closed = self._closed
+            if closed:
+                runtime.close()
+        finally:
+            with self._state_lock:
+                self._starting = False
+
+    def _build_safely(self) -> Runtime:
+        try:
+            return self._build()
+        except Exception as exc:
+            # The settings' and clients' own errors are already configuration errors; this
+            # is anything else (a broken install). Answer with it rather than raise from
+            # every handler, as a wrong setting does.
+            logger.exception("CleverSync could not start")
+            return Runtime(
+                config_error=ConfigurationError(
+                    f"CleverSync could not start ({type(exc).__name__}); see the logs"
+                )
+            )
+
+
 _lock = threading.Lock()
-_current: Runtime | None = None
+_process = LazyRuntime()
 
 
 def current() -> Runtime:
-    """This process's Runtime, built from the environment on the first call."""
-    global _current
-    runtime = _current
-    if runtime is None:
-        with _lock:
-            if _current is None:
-                _current = Runtime.from_environment()
-            runtime = _current
-    return runtime
+    """This process's Runtime, built from the environment on the first call (on this thread)."""
+    return _process.get()
 
 
-def reset(replacement: Runtime | None = None) -> None:
+def ready() -> Runtime | None:
+    """This process's Runtime if it is built; else None, with the build started in the
+    background. For handlers that must answer at once (health)."""
+    return _process.ready()
+
+
+def reset(replacement: Runtime | None = None, *, build: Build | None = None) -> None:
     """Drop (and close) the cached Runtime; the next ``current()`` returns ``replacement``
-    or, without one, builds anew from the environment. For tests."""
-    global _current
+    or, without one, builds anew with ``build`` (default: from the environment). For tests."""
+    global _process
     with _lock:
-        previous, _current = _current, replacement
-    if previous is not None and previous is not replacement:
+        previous, _process = _process, LazyRuntime(build, built=replacement)
+    if previous.built is not replacement or replacement is None:
         previous.close()

@@ -22,7 +22,8 @@ from sqlalchemy import event, insert, select, update
 
 from cleversync import runtime
 from cleversync.db.schema import School, SyncHistory
-from cleversync.health import DEGRADED, HEALTHY, PENDING, UNHEALTHY
+from cleversync.errors import ConfigurationError
+from cleversync.health import DEGRADED, HEALTHY, PENDING, UNHEALTHY, ServicesProbe
 from cleversync.runtime import Runtime
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
@@ -30,6 +31,7 @@ from cleversync.services import Services
 from cleversync.settings import SCHEDULE_VARIABLE, Settings
 from cleversync.timeutil import utcnow
 from tests.fakes import FakeClock, InlineExecutor, MemorySecretStore, QueuedExecutor
+from tests.test_health import FakeWaits
 from tests.world import World, make_world
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +56,17 @@ EXPECTED_BINDINGS = {
             "methods": ["GET"],
             "authLevel": "ANONYMOUS",
             "route": "health/clever-auth",
+        },
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
+    "health": [
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["GET"],
+            "authLevel": "FUNCTION",
+            "route": "api/health",
         },
         {"direction": "OUT", "type": "http", "name": "$return"},
     ],
@@ -111,7 +124,7 @@ def test_the_app_indexes_in_a_process_with_an_empty_environment() -> None:
         "found = {f.get_function_name(): [json.loads(b) for b in f.get_raw_bindings()]\n"
         "         for f in function_app.app.get_functions()}\n"
         "heavy = ('sqlalchemy', 'httpx', 'pydantic', 'alembic', 'opentelemetry')\n"
-        "print(json.dumps({'functions': found, 'built': runtime._current is not None,\n"
+        "print(json.dumps({'functions': found, 'built': runtime._process.built is not None,\n"
         "  'heavy': sorted({m.split('.')[0] for m in sys.modules if m.startswith(heavy)})}))\n"
     )
     result = subprocess.run(
@@ -157,10 +170,50 @@ def test_a_plain_http_clever_url_is_a_configuration_error(monkeypatch: pytest.Mo
     runtime.reset()
     monkeypatch.setenv("CleverSync__Clever__ApiBaseUrl", "http://api.example.com")
     assert runtime.current().config_error.setting == "CleverSync__Clever__ApiBaseUrl"
-    status, body, _ = get_health()
+    status, body = settled(get_health_details)
     assert status == 503 and body["checks"]["configuration"]["setting"] == (
         "CleverSync__Clever__ApiBaseUrl"
     )
+    assert get_health() == (503, public_view(body))
+
+
+def test_health_starts_one_build_in_the_background_and_never_runs_it_itself() -> None:
+    closed: list[Runtime] = []
+
+    class Built(Runtime):
+        def close(self) -> None:
+            closed.append(self)
+
+    pending: list[Any] = []  # the background work, run when the test says
+    lazy = runtime.LazyRuntime(
+        lambda: Built(config_error=ConfigurationError("x")), start=pending.append
+    )
+    assert lazy.ready() is None and lazy.ready() is None
+    assert len(pending) == 1 and lazy.built is None  # one build started, none run here
+    pending.pop()()
+    assert isinstance(lazy.ready(), Built) and lazy.get() is lazy.ready() and not pending
+    lazy.close()
+    assert closed == [lazy.built]
+    late = runtime.LazyRuntime(
+        lambda: Built(config_error=ConfigurationError("y")), start=pending.append
+    )
+    assert late.ready() is None
+    late.close()  # dropped (a test's reset) while its build runs...
+    pending.pop()()
+    assert closed[1:] == [late.built]  # ...so the build's result is closed when it ends
+
+
+def test_a_runtime_that_cannot_be_built_answers_unhealthy() -> None:
+    def broken() -> Runtime:
+        raise ImportError("a broken install")
+
+    runtime.reset(build=broken)
+    assert get_health()[0] == 200  # starting
+    assert "could not start (ImportError)" in str(runtime.current().config_error)
+    status, body = settled()
+    assert status == 503 and body["status"] == UNHEALTHY
+    assert "could not start (ImportError)" in body["checks"]["configuration"]["error"]
+    assert post_sync({"schoolId": "1"})[0] == 500
 
 
 # --- a real installation behind the built functions ---------------------------------------
@@ -202,15 +255,38 @@ def post_sync(params: dict[str, str] | None = None, headers: dict[str, str] | No
     return response.status_code, json.loads(response.get_body()), response.headers
 
 
-def get_health():
+def get_health(function: str = "health_clever_auth", path: str = "health/clever-auth"):
+    """GET /health/clever-auth (anonymous): (status, body)."""
     request = func.HttpRequest(
-        method="GET", url="http://localhost/health/clever-auth", params={}, headers={}, body=b""
+        method="GET", url=f"http://localhost/{path}", params={}, headers={}, body=b""
     )
-    began = time.perf_counter()
-    response = functions()["health_clever_auth"].get_user_function()(request)
-    elapsed = time.perf_counter() - began
+    response = functions()[function].get_user_function()(request)
     assert response.headers["Cache-Control"] == "no-store"
-    return response.status_code, json.loads(response.get_body()), elapsed
+    return response.status_code, json.loads(response.get_body())
+
+
+def get_health_details():
+    """GET /api/health (function key): (status, body)."""
+    return get_health("health", "api/health")
+
+
+def settled(get=get_health_details):
+    """The first answer whose checks have all run (the Runtime's own background thread)."""
+    deadline = time.monotonic() + 10
+    while True:
+        status, body = get()
+        if body["checkedAt"] is not None or time.monotonic() > deadline:
+            return status, body
+        time.sleep(0.01)
+
+
+def public_view(details: dict[str, Any]) -> dict[str, Any]:
+    """What the anonymous route may show of a detailed body."""
+    return {
+        "status": details["status"],
+        "checkedAt": details["checkedAt"],
+        "checks": {name: {"status": c["status"]} for name, c in details["checks"].items()},
+    }
 
 
 def fire_timer(past_due: bool = False) -> None:
@@ -300,21 +376,24 @@ def test_a_configuration_error_is_a_500_and_unhealthy_naming_the_setting(
     assert status == 500
     assert body["setting"] == "CleverSync__Sync__PageSize"
     assert "CleverSync__Sync__PageSize" in body["error"]
-    status, body, _ = get_health()
+    status, body = settled()
     assert status == 503 and body["status"] == UNHEALTHY
     assert body["checks"]["configuration"]["setting"] == "CleverSync__Sync__PageSize"
+    assert get_health() == (503, public_view(body))
 
 
 def test_session_db_unreachable_is_a_503(world: World, tmp_path: Path) -> None:
     store = MemorySecretStore(
         {names.SESSIONDB_CONNECTION_STRING: f"sqlite:///{tmp_path / 'gone' / 'session.sqlite'}"}
     )
-    runtime.reset(Runtime(Services(Settings.load(world.env), secret_store=store)))
+    services = Services(Settings.load(world.env), secret_store=store)
+    runtime.reset(Runtime(services, executor=InlineExecutor()))
     status, body, headers = post_sync({"schoolId": "1"})
     assert status == 503 and "does not exist" in body["error"]
     assert headers["Retry-After"] == "30"
-    status, body, _ = get_health()
+    status, body = get_health_details()
     assert status == 503 and body["checks"]["sessionDb"]["reachable"] is False
+    assert get_health() == (503, public_view(body))
 
 
 def test_session_db_failing_mid_request_is_a_503(world: World, installed: Runtime) -> None:
@@ -390,13 +469,118 @@ def test_the_timer_survives_an_unreachable_session_db(
 # --- health -------------------------------------------------------------------------------
 
 
-def test_health_after_a_sync_is_healthy(world: World, installed: Runtime) -> None:
+def test_health_after_a_sync_is_healthy(world: World) -> None:
+    runtime.reset(Runtime(world.make_services(), executor=InlineExecutor()))
     post_sync()
-    status, body, elapsed = get_health()
-    assert status == 200 and body["status"] == HEALTHY and elapsed < 0.1
+    status, body = get_health_details()
+    assert status == 200 and body["status"] == HEALTHY
     assert set(body["checks"]) == {"configuration", "secretStore", "sessionDb", "cleverAuth"}
     assert body["lastSuccessfulAuthentication"].endswith("Z") and body["lastError"] is None
     assert [d["hasToken"] for d in body["checks"]["cleverAuth"]["districts"]] == [True, True]
+    status, public = get_health()
+    assert status == 200 and public == {
+        "status": HEALTHY,
+        "checkedAt": body["checkedAt"],
+        "checks": {name: {"status": HEALTHY} for name in body["checks"]},
+    }
+
+
+def test_the_first_health_call_answers_while_the_runtime_is_still_being_built(
+    world: World,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    builders: list[threading.Thread] = []
+
+    def slow_build() -> Runtime:  # reading the settings and building the clients, held up
+        builders.append(threading.current_thread())
+        entered.set()
+        release.wait(10)
+        return Runtime(world.make_services(), executor=InlineExecutor())
+
+    runtime.reset(build=slow_build)
+    try:
+        # A call that waited for the build would sit out the 10 s and answer from it.
+        answers = [get_health(), get_health_details(), get_health()]
+        assert entered.wait(10)  # the build did start, elsewhere
+        assert not release.is_set()
+    finally:
+        release.set()
+    starting = {
+        "status": DEGRADED,
+        "checkedAt": None,
+        "checks": {name: {"status": PENDING} for name in ServicesProbe.names},
+    }
+    assert answers[0] == answers[2] == (200, starting)
+    status, details = answers[1]
+    assert status == 200 and public_view(details) == starting
+    assert details["refresh"]["state"] == "Starting"
+    built = runtime.current()  # waits for the build under way rather than starting another
+    assert len(builders) == 1 and builders[0] is not threading.current_thread()
+    # The first check ran as soon as the Runtime was built: the next probe has it.
+    assert get_health() == (200, public_view(built.health.report().body))
+    assert get_health()[1]["status"] == HEALTHY
+
+
+def test_the_anonymous_health_body_names_no_district_secret_path_or_host(
+    world: World, tmp_path: Path
+) -> None:
+    world.secrets.values.pop(names.client_secret("District-2"))
+    broken_file = tmp_path / "data"
+    broken_file.mkdir()
+    (broken_file / "secrets.json").write_text("{not json")
+    unreachable = MemorySecretStore(
+        {names.SESSIONDB_CONNECTION_STRING: "postgresql+psycopg://sync:pw@127.0.0.1:1/nowhere"}
+    )
+    scenarios = [
+        # districts with names; one with credentials, one without (secret names in errors)
+        (
+            world.make_services(),
+            [
+                *(d.name for d in world.districts),
+                names.client_id("District-1"),
+                names.client_secret("District-2"),
+            ],
+        ),
+        # a secrets file that is not JSON: its absolute path is in the errors
+        (
+            Services(
+                Settings.load({**world.env, "CleverSync__DataDir": str(broken_file)}),
+                redactor=world.redactor,
+            ),
+            [str(broken_file)],
+        ),
+        # SessionDb's server refuses: its host and port are in the error
+        (
+            Services(Settings.load(world.env), secret_store=unreachable),
+            ["127.0.0.1", "port 1"],
+        ),
+    ]
+    for services, needles in scenarios:
+        runtime.reset(Runtime(services, executor=InlineExecutor()))
+        status, details = get_health_details()
+        for needle in needles:  # the detailed view shows what this scenario is about
+            assert needle in json.dumps(details)
+        assert get_health() == (status, public_view(details))
+        text = json.dumps(get_health()[1])
+        for needle in [*needles, "District-", "CleverSyncSOS", "/", "127.0.0.1"]:
+            assert needle not in text
+        assert "error" not in text and "name" not in text
+
+
+class HangingStore(MemorySecretStore):
+    """A secret store whose reachability check hangs (``hanging`` is set) until ``release``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
+        self.hanging = threading.Event()
+        self.hang = False
+
+    def check(self) -> None:
+        if self.hang:
+            self.hanging.set()
+            self.release.wait(10)
+        super().check()
 
 
 def test_health_degrades_then_fails_as_dependencies_go(world: World) -> None:
@@ -408,7 +592,7 @@ def test_health_degrades_then_fails_as_dependencies_go(world: World) -> None:
     world.secrets.down = True
     assert get_health()[1]["status"] == HEALTHY  # cached for 30 s
     clock.advance(31)
-    status, body, _ = get_health()
+    status, body = get_health_details()
     assert status == 200 and body["status"] == DEGRADED
     assert body["checks"]["secretStore"]["cachedValuesServe"] is True
     engine = installed.services.session_engine()
@@ -419,12 +603,13 @@ def test_health_degrades_then_fails_as_dependencies_go(world: World) -> None:
     event.listen(engine, "before_cursor_execute", unreachable)
     clock.advance(31)
     try:
-        status, body, _ = get_health()
+        status, body = get_health_details()
     finally:
         event.remove(engine, "before_cursor_execute", unreachable)
     assert status == 503 and body["status"] == UNHEALTHY
     assert body["checks"]["sessionDb"]["reachable"] is False
     assert "unable to open database file" in body["checks"]["sessionDb"]["error"]
+    assert get_health() == (503, public_view(body))
 
 
 def test_an_expired_health_cache_starts_exactly_one_refresh(world: World) -> None:
@@ -433,65 +618,54 @@ def test_an_expired_health_cache_starts_exactly_one_refresh(world: World) -> Non
     assert get_health()[1]["checks"]["sessionDb"]["status"] == PENDING
     executor.run_all()
     clock.advance(31)
-    answers = [get_health() for _ in range(5)]
+    answers = [get_health_details() for _ in range(5)]
     assert len(executor.queue) == 1
     assert all(a[1]["status"] == HEALTHY and a[1]["ageSeconds"] == 31 for a in answers)
 
 
-class HangingStore(MemorySecretStore):
-    """A secret store whose reachability check hangs until ``release`` is set."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.release = threading.Event()
-        self.hang = False
-
-    def check(self) -> None:
-        if self.hang:
-            self.release.wait(10)
-        super().check()
-
-
-def test_health_answers_within_100_ms_while_the_secret_store_hangs(world: World) -> None:
+def test_health_answers_at_once_while_the_secret_store_hangs(world: World) -> None:
     store = HangingStore(dict(world.secrets.values), redactor=world.redactor)
     services = Services(Settings.load(world.env), secret_store=store, redactor=world.redactor)
     services.session_engine()  # the SessionDb secret is read and cached
     store.hang = True
-    runtime.reset(Runtime(services, refresh_timeout=0.3))
+    clock = FakeClock(1000.0)
+    waits = FakeWaits(clock, first=lambda: store.hanging.wait(10))
+    runtime.reset(Runtime(services, clock=clock, wait=waits, refresh_timeout=0.3))
     try:
-        status, body, elapsed = get_health()  # the first call waits about 80 ms, no more
-        assert 0.07 <= elapsed < 0.1
+        status, body = get_health_details()  # the first call waits its 80 ms, no more
+        assert clock() - 1000.0 == pytest.approx(0.08)
         assert status == 200 and body["status"] == DEGRADED
         assert body["checks"]["configuration"]["status"] == HEALTHY
         assert body["checks"]["secretStore"]["status"] == PENDING
-        deadline = time.monotonic() + 0.6
-        while time.monotonic() < deadline:
-            status, body, elapsed = get_health()
-            assert elapsed < 0.1
-            time.sleep(0.02)
+        for _ in range(20):  # 0.4 s more, a call every 20 ms
+            clock.advance(0.02)
+            before = clock()
+            status, body = get_health_details()
+            assert clock() - before <= 0.08 + 1e-9
         assert body["checks"]["secretStore"]["error"] == "no answer within 0.3 s"
         assert body["checks"]["secretStore"]["cachedValuesServe"] is True
-        assert body["status"] == DEGRADED
+        assert status == 200 and body["status"] == DEGRADED
     finally:
         store.release.set()
 
 
 def test_health_is_unhealthy_when_session_db_hangs(world: World) -> None:
-    installed = Runtime(world.make_services(), refresh_timeout=0.3)
+    hanging, release = threading.Event(), threading.Event()
+    clock = FakeClock(1000.0)
+    waits = FakeWaits(clock, first=lambda: hanging.wait(10))
+    installed = Runtime(world.make_services(), clock=clock, wait=waits, refresh_timeout=0.3)
     runtime.reset(installed)
     engine = installed.services.checked_session_engine()
-    release = threading.Event()
 
     def hang(conn, cursor, statement, params, context, executemany) -> None:
+        hanging.set()
         release.wait(10)
 
     event.listen(engine, "before_cursor_execute", hang)
     try:
-        deadline = time.monotonic() + 0.6
-        while time.monotonic() < deadline:
-            status, body, elapsed = get_health()
-            assert elapsed < 0.1
-            time.sleep(0.02)
+        assert get_health()[0] == 200  # the first call: still checking SessionDb
+        clock.advance(0.3)
+        status, body = get_health_details()
         assert status == 503 and body["status"] == UNHEALTHY
         assert body["checks"]["sessionDb"] == {
             "status": UNHEALTHY,
@@ -499,6 +673,7 @@ def test_health_is_unhealthy_when_session_db_hangs(world: World) -> None:
             "error": "no answer within 0.3 s",
         }
         assert body["refresh"]["abandoned"]["check"] == "sessionDb"
+        assert get_health() == (503, public_view(body))
     finally:
         release.set()
         event.remove(engine, "before_cursor_execute", hang)
@@ -510,7 +685,7 @@ def test_no_secret_leaves_in_a_health_body(world: World) -> None:
     installed = Runtime(world.make_services(), executor=InlineExecutor())
     runtime.reset(installed)
     post_sync()  # District-2 is refused: its error is in the body
-    status, body, _ = get_health()
+    status, body = get_health_details()
     assert status == 200 and body["status"] == DEGRADED
     text = json.dumps(body)
     assert "refused the credentials" in text

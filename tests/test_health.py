@@ -24,6 +24,7 @@ from cleversync.health import (
     district_status,
     districts_status,
     overall,
+    starting_report,
 )
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
@@ -34,7 +35,8 @@ from tests.world import World, make_world
 
 
 class ScriptedProbe:
-    """Two checks; ``gate`` (if set) holds the run before ``block_on``."""
+    """Two checks; ``gate`` (if set) holds the run before ``block_on``; ``blocked`` tells
+    that the run has reached it."""
 
     names = ("first", "second")
 
@@ -42,12 +44,14 @@ class ScriptedProbe:
         self.results = {"first": {"status": HEALTHY}, "second": {"status": HEALTHY}}
         self.block_on: str | None = None
         self.gate = threading.Event()
+        self.blocked = threading.Event()
         self.runs = 0
 
     def run(self, record: Callable[[str, dict[str, Any]], None]) -> None:
         self.runs += 1
         for name in self.names:
             if name == self.block_on:
+                self.blocked.set()
                 self.gate.wait(10)
             record(name, dict(self.results[name]))
 
@@ -73,10 +77,41 @@ class CountingThreads(Executor):
         return Future()
 
 
-def timed(monitor: HealthMonitor):
-    began = time.perf_counter()
+class FakeWaits:
+    """The monitor's waits on a FakeClock: a wait its event does not end moves the clock on
+    by the whole timeout, at once. ``first`` runs before each wait (to let a check thread
+    reach a known point); ``instead`` (if set) replaces the wait (a thread that finishes
+    while the caller waits)."""
+
+    def __init__(self, clock: FakeClock, first: Callable[[], object] | None = None) -> None:
+        self.clock = clock
+        self.first = first
+        self.instead: Callable[[threading.Event], bool] | None = None
+        self.asked: list[float] = []
+
+    def __call__(self, event: threading.Event, timeout: float) -> bool:
+        self.asked.append(timeout)
+        if self.first is not None:
+            self.first()
+        if self.instead is not None:
+            return self.instead(event)
+        if event.is_set():
+            return True
+        self.clock.advance(timeout)
+        return False
+
+
+def waited(clock: FakeClock, monitor: HealthMonitor):
+    """A report, and how long (on the fake clock) the call spent waiting."""
+    began = clock()
     report = monitor.report()
-    return report, time.perf_counter() - began
+    return report, clock() - began
+
+
+def join(executor: CountingThreads) -> None:
+    for thread in executor.threads:
+        thread.join(10)
+        assert not thread.is_alive()
 
 
 # --- status rules -------------------------------------------------------------------------
@@ -130,21 +165,26 @@ def test_no_district_able_to_authenticate_is_unhealthy(statuses: list[str], expe
 
 
 def test_the_first_call_gets_a_fast_first_check() -> None:
-    monitor = HealthMonitor(ScriptedProbe(), cache_seconds=30)
-    report, elapsed = timed(monitor)
-    assert elapsed < 0.1
+    clock = FakeClock(1000.0)
+    waits = FakeWaits(clock)
+    monitor = HealthMonitor(
+        ScriptedProbe(), cache_seconds=30, clock=clock, wait=waits, executor=InlineExecutor()
+    )
+    report, spent = waited(clock, monitor)
+    assert spent == 0 and waits.asked == pytest.approx([0.08])  # the check was done: no time waited
     assert report.status == HEALTHY and report.http_status == 200
     assert report.body["checks"] == {"first": {"status": HEALTHY}, "second": {"status": HEALTHY}}
     assert report.body["checkedAt"].endswith("Z")
 
 
 def test_the_first_call_waits_at_most_80_ms_then_reports_what_it_knows() -> None:
-    probe = ScriptedProbe()
+    probe, clock, executor = ScriptedProbe(), FakeClock(1000.0), CountingThreads()
     probe.block_on = "second"
-    monitor = HealthMonitor(probe, cache_seconds=30)
+    waits = FakeWaits(clock, first=lambda: probe.blocked.wait(10))
+    monitor = HealthMonitor(probe, cache_seconds=30, clock=clock, wait=waits, executor=executor)
     try:
-        report, elapsed = timed(monitor)
-        assert 0.07 <= elapsed < 0.1
+        report, spent = waited(clock, monitor)
+        assert spent == pytest.approx(0.08) and waits.asked == pytest.approx([0.08])
         assert report.status == DEGRADED and report.http_status == 200
         assert report.body["checks"] == {
             "first": {"status": HEALTHY},
@@ -152,19 +192,18 @@ def test_the_first_call_waits_at_most_80_ms_then_reports_what_it_knows() -> None
         }
         assert report.body["checkedAt"] is None
         assert report.body["refresh"]["state"] == "Running"
-        report, elapsed = timed(monitor)  # later calls wait only what is left of the 80 ms
-        assert elapsed < 0.1
+        report, spent = waited(clock, monitor)  # later calls wait only what is left: none
+        assert spent == 0 and waits.asked == pytest.approx([0.08])
+        assert report.status == DEGRADED
     finally:
         probe.gate.set()
-    deadline = time.monotonic() + 5
-    while monitor.report().body["checkedAt"] is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    join(executor)
     assert monitor.report().status == HEALTHY
     assert probe.runs == 1
 
 
 def test_an_expired_cache_starts_exactly_one_background_refresh() -> None:
-    probe, clock, executor = ScriptedProbe(), FakeClock(), QueuedExecutor()
+    probe, clock, executor = ScriptedProbe(), FakeClock(1000.0), QueuedExecutor()
     monitor = HealthMonitor(probe, cache_seconds=30, clock=clock, executor=executor, first_wait=0)
     assert monitor.report().status == DEGRADED  # nothing known yet
     executor.run_all()
@@ -186,7 +225,7 @@ def test_an_expired_cache_starts_exactly_one_background_refresh() -> None:
 
 
 def test_a_refresh_that_overruns_is_abandoned_and_threads_do_not_pile_up() -> None:
-    probe, clock, executor = ScriptedProbe(), FakeClock(), QueuedExecutor()
+    probe, clock, executor = ScriptedProbe(), FakeClock(1000.0), QueuedExecutor()
     monitor = HealthMonitor(
         probe, cache_seconds=0, clock=clock, executor=executor, first_wait=0, timeout=10
     )
@@ -217,37 +256,90 @@ def test_a_refresh_that_overruns_is_abandoned_and_threads_do_not_pile_up() -> No
 
 
 def test_a_refresh_overdue_only_because_the_instance_was_frozen_is_kept() -> None:
-    probe, clock = ScriptedProbe(), FakeClock()
+    probe, clock, executor = ScriptedProbe(), FakeClock(1000.0), CountingThreads()
     probe.block_on = "second"
-    monitor = HealthMonitor(probe, cache_seconds=30, clock=clock, first_wait=0.08, timeout=10)
-    assert monitor.report().status == DEGRADED  # the first check, still running
-    clock.advance(600)  # frozen for ten minutes mid-check...
-    threading.Timer(0.02, probe.gate.set).start()  # ...and once thawed, it finishes in 20 ms
-    report, elapsed = timed(monitor)
-    assert elapsed < 0.1
-    assert report.status == HEALTHY and monitor.refreshes_abandoned == 0
-
-
-def test_every_call_answers_in_100_ms_while_a_dependency_hangs() -> None:
-    probe = ScriptedProbe()
-    probe.block_on = "first"
-    executor = CountingThreads()
-    monitor = HealthMonitor(probe, cache_seconds=0, executor=executor, timeout=0.2)
+    waits = FakeWaits(clock, first=lambda: probe.blocked.wait(10))
+    monitor = HealthMonitor(
+        probe, cache_seconds=30, clock=clock, wait=waits, executor=executor, timeout=10
+    )
     try:
-        slowest = 0.0
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline:
-            report, elapsed = timed(monitor)
-            slowest = max(slowest, elapsed)
-            time.sleep(0.02)
-        assert slowest < 0.1
+        assert monitor.report().status == DEGRADED  # the first check, still running
+        clock.advance(600)  # frozen for ten minutes mid-check...
+        # ...and once thawed, it finishes while the caller gives it its last moment
+        waits.instead = lambda event: probe.gate.set() or event.wait(10)
+        report = monitor.report()
+    finally:
+        probe.gate.set()
+    assert waits.asked[1:] == pytest.approx([0.05])  # the grace, within the call's 80 ms
+    assert report.status == HEALTHY and monitor.refreshes_abandoned == 0
+    join(executor)
+
+
+def test_an_overdue_refresh_that_does_not_finish_in_its_grace_is_abandoned() -> None:
+    probe, clock, executor = ScriptedProbe(), FakeClock(1000.0), CountingThreads()
+    probe.block_on = "second"
+    waits = FakeWaits(clock, first=lambda: probe.blocked.wait(10))
+    monitor = HealthMonitor(
+        probe, cache_seconds=30, clock=clock, wait=waits, executor=executor, timeout=10
+    )
+    try:
+        monitor.report()
+        clock.advance(600)
+        report, spent = waited(clock, monitor)
+        assert waits.asked[1] == pytest.approx(0.05) and spent <= 0.08
+        assert monitor.refreshes_abandoned == 1
+        assert report.body["checks"]["first"] == {"status": HEALTHY}
+        assert report.body["checks"]["second"] == {
+            "status": UNHEALTHY,
+            "error": "no answer within 10 s",
+        }
+    finally:
+        probe.gate.set()
+    join(executor)
+
+
+def test_no_call_waits_more_than_80_ms_while_a_dependency_hangs() -> None:
+    probe, clock, executor = ScriptedProbe(), FakeClock(1000.0), CountingThreads()
+    probe.block_on = "first"
+    waits = FakeWaits(clock)
+    monitor = HealthMonitor(
+        probe, cache_seconds=0, clock=clock, wait=waits, executor=executor, timeout=0.2
+    )
+    try:
+        spent = []
+        for _ in range(50):  # one simulated second, a call every 20 ms
+            report, took = waited(clock, monitor)
+            spent.append(took)
+            clock.advance(0.02)
+        assert max(spent) <= 0.08 + 1e-9 and spent[0] == pytest.approx(0.08)
         assert executor.started == 2  # one, then one more after it was abandoned; no more
-        assert report.status == UNHEALTHY
+        assert monitor.refreshes_abandoned == 2
+        assert report.status == UNHEALTHY and report.body["refresh"]["state"] == "Blocked"
         assert report.body["checks"]["first"]["error"] == "no answer within 0.2 s"
     finally:
         probe.gate.set()
-    for thread in executor.threads:
-        thread.join(5)
+    join(executor)
+
+
+def test_a_hanging_dependency_still_answers_within_a_second_in_real_time() -> None:
+    # The one test on the real clock and real waits: the defaults, end to end.
+    probe, executor = ScriptedProbe(), CountingThreads()
+    probe.block_on = "first"
+    monitor = HealthMonitor(probe, cache_seconds=0, executor=executor, timeout=0.2)
+    try:
+        began = time.monotonic()
+        first = monitor.report()
+        assert time.monotonic() - began < 1.0
+        assert first.status == DEGRADED and first.body["checks"]["first"] == {"status": PENDING}
+        time.sleep(0.25)
+        began = time.monotonic()
+        later = monitor.report()
+        assert time.monotonic() - began < 1.0
+        assert later.status == UNHEALTHY
+        assert later.body["checks"]["first"]["error"] == "no answer within 0.2 s"
+    finally:
+        probe.gate.set()
+    join(executor)
 
 
 def test_a_probe_that_crashes_is_reported_not_raised() -> None:
@@ -395,3 +487,36 @@ def test_no_secret_reaches_a_check(world: World) -> None:
     status, checks = probe(services)
     assert status == DEGRADED and checks["secretStore"]["status"] == DEGRADED
     assert leaked not in str(checks) and "***" in checks["secretStore"]["error"]
+
+
+# --- the two views ------------------------------------------------------------------------
+
+
+def test_the_anonymous_view_picks_the_statuses_and_nothing_else() -> None:
+    clock = FakeClock(1000.0)
+    probe = ScriptedProbe()
+    probe.results["second"] = {
+        "status": DEGRADED,
+        "error": "no Clever credentials: set CleverSyncSOS--North--ClientSecret",
+        "districts": [{"name": "North District"}],
+    }
+    monitor = HealthMonitor(probe, cache_seconds=30, clock=clock, executor=InlineExecutor())
+    report = monitor.report()
+    assert report.body["checks"]["second"]["districts"]  # the detailed view has it all
+    public = report.public_body()
+    assert public == {
+        "status": DEGRADED,
+        "checkedAt": report.body["checkedAt"],
+        "checks": {"first": {"status": HEALTHY}, "second": {"status": DEGRADED}},
+    }
+
+
+def test_a_starting_process_is_degraded_with_every_check_pending() -> None:
+    report = starting_report(ServicesProbe.names)
+    assert report.status == DEGRADED and report.http_status == 200
+    assert report.public_body() == {
+        "status": DEGRADED,
+        "checkedAt": None,
+        "checks": {name: {"status": PENDING} for name in ServicesProbe.names},
+    }
+    assert report.body["refresh"]["state"] == "Starting"

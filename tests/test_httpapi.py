@@ -246,11 +246,22 @@ def test_a_health_endpoint_that_breaks_still_answers() -> None:
         def report(self) -> Any:
             raise RuntimeError("bug")
 
-    status, body, headers = httpapi.health(
-        FakeRuntime(FakeServices(RuntimeError()), BrokenHealth())
-    )
-    assert status == 503 and body["status"] == "Unhealthy"
+    broken = FakeRuntime(FakeServices(RuntimeError()), BrokenHealth())
+    status, body, headers = httpapi.health(broken)
+    assert status == 503 and body == {"status": "Unhealthy", "checkedAt": None, "checks": {}}
     assert headers["Cache-Control"] == "no-store"
+    status, body, headers = httpapi.health_details(broken)
+    assert status == 503 and body["status"] == "Unhealthy"
+    assert "RuntimeError" in body["error"] and headers["Cache-Control"] == "no-store"
+
+
+def test_health_answers_starting_before_the_runtime_exists() -> None:
+    status, body, headers = httpapi.health(None)
+    assert status == 200 and body["status"] == "Degraded" and body["checkedAt"] is None
+    assert {check["status"] for check in body["checks"].values()} == {"Pending"}
+    assert headers["Cache-Control"] == "no-store"
+    status, details, _ = httpapi.health_details(None)
+    assert status == 200 and details["refresh"]["state"] == "Starting"
 
 
 def test_the_timer_purges_even_when_the_run_fails(caplog: pytest.LogCaptureFixture) -> None:
