@@ -31,7 +31,7 @@ ALERT_EVENT = "ConsecutiveSyncFailures"
 @dataclass
 class RunResult:
     correlation_id: str
-    status: str  # Success | Partial | Failed
+    status: str  # Success | Partial | Failed | Skipped (no school ran)
     duration_ms: int
     schools: list[SchoolResult] = field(default_factory=list)
     alerts: list[int] = field(default_factory=list)  # school ids alerted in this run
@@ -188,7 +188,11 @@ class Orchestrator:
 
 
 def overall_status(results: list[SchoolResult]) -> str:
+    """Failed, Partial or Success over the schools that ran; Skipped when there were schools
+    and none of them ran (a run that synced nothing must not look like a success)."""
     statuses = {r.status for r in results} - {SKIPPED}
+    if results and not statuses:
+        return SKIPPED
     if FAILED in statuses:
         return FAILED
     if PARTIAL in statuses:

@@ -14,7 +14,7 @@ from sqlalchemy import event, insert, select, update
 
 from cleversync.db.schema import School, SyncHistory
 from cleversync.errors import NotFoundError, UsageError
-from cleversync.orchestrator import ALERT_EVENT, Orchestrator, RunResult
+from cleversync.orchestrator import ALERT_EVENT, Orchestrator, RunResult, overall_status
 from cleversync.registry import DistrictRecord, SchoolRecord
 from cleversync.sandbox import Fault, Sandbox
 from cleversync.secrets import names
@@ -265,3 +265,45 @@ def test_the_threshold_is_a_setting(world: World) -> None:
     assert world.sync(services, school_id=1).alerts == [1]
     assert world.sync(services, school_id=1).alerts == []
     services.close()
+
+
+# --- runs in which nothing ran ------------------------------------------------------------
+
+
+def school_result(status: str) -> SchoolResult:
+    return SchoolResult(1, "One", 1, status)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "overall"),
+    [
+        (["Skipped"], "Skipped"),
+        (["Skipped", "Skipped"], "Skipped"),
+        (["Skipped", "Success"], "Success"),
+        (["Skipped", "Partial"], "Partial"),
+        (["Success", "Skipped", "Failed"], "Failed"),
+        (["Success"], "Success"),
+        ([], "Success"),  # no school to sync: nothing failed, nothing was skipped
+    ],
+)
+def test_overall_status(statuses: list[str], overall: str) -> None:
+    assert overall_status([school_result(s) for s in statuses]) == overall
+
+
+def test_a_run_in_which_every_school_was_skipped_is_skipped(world: World) -> None:
+    leases = world.services.school_sync().leases
+    held = [leases.acquire(i, "another-instance:1:abc") for i in (1, 2, 3)]
+    try:
+        district = world.sync(district_id=1)
+        single = world.sync(school_id=2)
+    finally:
+        for lease in held:
+            lease.release()
+    assert [s.status for s in district.schools] == ["Skipped"] * 3
+    assert (district.status, single.status) == ("Skipped", "Skipped")
+    assert world.history() == []
+    lease = leases.acquire(1, "another-instance:1:abc")
+    try:
+        assert world.sync(district_id=1).status == "Success"  # two of three ran
+    finally:
+        lease.release()
