@@ -99,6 +99,8 @@ class Orchestrator:
             self._settings.concurrency.max_schools_in_parallel,
             extra={"CorrelationId": request.correlation_id, "Trigger": trigger},
         )
+        if school_id is None:  # a run over many schools: the timer, a district, all
+            self._close_expired(request.correlation_id)
         results: list[SchoolResult] = []
         if targets:
             workers = min(self._settings.concurrency.max_schools_in_parallel, len(targets))
@@ -127,6 +129,26 @@ class Orchestrator:
             },
         )
         return run
+
+    def _close_expired(self, correlation_id: str) -> None:
+        """Close every school's InProgress rows whose run is gone (its lease expired or is
+        not held), so they do not stay InProgress until that school's next run, or for ever
+        for a school deactivated after a crash."""
+        try:
+            closed = self.history.close_expired(
+                "abandoned: the run that opened this row stopped without finishing (the "
+                f"school's sync lease expired); closed by run {correlation_id}"
+            )
+        except CleverSyncError as exc:  # the schools' own runs close their rows as well
+            logger.warning("Could not close expired SyncHistory rows: %s", exc)
+            return
+        for school_id, count in sorted(closed.items()):
+            logger.warning(
+                "Closed %d expired InProgress SyncHistory row(s) of school %s as Failed",
+                count,
+                school_id,
+                extra={"CorrelationId": correlation_id, "SchoolId": school_id},
+            )
 
     def _one(
         self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest

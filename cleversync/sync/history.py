@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from cleversync.db.retry import in_transaction, run_with_retry
-from cleversync.db.schema import SyncHistory
+from cleversync.db.schema import School, SyncHistory
 from cleversync.redaction import redact
 from cleversync.settings import RetryPolicy
 from cleversync.sync.plan import LastRun
@@ -158,6 +158,43 @@ class History:
             .values(Status=FAILED, SyncEndTime=self._clock(), ErrorMessage=sanitize(message)),
         )
         return result.rowcount or 0
+
+    def close_expired(self, message: str) -> dict[int, int]:
+        """Close, as Failed, the InProgress rows of every school (active or not) whose sync
+        lease has expired or is not held: the run that opened them is gone, and a school
+        deactivated after a crash has no next run to close them. Rows closed, by school."""
+        schools = School.__table__
+        now = self._clock()
+        dead = select(schools.c.SchoolId).where(
+            or_(
+                schools.c.SyncLeaseOwner.is_(None),
+                schools.c.SyncLeaseExpiresAt.is_(None),
+                schools.c.SyncLeaseExpiresAt < now,
+            )
+        )
+        expired = (_TABLE.c.Status == IN_PROGRESS, _TABLE.c.SchoolId.in_(dead))
+
+        def close(conn: Any) -> dict[int, int]:
+            counts = select(_TABLE.c.SchoolId, func.count()).where(*expired)
+            found = {
+                int(school): int(n)
+                for school, n in conn.execute(counts.group_by(_TABLE.c.SchoolId))
+            }
+            if found:
+                conn.execute(
+                    update(_TABLE)
+                    .where(*expired)
+                    .values(Status=FAILED, SyncEndTime=now, ErrorMessage=sanitize(message))
+                )
+            return found
+
+        return in_transaction(
+            self._engine,
+            close,
+            policy=self._policy,
+            what="closing expired SyncHistory rows",
+            sleep=self._sleep,
+        )
 
     def last_good_run(self, school_id: int) -> LastRun | None:
         bad = func.sum(case((_TABLE.c.Status.in_(GOOD), 0), else_=1))

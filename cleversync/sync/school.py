@@ -410,18 +410,32 @@ class SchoolSync:
         run.lease.renew()
 
     def _close(self, run: _Run, mode: str, result: SchoolResult) -> None:
+        # A write that fails here is reported after the run's own error, never instead of
+        # it: "writing 7 student rows: ..." is what the operator must read first.
+        unwritten: list[str] = []
         for outcome in run.outcomes.values():
             if not outcome.done:
                 outcome.fail("the run stopped before this entity was synced")
             good = outcome.status in GOOD
-            self.history.close(
-                outcome.sync_id,
-                status=outcome.status,
-                counts=outcome.counts,
-                error=outcome.message(),
-                last_event_id=outcome.last_event_id if good else None,
-                last_sync_timestamp=run.started if good else None,
-            )
+            try:
+                self.history.close(
+                    outcome.sync_id,
+                    status=outcome.status,
+                    counts=outcome.counts,
+                    error=outcome.message(),
+                    last_event_id=outcome.last_event_id if good else None,
+                    last_sync_timestamp=run.started if good else None,
+                )
+            except Exception as exc:  # the row stays InProgress until the next sweep
+                unwritten.append(_describe(exc))
+                logger.error(
+                    "Could not close school %s's %s SyncHistory row %s: %s",
+                    run.school.school_id,
+                    outcome.entity,
+                    outcome.sync_id,
+                    unwritten[-1],
+                    extra=_dims(run.school, run.request),
+                )
         outcomes = list(run.outcomes.values())
         result.entities = outcomes
         statuses = {o.status for o in outcomes}
@@ -433,7 +447,14 @@ class SchoolSync:
         if mode == "full":
             needs_full = FAILED in statuses or any(o.held_back for o in outcomes)
             if needs_full != run.school.requires_full_sync:
-                self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+                try:
+                    self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+                except Exception as exc:
+                    unwritten.append(_describe(exc))
+        if unwritten:
+            result.status = FAILED
+            note = f"its sync record could not be written: {unwritten[0]}"
+            result.error = sanitize(f"{result.error}; and {note}" if result.error else note)
         level = logging.ERROR if result.status == FAILED else logging.INFO
         logger.log(
             level,
