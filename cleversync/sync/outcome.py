@@ -31,6 +31,12 @@ class EntityOutcome:
     def done(self) -> bool:
         return self.status != IN_PROGRESS
 
+    @property
+    def completed(self) -> bool:
+        """Ran to its end: Success, or Partial only for skipped records. What the guard held
+        back, a failure or an unfinished pass leaves the school needing a full sync."""
+        return self.status in (SUCCESS, PARTIAL) and not self.held_back
+
     def dimensions(self, **extra: Any) -> dict[str, Any]:
         """The structured attributes of design §10 (App Insights custom dimensions)."""
         return {

@@ -91,6 +91,7 @@ class _Run:
     client: CleverClient | None = None
     reason: str = ""
     cursor: str = ""  # the event cursor of the school's last good run
+    flagged: bool = False  # RequiresFullSync as this run last saw or wrote it
 
 
 class SchoolSync:
@@ -235,6 +236,7 @@ class SchoolSync:
         result.mode, result.reason = decision.mode, decision.reason
         run.reason = decision.reason
         run.cursor = last.last_event_id if last and last.last_event_id is not None else ""
+        run.flagged = school.requires_full_sync
         logger.info(
             "Syncing school %s (%s): %s sync, %s",
             school.school_id,
@@ -312,6 +314,12 @@ class SchoolSync:
     # --- modes --------------------------------------------------------------------------
 
     def _full(self, run: _Run) -> None:
+        # Flagged before the first page, cleared only when every entity finished: a run
+        # killed in between (no finally block runs) leaves the next run a full one, so what
+        # Clever removed is still removed.
+        if not run.flagged:
+            self.registry.set_requires_full_sync(run.school.school_id, True)
+            run.flagged = True
         baseline = self._baseline(run)  # before any data: no event during the sync is lost
         self._passes(run, delete=True)
         for outcome in run.outcomes.values():
@@ -445,8 +453,8 @@ class SchoolSync:
         result.mode, result.reason = mode, run.reason
         result.error = next((o.error for o in outcomes if o.error), None)
         if mode == "full":
-            needs_full = FAILED in statuses or any(o.held_back for o in outcomes)
-            if needs_full != run.school.requires_full_sync:
+            needs_full = not all(o.completed for o in outcomes)
+            if needs_full != run.flagged:
                 try:
                     self.registry.set_requires_full_sync(run.school.school_id, needs_full)
                 except Exception as exc:
