@@ -20,7 +20,7 @@ from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncHistory
 from cleversync.redaction import redact
 from cleversync.settings import RetryPolicy
-from cleversync.sync.plan import LastRun
+from cleversync.sync.plan import EntityRun, LastRun
 from cleversync.timeutil import utcnow
 
 IN_PROGRESS, SUCCESS, FAILED, PARTIAL = "InProgress", "Success", "Failed", "Partial"
@@ -214,6 +214,30 @@ class History:
         if row is None:
             return None
         return LastRun(started_at=row[0], last_event_id=row[1], last_sync_timestamp=row[2])
+
+    def entity_runs(self, school_id: int, limit: int = 1000) -> dict[str, list[EntityRun]]:
+        """The school's Success and Partial rows by entity, newest first (for
+        ``expects_rows``: whether each entity's table must hold rows)."""
+        query = (
+            select(
+                _TABLE.c.EntityType,
+                _TABLE.c.SyncType,
+                _TABLE.c.RecordsProcessed,
+                _TABLE.c.RecordsInserted,
+                _TABLE.c.RecordsUpdated,
+                _TABLE.c.RecordsFailed,
+            )
+            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status.in_(GOOD))
+            .order_by(_TABLE.c.SyncStartTime.desc(), _TABLE.c.SyncId.desc())
+            .limit(limit)
+        )
+        rows = self._read("reading SyncHistory", lambda conn: conn.execute(query).all())
+        runs: dict[str, list[EntityRun]] = {}
+        for entity, sync_type, processed, inserted, updated, failed in rows:
+            runs.setdefault(entity, []).append(
+                EntityRun(sync_type, processed or 0, inserted or 0, updated or 0, failed or 0)
+            )
+        return runs
 
     def run_statuses(self, school_id: int, limit: int = 50) -> list[str]:
         """The school's latest runs, newest first, each as Failed, Partial or Success."""

@@ -9,6 +9,7 @@ it never deletes. Every run writes one SyncHistory row per entity.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,7 +42,7 @@ from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
 from cleversync.sync.lease import Lease, Leases
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.passes import PassContext, run_passes
-from cleversync.sync.plan import ModeDecision, choose_mode
+from cleversync.sync.plan import ModeDecision, choose_mode, expects_rows
 from cleversync.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class _Run:
     reason: str = ""
     cursor: str = ""  # the event cursor of the school's last good run
     flagged: bool = False  # RequiresFullSync as this run last saw or wrote it
+    choose: Callable[..., ModeDecision] = choose_mode  # the mode, given more facts
 
 
 class SchoolSync:
@@ -199,13 +202,15 @@ class SchoolSync:
         school = self.registry.get_school(school.school_id)  # fresh RequiresFullSync
         started = self._clock()
         last = self.history.last_good_run(school.school_id)
-        decision = choose_mode(
+        choose = functools.partial(
+            choose_mode,
             requested_full=request.full or request.allow_mass_delete,
             requires_full_sync=school.requires_full_sync,
             last=last,
             now=started,
             retention_days=self._settings.sync.event_retention_days,
         )
+        decision = choose()
         sync_type = "Full" if decision.mode == "full" else "Incremental"
         ids = self.history.open_run(
             school_id=school.school_id,
@@ -237,6 +242,7 @@ class SchoolSync:
         run.reason = decision.reason
         run.cursor = last.last_event_id if last and last.last_event_id is not None else ""
         run.flagged = school.requires_full_sync
+        run.choose = choose
         logger.info(
             "Syncing school %s (%s): %s sync, %s",
             school.school_id,
@@ -284,20 +290,23 @@ class SchoolSync:
         except SQLAlchemyError as exc:
             raise translate(exc, f"school database {run.school.database_name}") or exc from exc
         run.client = self._clever(run.district, FieldReport())
+        if decision.mode != "full":
+            emptied = self._emptied(run)
+            if emptied:
+                decision = run.choose(empty_entities=emptied)
+                self._switch_to_full(run, decision.reason)
+                logger.warning(
+                    "School %s: %s; running a full sync",
+                    run.school.school_id,
+                    decision.reason,
+                    extra=_dims(run.school, run.request),
+                )
         if decision.mode == "events":
             try:
                 self._events(run, run.cursor)
                 return "events"
             except EventCursorExpiredError as exc:
-                run.reason = f"{exc}; fell back to a full sync"
-                self._note_all(run, run.reason)
-                self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
-                for outcome in run.outcomes.values():
-                    outcome.sync_type, outcome.status, outcome.counts = (
-                        "Full",
-                        "InProgress",
-                        Counts(),
-                    )
+                self._switch_to_full(run, f"{exc}; fell back to a full sync")
                 self._full(run)
                 return "full"
             except EventsNotEnabledError as exc:
@@ -310,6 +319,33 @@ class SchoolSync:
             return "data"
         self._full(run)
         return "full"
+
+    def _emptied(self, run: _Run) -> list[str]:
+        """Entities whose table holds no active rows though their history says it must."""
+        runs = self.history.entity_runs(run.school.school_id)
+        expected = [e for e in ENTITIES if expects_rows(runs.get(e.name, []))]
+        if not expected:
+            return []
+
+        def empty(conn: Connection) -> list[str]:
+            return [
+                e.name
+                for e in expected
+                if conn.execute(
+                    select(e.table.c[e.key]).where(e.table.c.IsActive.is_(True)).limit(1)
+                ).first()
+                is None
+            ]
+
+        return self._transaction(run, "looking for active rows", empty)
+
+    def _switch_to_full(self, run: _Run, reason: str) -> None:
+        """The run becomes a full sync (its history rows say so, with the reason)."""
+        run.reason = reason
+        self._note_all(run, reason)
+        self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
+        for outcome in run.outcomes.values():
+            outcome.sync_type, outcome.status, outcome.counts = ("Full", "InProgress", Counts())
 
     # --- modes --------------------------------------------------------------------------
 
