@@ -29,7 +29,7 @@ from cleversync.errors import (
 )
 from cleversync.settings import Settings
 from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
-from cleversync.sync.mapping import Row, section_row, student_row, teacher_row
+from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
 from cleversync.sync.writer import (
@@ -195,7 +195,7 @@ def _changed(
     row holding Clever's ``last_modified`` holds that very version of the record: parsing,
     mapping and comparing it again would find nothing. (A full sync compares everything.)
     """
-    ids = [raw["id"] for raw in raws if isinstance(raw.get("id"), str)]
+    ids = [raw["id"] for raw in raws if isinstance(raw.get("id"), str) and storable(raw["id"])]
     stored = ctx.transaction(
         f"reading the versions of {len(ids)} {entity.name.lower()} rows",
         lambda conn: stored_versions(conn, entity, ids),
