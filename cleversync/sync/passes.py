@@ -38,8 +38,7 @@ from cleversync.sync.writer import (
     missing_rows,
     remove_rows,
     stored_versions,
-    write_rows,
-    write_sections,
+    write_refusing,
 )
 from cleversync.timeutil import parse_clever_time
 
@@ -220,16 +219,7 @@ def _changed(
 def _flush(ctx: PassContext, entity: Entity, batch: list[Row], outcome: EntityOutcome) -> None:
     size = ctx.settings.sync.batch_size
     for start in range(0, len(batch), size):
-        part = batch[start : start + size]
-
-        def write(conn: Connection, rows: list[Row] = part) -> Any:
-            if entity is SECTION:
-                return write_sections(conn, rows, ctx.clock())  # type: ignore[arg-type]
-            return write_rows(conn, entity, rows, ctx.clock())
-
-        written = ctx.transaction(f"writing {len(part)} {entity.name.lower()} rows", write)
-        outcome.counts.inserted += written.inserted
-        outcome.counts.updated += written.updated
+        write_refusing(ctx.transaction, entity, batch[start : start + size], ctx.clock, outcome)
         ctx.checkpoint()
 
 
