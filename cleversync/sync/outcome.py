@@ -78,6 +78,9 @@ class EntityOutcome:
         """ErrorMessage for the history row: the error, the guard's message, the notes."""
         parts = [p for p in (self.error, self.held_back) if p]
         if self.counts.failed:
-            parts.append(f"{self.counts.failed} record(s) skipped: they do not fit the schema")
+            parts.append(
+                f"{self.counts.failed} record(s) skipped: they cannot be stored as they are "
+                "(logged by Clever id)"
+            )
         parts += self.notes
         return "; ".join(parts) or None
