@@ -31,7 +31,7 @@ ALERT_EVENT = "ConsecutiveSyncFailures"
 @dataclass
 class RunResult:
     correlation_id: str
-    status: str  # Success | Partial | Failed
+    status: str  # Success | Partial | Failed | Skipped (no school ran)
     duration_ms: int
     schools: list[SchoolResult] = field(default_factory=list)
     alerts: list[int] = field(default_factory=list)  # school ids alerted in this run
@@ -99,6 +99,8 @@ class Orchestrator:
             self._settings.concurrency.max_schools_in_parallel,
             extra={"CorrelationId": request.correlation_id, "Trigger": trigger},
         )
+        if school_id is None:  # a run over many schools: the timer, a district, all
+            self._close_expired(request.correlation_id)
         results: list[SchoolResult] = []
         if targets:
             workers = min(self._settings.concurrency.max_schools_in_parallel, len(targets))
@@ -127,6 +129,26 @@ class Orchestrator:
             },
         )
         return run
+
+    def _close_expired(self, correlation_id: str) -> None:
+        """Close every school's InProgress rows whose run is gone (its lease expired or is
+        not held), so they do not stay InProgress until that school's next run, or for ever
+        for a school deactivated after a crash."""
+        try:
+            closed = self.history.close_expired(
+                "abandoned: the run that opened this row stopped without finishing (the "
+                f"school's sync lease expired); closed by run {correlation_id}"
+            )
+        except CleverSyncError as exc:  # the schools' own runs close their rows as well
+            logger.warning("Could not close expired SyncHistory rows: %s", exc)
+            return
+        for school_id, count in sorted(closed.items()):
+            logger.warning(
+                "Closed %d expired InProgress SyncHistory row(s) of school %s as Failed",
+                count,
+                school_id,
+                extra={"CorrelationId": correlation_id, "SchoolId": school_id},
+            )
 
     def _one(
         self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
@@ -188,7 +210,11 @@ class Orchestrator:
 
 
 def overall_status(results: list[SchoolResult]) -> str:
+    """Failed, Partial or Success over the schools that ran; Skipped when there were schools
+    and none of them ran (a run that synced nothing must not look like a success)."""
     statuses = {r.status for r in results} - {SKIPPED}
+    if results and not statuses:
+        return SKIPPED
     if FAILED in statuses:
         return FAILED
     if PARTIAL in statuses:

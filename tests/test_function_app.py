@@ -690,3 +690,18 @@ def test_no_secret_leaves_in_a_health_body(world: World) -> None:
     text = json.dumps(body)
     assert "refused the credentials" in text
     assert secret not in text and world.secrets.get(names.client_secret("District-2")) not in text
+
+
+def test_a_run_in_which_every_school_was_skipped_says_skipped(
+    world: World, installed: Runtime
+) -> None:
+    leases = world.services.school_sync().leases
+    held = [leases.acquire(s.school_id, "another-instance:7:abc") for s in world.schools[:2]]
+    try:
+        status, body, _ = post_sync({"districtId": "1"})
+    finally:
+        for lease in held:
+            lease.release()
+    assert status == 200
+    assert body["status"] == "Skipped"
+    assert [s["status"] for s in body["schools"]] == ["Skipped", "Skipped"]

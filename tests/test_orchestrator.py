@@ -14,7 +14,7 @@ from sqlalchemy import event, insert, select, update
 
 from cleversync.db.schema import School, SyncHistory
 from cleversync.errors import NotFoundError, UsageError
-from cleversync.orchestrator import ALERT_EVENT, Orchestrator, RunResult
+from cleversync.orchestrator import ALERT_EVENT, Orchestrator, RunResult, overall_status
 from cleversync.registry import DistrictRecord, SchoolRecord
 from cleversync.sandbox import Fault, Sandbox
 from cleversync.secrets import names
@@ -265,3 +265,82 @@ def test_the_threshold_is_a_setting(world: World) -> None:
     assert world.sync(services, school_id=1).alerts == [1]
     assert world.sync(services, school_id=1).alerts == []
     services.close()
+
+
+# --- runs in which nothing ran ------------------------------------------------------------
+
+
+def school_result(status: str) -> SchoolResult:
+    return SchoolResult(1, "One", 1, status)
+
+
+@pytest.mark.parametrize(
+    ("statuses", "overall"),
+    [
+        (["Skipped"], "Skipped"),
+        (["Skipped", "Skipped"], "Skipped"),
+        (["Skipped", "Success"], "Success"),
+        (["Skipped", "Partial"], "Partial"),
+        (["Success", "Skipped", "Failed"], "Failed"),
+        (["Success"], "Success"),
+        ([], "Success"),  # no school to sync: nothing failed, nothing was skipped
+    ],
+)
+def test_overall_status(statuses: list[str], overall: str) -> None:
+    assert overall_status([school_result(s) for s in statuses]) == overall
+
+
+def test_a_run_in_which_every_school_was_skipped_is_skipped(world: World) -> None:
+    leases = world.services.school_sync().leases
+    held = [leases.acquire(i, "another-instance:1:abc") for i in (1, 2, 3)]
+    try:
+        district = world.sync(district_id=1)
+        single = world.sync(school_id=2)
+    finally:
+        for lease in held:
+            lease.release()
+    assert [s.status for s in district.schools] == ["Skipped"] * 3
+    assert (district.status, single.status) == ("Skipped", "Skipped")
+    assert world.history() == []
+    lease = leases.acquire(1, "another-instance:1:abc")
+    try:
+        assert world.sync(district_id=1).status == "Success"  # two of three ran
+    finally:
+        lease.release()
+
+
+# --- rows left InProgress ------------------------------------------------------------------
+
+
+def test_multi_school_runs_first_close_expired_in_progress_rows_of_every_school(
+    world: World,
+) -> None:
+    sync = world.services.school_sync()
+    started = world.services.utc_clock() - timedelta(hours=1)
+    for school_id in (1, 2, 3):  # three runs that stopped without closing their rows
+        sync.history.open_run(
+            school_id=school_id,
+            entities=["Student", "Teacher", "Section"],
+            sync_type="Full",
+            started_at=started,
+            correlation_id=f"crashed-{school_id}",
+        )
+    live = sync.leases.acquire(1, "live-host:1:abc")  # school 1's run is still going
+    sync.leases.acquire(2, "dead-host:2:abc")  # school 2's run died: its lease runs out
+    with world.services.session_engine().begin() as conn:
+        conn.execute(update(School).where(School.SchoolId == 2).values(SyncLeaseExpiresAt=started))
+    set_active(world, 3, False)  # school 3 was deactivated after its crash: no run comes
+    try:
+        run = world.sync(district_id=2)  # another district's run still sweeps every school
+    finally:
+        live.release()
+    assert run.status == "Success"
+    rows = [r for r in world.history() if r["CorrelationId"].startswith("crashed-")]
+    by_run: dict[str, set[str]] = {}
+    for row in rows:
+        by_run.setdefault(row["CorrelationId"], set()).add(row["Status"])
+    assert by_run == {"crashed-1": {"InProgress"}, "crashed-2": {"Failed"}, "crashed-3": {"Failed"}}
+    for row in rows:
+        if row["Status"] == "Failed":
+            assert "abandoned" in row["ErrorMessage"] and run.correlation_id in row["ErrorMessage"]
+            assert row["SyncEndTime"] is not None

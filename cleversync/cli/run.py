@@ -27,7 +27,8 @@ def register(commands: Any) -> None:
         help="sync schools from Clever now",
         description="Sync every active school (or one school, or one district's). Each school "
         "gets a full sync when asked, when flagged, or when it has none yet; otherwise an "
-        "incremental one. Exit status: 0 all succeeded, 1 a school failed or was partial.",
+        "incremental one. Exit status: 0 all succeeded, 1 a school failed or was partial, "
+        "or nothing was synced (every school skipped: another run holds its lease).",
     )
     which = sync.add_mutually_exclusive_group()
     which.add_argument("--school-id", type=int, help="only this school")
@@ -112,7 +113,8 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def exit_status(run: RunResult, *, single_school: bool) -> int:
-    """0 when every school succeeded (skipped ones aside), 1 when one failed or was partial."""
+    """0 when every school succeeded (skipped ones aside), 1 when one failed or was partial,
+    or when no school ran at all (the run is Skipped)."""
     if run.status != "Success":
         return 1
     if single_school and any(s.status == "Skipped" for s in run.schools):
@@ -125,7 +127,10 @@ def _verdict(run: RunResult) -> str:
     for school in run.schools:
         counts[school.status] = counts.get(school.status, 0) + 1
     parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
-    return f"Run {run.correlation_id}: {run.status} in {run.duration_ms / 1000:.1f} s ({parts})"
+    verdict = f"Run {run.correlation_id}: {run.status} in {run.duration_ms / 1000:.1f} s ({parts})"
+    if run.status == "Skipped":
+        verdict += ": nothing was synced; every school was skipped (the reasons are above)"
+    return verdict
 
 
 class ProgressDisplay:

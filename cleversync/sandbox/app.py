@@ -158,7 +158,25 @@ class SandboxApp:
         extra = [f for f in fired if f.kind is FaultKind.EXTRA_FIELDS]
         if extra and response.status == 200:
             response.payload = _with_extra_fields(response.payload, extra)
+        if response.status == 200 and self._faults:
+            response.payload = self._with_bad_values(request, response.payload)
         return response
+
+    def _with_bad_values(self, request: Request, payload: Any) -> Any:
+        """Bad values, counted only on answers that hold the record they are for."""
+        ids = {r.get("id") for r in _records(payload)}
+        if not ids:
+            return payload
+        fired = self._faults.take(
+            request.method,
+            request.path,
+            request.query,
+            (FaultKind.BAD_VALUE,),
+            applies=lambda fault: fault.record_id is None or fault.record_id in ids,
+        )
+        for fault in fired:
+            payload = _map_records(payload, lambda record, f=fault: _bad_value(record, f))
+        return payload
 
     def _data(self, request: Request) -> Response:
         token = request.bearer_token()
@@ -291,6 +309,61 @@ def _with_extra_fields(payload: Any, faults: list[Fault]) -> Any:
     elif isinstance(data, dict):
         data = {**data, **fields}
     return {**payload, "data": data}
+
+
+def _records(payload: Any) -> list[dict[str, Any]]:
+    """The records an answer holds: list items, a single object, or events' objects."""
+    found: list[dict[str, Any]] = []
+
+    def keep(record: dict[str, Any]) -> dict[str, Any]:
+        found.append(record)
+        return record
+
+    _map_records(payload, keep)
+    return found
+
+
+def _map_records(payload: Any, change: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+    """The payload with ``change`` applied to each record, in new dicts (the stored objects
+    must stay untouched)."""
+
+    def one(obj: Any) -> Any:
+        if not isinstance(obj, dict):
+            return obj
+        inner = obj.get("data")
+        if isinstance(inner, dict) and isinstance(inner.get("object"), dict):  # an event
+            return {**obj, "data": {**inner, "object": change(inner["object"])}}
+        return change(obj) if "id" in obj else obj
+
+    if not isinstance(payload, dict) or "data" not in payload:
+        return payload
+    data = payload["data"]
+    if isinstance(data, list):
+        data = [
+            {**item, "data": one(item["data"])}
+            if isinstance(item, dict) and "data" in item
+            else item
+            for item in data
+        ]
+    else:
+        data = one(data)
+    return {**payload, "data": data}
+
+
+def _bad_value(record: dict[str, Any], fault: Fault) -> dict[str, Any]:
+    if fault.record_id is not None and record.get("id") != fault.record_id:
+        return record
+    *parents, name = fault.record_field.split(".")
+
+    def put(obj: Any, path: list[str]) -> dict[str, Any]:
+        obj = dict(obj) if isinstance(obj, dict) else {}
+        if path:
+            obj[path[0]] = put(obj.get(path[0]), path[1:])
+        else:
+            obj[name] = fault.value
+        return obj
+
+    return put(record, parents)
 
 
 def _dropped(

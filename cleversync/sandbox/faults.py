@@ -22,11 +22,13 @@ class FaultKind(StrEnum):
     DROP_ROLE_IN_NEXT = "drop_role_in_next"  # the next link loses role=
     FULL_LAST_PAGE_NEXT = "full_last_page_next"  # exactly full last page still gets a next
     EXPIRED_CURSOR_404 = "expired_cursor_404"  # expired event cursor answers 404, not 200
+    BAD_VALUE = "bad_value"  # `value` put into `record_field` of matching records
 
 
 # Kinds decided when a request arrives; the others fire only when their situation arises
-# (a next link carrying role=, an exactly full last page, an expired cursor), so `times`
-# and `after` count those situations rather than every matching request.
+# (a next link carrying role=, an exactly full last page, an expired cursor, an answer
+# holding the record a bad value is for), so `times` and `after` count those situations
+# rather than every matching request.
 UPFRONT_KINDS = frozenset(
     {
         FaultKind.STATUS,
@@ -54,6 +56,9 @@ class Fault:
     ever). Over a socket a ``drop`` sends the headers and half the body (``partial=True``)
     or nothing, then closes; in-process it raises ``error()`` (default
     ``ConnectionResetError``) from the app, since a WSGI app has no socket to close.
+    A ``bad_value`` sets ``record_field`` (dotted: ``name.last``) to ``value`` in every
+    record of an answer (list, single object or event), or only in the record whose id is
+    ``record_id``; a lone surrogate in ``value`` is sent as its JSON escape (``\\ud800``).
     """
 
     kind: FaultKind | str
@@ -69,6 +74,9 @@ class Fault:
     fields: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_EXTRA_FIELDS))
     partial: bool = True
     error: Callable[[], BaseException] | None = None
+    value: str = "\x00"
+    record_field: str = "name.last"
+    record_id: str | None = None
     seen: int = field(default=0, init=False)
     fired: int = field(default=0, init=False)
 
@@ -113,12 +121,22 @@ class FaultSet:
         with self._lock:
             return len(self._faults)
 
-    def take(self, method: str, path: str, query: str, kinds: Collection[FaultKind]) -> list[Fault]:
-        """Count this request against matching faults of ``kinds``; return those that fire."""
+    def take(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        kinds: Collection[FaultKind],
+        applies: Callable[[Fault], bool] | None = None,
+    ) -> list[Fault]:
+        """Count this request against matching faults of ``kinds`` (for which ``applies``,
+        when given, holds); return those that fire."""
         fired = []
         with self._lock:
             for fault in self._faults:
                 if fault.kind not in kinds or fault.spent or not fault.matches(method, path, query):
+                    continue
+                if applies is not None and not applies(fault):
                     continue
                 fault.seen += 1
                 if fault.seen > fault.after:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
 JSON_TYPE = "application/json; charset=utf-8"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 HTML_TYPE = "text/html; charset=utf-8"
 
 # Express's default "no route" page, which is what Clever answers for unknown paths and
@@ -74,7 +76,13 @@ class Response:
     def encoded(self) -> bytes:
         if self.payload is None:
             return self.body
-        return json.dumps(self.payload, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(self.payload, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:
+            # A lone surrogate (a bad_value fault) has no UTF-8 form; JSON has an escape for
+            # it, and it can only stand inside a string, where the escape is valid.
+            return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
     @property
     def status_line(self) -> str:

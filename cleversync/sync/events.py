@@ -30,7 +30,7 @@ from cleversync.sync.mapping import (
     teacher_row,
 )
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.writer import write_rows, write_sections
+from cleversync.sync.writer import refused_data, write_refusing, write_rows, write_sections
 
 _USER_ROLES = (("student", STUDENT.name, student_row), ("teacher", TEACHER.name, teacher_row))
 
@@ -69,14 +69,30 @@ def apply_events(
         for event in page.records:
             _reduce(event, school_clever_id, pending, outcomes, client)
         if not pending.empty():
-            written = transaction(
-                f"applying {len(page.records)} Clever events",
-                lambda conn, pending=pending: _write(conn, pending, now()),
-            )
-            # Counted once committed (a retried transaction must not count twice).
-            for name, (inserted, updated) in written.items():
-                outcomes[name].counts.inserted += inserted
-                outcomes[name].counts.updated += updated
+            try:
+                written = transaction(
+                    f"applying {len(page.records)} Clever events",
+                    lambda conn, pending=pending: _write(conn, pending, now()),
+                )
+            except Exception as exc:
+                if not refused_data(exc):
+                    raise
+                # A value the database refuses: the page again, split to skip only the
+                # records it refuses (they count as applied, like records that do not fit).
+                for rows, entity in (
+                    (pending.students, STUDENT),
+                    (pending.teachers, TEACHER),
+                    (pending.sections, SECTION),
+                ):
+                    if rows:
+                        write_refusing(
+                            transaction, entity, list(rows.values()), now, outcomes[entity.name]
+                        )
+            else:
+                # Counted once committed (a retried transaction must not count twice).
+                for name, (inserted, updated) in written.items():
+                    outcomes[name].counts.inserted += inserted
+                    outcomes[name].counts.updated += updated
         if page.last_id:
             last_applied = page.last_id
         after_page()

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from cleversync.db.retry import in_transaction, run_with_retry
-from cleversync.db.schema import SyncHistory
+from cleversync.db.schema import School, SyncHistory
 from cleversync.redaction import redact
 from cleversync.settings import RetryPolicy
-from cleversync.sync.plan import LastRun
+from cleversync.sync.plan import EntityRun, LastRun
 from cleversync.timeutil import utcnow
 
 IN_PROGRESS, SUCCESS, FAILED, PARTIAL = "InProgress", "Success", "Failed", "Partial"
@@ -159,6 +159,43 @@ class History:
         )
         return result.rowcount or 0
 
+    def close_expired(self, message: str) -> dict[int, int]:
+        """Close, as Failed, the InProgress rows of every school (active or not) whose sync
+        lease has expired or is not held: the run that opened them is gone, and a school
+        deactivated after a crash has no next run to close them. Rows closed, by school."""
+        schools = School.__table__
+        now = self._clock()
+        dead = select(schools.c.SchoolId).where(
+            or_(
+                schools.c.SyncLeaseOwner.is_(None),
+                schools.c.SyncLeaseExpiresAt.is_(None),
+                schools.c.SyncLeaseExpiresAt < now,
+            )
+        )
+        expired = (_TABLE.c.Status == IN_PROGRESS, _TABLE.c.SchoolId.in_(dead))
+
+        def close(conn: Any) -> dict[int, int]:
+            counts = select(_TABLE.c.SchoolId, func.count()).where(*expired)
+            found = {
+                int(school): int(n)
+                for school, n in conn.execute(counts.group_by(_TABLE.c.SchoolId))
+            }
+            if found:
+                conn.execute(
+                    update(_TABLE)
+                    .where(*expired)
+                    .values(Status=FAILED, SyncEndTime=now, ErrorMessage=sanitize(message))
+                )
+            return found
+
+        return in_transaction(
+            self._engine,
+            close,
+            policy=self._policy,
+            what="closing expired SyncHistory rows",
+            sleep=self._sleep,
+        )
+
     def last_good_run(self, school_id: int) -> LastRun | None:
         bad = func.sum(case((_TABLE.c.Status.in_(GOOD), 0), else_=1))
         query = (
@@ -177,6 +214,30 @@ class History:
         if row is None:
             return None
         return LastRun(started_at=row[0], last_event_id=row[1], last_sync_timestamp=row[2])
+
+    def entity_runs(self, school_id: int, limit: int = 1000) -> dict[str, list[EntityRun]]:
+        """The school's Success and Partial rows by entity, newest first (for
+        ``expects_rows``: whether each entity's table must hold rows)."""
+        query = (
+            select(
+                _TABLE.c.EntityType,
+                _TABLE.c.SyncType,
+                _TABLE.c.RecordsProcessed,
+                _TABLE.c.RecordsInserted,
+                _TABLE.c.RecordsUpdated,
+                _TABLE.c.RecordsFailed,
+            )
+            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status.in_(GOOD))
+            .order_by(_TABLE.c.SyncStartTime.desc(), _TABLE.c.SyncId.desc())
+            .limit(limit)
+        )
+        rows = self._read("reading SyncHistory", lambda conn: conn.execute(query).all())
+        runs: dict[str, list[EntityRun]] = {}
+        for entity, sync_type, processed, inserted, updated, failed in rows:
+            runs.setdefault(entity, []).append(
+                EntityRun(sync_type, processed or 0, inserted or 0, updated or 0, failed or 0)
+            )
+        return runs
 
     def run_statuses(self, school_id: int, limit: int = 50) -> list[str]:
         """The school's latest runs, newest first, each as Failed, Partial or Success."""

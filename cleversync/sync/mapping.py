@@ -1,8 +1,9 @@
 """Clever records to school-database rows: trimmed, empty as NULL, checked against the columns.
 
 A value longer than its column (by UTF-16 length, what SQL Server's nvarchar counts, so all
-three databases agree) or a missing required field makes the record a RecordError: it is
-skipped and counted, never cut short.
+three databases agree), a character no database can store (NUL, which PostgreSQL refuses;
+a lone UTF-16 surrogate, which has no UTF-8 or UTF-16 form) or a missing required field makes
+the record a RecordError: it is skipped and counted, never cut short or altered.
 """
 
 from __future__ import annotations
@@ -44,9 +45,29 @@ def clean(value: Any) -> str | None:
     return text or None
 
 
+def unstorable(text: str) -> str | None:
+    """What makes ``text`` impossible to store in every database, or None if it can be."""
+    if "\x00" in text:
+        return "a NUL character"
+    if not text.isascii():  # a flag, not a scan: the usual case costs nothing more
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone UTF-16 surrogate (invalid Unicode)"
+    return None
+
+
+def storable(text: str) -> bool:
+    return unstorable(text) is None
+
+
 def _check(entity: Entity, clever_id: str | None, values: dict[str, str | None]) -> str:
     if not clever_id:
         raise RecordError("", f"a {entity.name.lower()} without an id")
+    problem = unstorable(clever_id)
+    if problem:  # the id itself cannot be logged as it is
+        shown = clever_id.encode("unicode_escape").decode("ascii")
+        raise RecordError(shown[:60], f"id holds {problem}")
     if utf16_length(clever_id) > entity.widths[entity.clever_key]:
         raise RecordError(clever_id[:60], f"id is longer than {entity.widths[entity.clever_key]}")
     for column, value in values.items():
@@ -54,6 +75,9 @@ def _check(entity: Entity, clever_id: str | None, values: dict[str, str | None])
             if column in REQUIRED:
                 raise RecordError(clever_id, f"{column} is missing")
             continue
+        problem = unstorable(value)
+        if problem:
+            raise RecordError(clever_id, f"{column} holds {problem}, which no database stores")
         width = entity.widths[column]
         length = utf16_length(value)
         if length > width:
@@ -100,14 +124,16 @@ def section_row(section: Section) -> SectionRow:
         "CleverTeacherId": clean(section.teacher),
     }
     clever_id = _check(SECTION, clean(section.id), values)
-    teachers = list(dict.fromkeys(t for t in section.teachers if t))
-    if section.teacher and section.teacher not in teachers:
+    # A member id no database can hold matches no stored row: skipped like any member this
+    # school's database does not hold.
+    teachers = list(dict.fromkeys(t for t in section.teachers if t and storable(t)))
+    if section.teacher and section.teacher not in teachers and storable(section.teacher):
         teachers.insert(0, section.teacher)
     return SectionRow(
         clever_id,
         values,
         parse_clever_time(section.last_modified),
-        student_ids=tuple(dict.fromkeys(s for s in section.students if s)),
+        student_ids=tuple(dict.fromkeys(s for s in section.students if s and storable(s))),
         teacher_ids=tuple(teachers),
     )
 

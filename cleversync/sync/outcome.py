@@ -31,6 +31,12 @@ class EntityOutcome:
     def done(self) -> bool:
         return self.status != IN_PROGRESS
 
+    @property
+    def completed(self) -> bool:
+        """Ran to its end: Success, or Partial only for skipped records. What the guard held
+        back, a failure or an unfinished pass leaves the school needing a full sync."""
+        return self.status in (SUCCESS, PARTIAL) and not self.held_back
+
     def dimensions(self, **extra: Any) -> dict[str, Any]:
         """The structured attributes of design §10 (App Insights custom dimensions)."""
         return {
@@ -72,6 +78,9 @@ class EntityOutcome:
         """ErrorMessage for the history row: the error, the guard's message, the notes."""
         parts = [p for p in (self.error, self.held_back) if p]
         if self.counts.failed:
-            parts.append(f"{self.counts.failed} record(s) skipped: they do not fit the schema")
+            parts.append(
+                f"{self.counts.failed} record(s) skipped: they cannot be stored as they are "
+                "(logged by Clever id)"
+            )
         parts += self.notes
         return "; ".join(parts) or None

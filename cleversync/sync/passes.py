@@ -29,7 +29,7 @@ from cleversync.errors import (
 )
 from cleversync.settings import Settings
 from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
-from cleversync.sync.mapping import Row, section_row, student_row, teacher_row
+from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
 from cleversync.sync.writer import (
@@ -38,8 +38,7 @@ from cleversync.sync.writer import (
     missing_rows,
     remove_rows,
     stored_versions,
-    write_rows,
-    write_sections,
+    write_refusing,
 )
 from cleversync.timeutil import parse_clever_time
 
@@ -195,7 +194,7 @@ def _changed(
     row holding Clever's ``last_modified`` holds that very version of the record: parsing,
     mapping and comparing it again would find nothing. (A full sync compares everything.)
     """
-    ids = [raw["id"] for raw in raws if isinstance(raw.get("id"), str)]
+    ids = [raw["id"] for raw in raws if isinstance(raw.get("id"), str) and storable(raw["id"])]
     stored = ctx.transaction(
         f"reading the versions of {len(ids)} {entity.name.lower()} rows",
         lambda conn: stored_versions(conn, entity, ids),
@@ -220,16 +219,7 @@ def _changed(
 def _flush(ctx: PassContext, entity: Entity, batch: list[Row], outcome: EntityOutcome) -> None:
     size = ctx.settings.sync.batch_size
     for start in range(0, len(batch), size):
-        part = batch[start : start + size]
-
-        def write(conn: Connection, rows: list[Row] = part) -> Any:
-            if entity is SECTION:
-                return write_sections(conn, rows, ctx.clock())  # type: ignore[arg-type]
-            return write_rows(conn, entity, rows, ctx.clock())
-
-        written = ctx.transaction(f"writing {len(part)} {entity.name.lower()} rows", write)
-        outcome.counts.inserted += written.inserted
-        outcome.counts.updated += written.updated
+        write_refusing(ctx.transaction, entity, batch[start : start + size], ctx.clock, outcome)
         ctx.checkpoint()
 
 

@@ -134,6 +134,35 @@ class ModeDecision:
     reason: str
 
 
+@dataclass(frozen=True)
+class EntityRun:
+    """One successful (or Partial) SyncHistory row of an entity: what it left stored."""
+
+    sync_type: str  # Full | Incremental
+    processed: int
+    inserted: int
+    updated: int
+    failed: int
+
+
+def expects_rows(runs: Sequence[EntityRun]) -> bool:
+    """Whether the entity's table must hold active rows, from its good runs, newest first.
+
+    Only a full sync removes rows. So the table holds at least what the latest good full
+    sync stored (the records it examined, less those skipped as not fitting), plus every
+    row an incremental run since inserted or (re)activated. An empty table then means the
+    database was emptied or replaced, while a school that Clever itself emptied (its last
+    full sync stored nothing) is left alone.
+    """
+    for run in runs:
+        if run.sync_type != "Full":
+            if run.inserted or run.updated:
+                return True
+            continue
+        return run.processed - run.failed > 0
+    return False
+
+
 def choose_mode(
     *,
     requested_full: bool,
@@ -141,15 +170,25 @@ def choose_mode(
     last: LastRun | None,
     now: datetime,
     retention_days: float,
+    empty_entities: Sequence[str] = (),
 ) -> ModeDecision:
-    """Full when asked, when flagged, with no successful sync, or with an expired cursor;
-    events when a cursor is stored; otherwise a data comparison."""
+    """Full when asked, when flagged, with no successful sync, when an entity's table is
+    empty though its last successful sync stored rows (``empty_entities``: the database was
+    emptied or replaced, and an incremental run would leave it so), or with an expired
+    cursor; events when a cursor is stored; otherwise a data comparison."""
     if requested_full:
         return ModeDecision("full", "a full sync was requested")
     if requires_full_sync:
         return ModeDecision("full", "the school is flagged RequiresFullSync")
     if last is None:
         return ModeDecision("full", "the school has no successful sync yet")
+    if empty_entities:
+        which = " and ".join(empty_entities)
+        return ModeDecision(
+            "full",
+            f"the school database holds no active {which} rows although the last successful "
+            "sync stored some: the database looks emptied or replaced",
+        )
     if last.last_event_id is None:
         return ModeDecision("data", "no event cursor (Events API not enabled at the last sync)")
     read_at = last.last_sync_timestamp or last.started_at

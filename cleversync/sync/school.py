@@ -9,6 +9,7 @@ it never deletes. Every run writes one SyncHistory row per entity.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,7 +42,7 @@ from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
 from cleversync.sync.lease import Lease, Leases
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.passes import PassContext, run_passes
-from cleversync.sync.plan import ModeDecision, choose_mode
+from cleversync.sync.plan import ModeDecision, choose_mode, expects_rows
 from cleversync.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -91,6 +93,8 @@ class _Run:
     client: CleverClient | None = None
     reason: str = ""
     cursor: str = ""  # the event cursor of the school's last good run
+    flagged: bool = False  # RequiresFullSync as this run last saw or wrote it
+    choose: Callable[..., ModeDecision] = choose_mode  # the mode, given more facts
 
 
 class SchoolSync:
@@ -198,13 +202,15 @@ class SchoolSync:
         school = self.registry.get_school(school.school_id)  # fresh RequiresFullSync
         started = self._clock()
         last = self.history.last_good_run(school.school_id)
-        decision = choose_mode(
+        choose = functools.partial(
+            choose_mode,
             requested_full=request.full or request.allow_mass_delete,
             requires_full_sync=school.requires_full_sync,
             last=last,
             now=started,
             retention_days=self._settings.sync.event_retention_days,
         )
+        decision = choose()
         sync_type = "Full" if decision.mode == "full" else "Incremental"
         ids = self.history.open_run(
             school_id=school.school_id,
@@ -235,6 +241,8 @@ class SchoolSync:
         result.mode, result.reason = decision.mode, decision.reason
         run.reason = decision.reason
         run.cursor = last.last_event_id if last and last.last_event_id is not None else ""
+        run.flagged = school.requires_full_sync
+        run.choose = choose
         logger.info(
             "Syncing school %s (%s): %s sync, %s",
             school.school_id,
@@ -282,20 +290,23 @@ class SchoolSync:
         except SQLAlchemyError as exc:
             raise translate(exc, f"school database {run.school.database_name}") or exc from exc
         run.client = self._clever(run.district, FieldReport())
+        if decision.mode != "full":
+            emptied = self._emptied(run)
+            if emptied:
+                decision = run.choose(empty_entities=emptied)
+                self._switch_to_full(run, decision.reason)
+                logger.warning(
+                    "School %s: %s; running a full sync",
+                    run.school.school_id,
+                    decision.reason,
+                    extra=_dims(run.school, run.request),
+                )
         if decision.mode == "events":
             try:
                 self._events(run, run.cursor)
                 return "events"
             except EventCursorExpiredError as exc:
-                run.reason = f"{exc}; fell back to a full sync"
-                self._note_all(run, run.reason)
-                self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
-                for outcome in run.outcomes.values():
-                    outcome.sync_type, outcome.status, outcome.counts = (
-                        "Full",
-                        "InProgress",
-                        Counts(),
-                    )
+                self._switch_to_full(run, f"{exc}; fell back to a full sync")
                 self._full(run)
                 return "full"
             except EventsNotEnabledError as exc:
@@ -309,9 +320,42 @@ class SchoolSync:
         self._full(run)
         return "full"
 
+    def _emptied(self, run: _Run) -> list[str]:
+        """Entities whose table holds no active rows though their history says it must."""
+        runs = self.history.entity_runs(run.school.school_id)
+        expected = [e for e in ENTITIES if expects_rows(runs.get(e.name, []))]
+        if not expected:
+            return []
+
+        def empty(conn: Connection) -> list[str]:
+            return [
+                e.name
+                for e in expected
+                if conn.execute(
+                    select(e.table.c[e.key]).where(e.table.c.IsActive.is_(True)).limit(1)
+                ).first()
+                is None
+            ]
+
+        return self._transaction(run, "looking for active rows", empty)
+
+    def _switch_to_full(self, run: _Run, reason: str) -> None:
+        """The run becomes a full sync (its history rows say so, with the reason)."""
+        run.reason = reason
+        self._note_all(run, reason)
+        self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
+        for outcome in run.outcomes.values():
+            outcome.sync_type, outcome.status, outcome.counts = ("Full", "InProgress", Counts())
+
     # --- modes --------------------------------------------------------------------------
 
     def _full(self, run: _Run) -> None:
+        # Flagged before the first page, cleared only when every entity finished: a run
+        # killed in between (no finally block runs) leaves the next run a full one, so what
+        # Clever removed is still removed.
+        if not run.flagged:
+            self.registry.set_requires_full_sync(run.school.school_id, True)
+            run.flagged = True
         baseline = self._baseline(run)  # before any data: no event during the sync is lost
         self._passes(run, delete=True)
         for outcome in run.outcomes.values():
@@ -410,18 +454,32 @@ class SchoolSync:
         run.lease.renew()
 
     def _close(self, run: _Run, mode: str, result: SchoolResult) -> None:
+        # A write that fails here is reported after the run's own error, never instead of
+        # it: "writing 7 student rows: ..." is what the operator must read first.
+        unwritten: list[str] = []
         for outcome in run.outcomes.values():
             if not outcome.done:
                 outcome.fail("the run stopped before this entity was synced")
             good = outcome.status in GOOD
-            self.history.close(
-                outcome.sync_id,
-                status=outcome.status,
-                counts=outcome.counts,
-                error=outcome.message(),
-                last_event_id=outcome.last_event_id if good else None,
-                last_sync_timestamp=run.started if good else None,
-            )
+            try:
+                self.history.close(
+                    outcome.sync_id,
+                    status=outcome.status,
+                    counts=outcome.counts,
+                    error=outcome.message(),
+                    last_event_id=outcome.last_event_id if good else None,
+                    last_sync_timestamp=run.started if good else None,
+                )
+            except Exception as exc:  # the row stays InProgress until the next sweep
+                unwritten.append(_describe(exc))
+                logger.error(
+                    "Could not close school %s's %s SyncHistory row %s: %s",
+                    run.school.school_id,
+                    outcome.entity,
+                    outcome.sync_id,
+                    unwritten[-1],
+                    extra=_dims(run.school, run.request),
+                )
         outcomes = list(run.outcomes.values())
         result.entities = outcomes
         statuses = {o.status for o in outcomes}
@@ -431,9 +489,16 @@ class SchoolSync:
         result.mode, result.reason = mode, run.reason
         result.error = next((o.error for o in outcomes if o.error), None)
         if mode == "full":
-            needs_full = FAILED in statuses or any(o.held_back for o in outcomes)
-            if needs_full != run.school.requires_full_sync:
-                self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+            needs_full = not all(o.completed for o in outcomes)
+            if needs_full != run.flagged:
+                try:
+                    self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+                except Exception as exc:
+                    unwritten.append(_describe(exc))
+        if unwritten:
+            result.status = FAILED
+            note = f"its sync record could not be written: {unwritten[0]}"
+            result.error = sanitize(f"{result.error}; and {note}" if result.error else note)
         level = logging.ERROR if result.status == FAILED else logging.INFO
         logger.log(
             level,

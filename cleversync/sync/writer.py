@@ -16,10 +16,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Result
+from sqlalchemy.exc import DataError, IntegrityError
 
+from cleversync.db.retry import classify
 from cleversync.db.schema import SectionStudent, SectionTeacher
+from cleversync.errors import RecordError
+from cleversync.redaction import redact
 from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.sync.mapping import Row, SectionRow
+from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import Existing, plan_batch, plan_links
 
 # SQL Server allows 2,100 parameters a statement: IN lists stay well under it.
@@ -272,6 +277,104 @@ def remove_rows(
             statement = delete(table).where(one_of(conn, table.c[entity.key], part))
         removed += conn.execute(statement).rowcount or 0
     return removed
+
+
+# Records one batch may lose to the database refusing their values; past this, it is the
+# database (a schema out of step, a broken rule), not a few records, and the batch fails.
+MAX_REFUSED = 10
+
+Transaction = Callable[[str, Callable[[Connection], Any]], Any]
+
+
+def write_refusing(
+    transaction: Transaction,
+    entity: Entity,
+    rows: Sequence[Row],
+    now: Callable[[], datetime],
+    outcome: EntityOutcome,
+) -> None:
+    """Write a batch in one transaction, counting what was written. When the database
+    refuses the batch for its values, each half is written on its own, down to the single
+    records it refuses: those are skipped (counted, logged by Clever id) and the rest is
+    written. If it refuses every record of a batch on its own, or more than
+    ``MAX_REFUSED``, the database is at fault, not the records: the error is raised."""
+    refused = _write_or_split(transaction, entity, list(rows), now, outcome, [MAX_REFUSED])
+    if refused and len(refused) == len(rows) > 1:
+        raise refused[0][1]
+    for row, error in refused:
+        outcome.record_failure(
+            RecordError(row.clever_id, f"the database refused it: {refusal(error)}")
+        )
+
+
+def _write_or_split(
+    transaction: Transaction,
+    entity: Entity,
+    rows: list[Row],
+    now: Callable[[], datetime],
+    outcome: EntityOutcome,
+    budget: list[int],
+) -> list[tuple[Row, BaseException]]:
+    def write(conn: Connection) -> Written:
+        if entity is SECTION:
+            return write_sections(conn, rows, now())  # type: ignore[arg-type]
+        return write_rows(conn, entity, rows, now())
+
+    try:
+        written = transaction(f"writing {len(rows)} {entity.name.lower()} rows", write)
+    except Exception as exc:
+        if not refused_data(exc):
+            raise
+        if len(rows) == 1:
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise
+            return [(rows[0], exc)]
+        half = len(rows) // 2
+        refused = _write_or_split(transaction, entity, rows[:half], now, outcome, budget)
+        return refused + _write_or_split(transaction, entity, rows[half:], now, outcome, budget)
+    # Counted once committed (a retried transaction must not count twice).
+    outcome.counts.inserted += written.inserted
+    outcome.counts.updated += written.updated
+    return []
+
+
+def refused_data(exc: BaseException) -> bool:
+    """Whether a failed write was refused for the values it carried (a constraint, a value
+    the column cannot hold, a character the driver cannot encode) rather than for the
+    database's state (connection, locks, disk): only the first is worth splitting the batch
+    to find the records at fault."""
+    for error in _causes(exc):
+        if isinstance(error, UnicodeError):
+            return True
+        if isinstance(error, DataError | IntegrityError):
+            return classify(error) is None
+    return False
+
+
+def refusal(exc: BaseException) -> str:
+    """The database's reason for refusing a record, short and sanitized (its first line:
+    PostgreSQL puts the row's values on the next)."""
+    for error in _causes(exc):
+        if isinstance(error, UnicodeError):
+            return "a character it cannot encode"
+        if isinstance(error, DataError | IntegrityError):
+            detail = str(error.orig if error.orig is not None else error)
+            first = redact(detail).splitlines()[0] if detail else type(error).__name__
+            return first[:200]
+    return type(exc).__name__
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        error = todo.pop(0)
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        todo += [error.__cause__, error.__context__, getattr(error, "orig", None)]
 
 
 def _pairs(result: Result[Any]) -> dict[str, int]:

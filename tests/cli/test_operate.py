@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -321,3 +323,38 @@ def test_plain_http_to_a_remote_host_is_a_configuration_error(
     monkeypatch.setenv("CleverSync__Clever__ApiBaseUrl", registered.running.api_base_url)
     code, out, _ = cli(capsys, "history", "--school-id", "1", "--json")
     assert (code, json.loads(out)) == (0, [])  # nothing ran, no Failed rows to count
+
+
+def hold_leases(*school_ids: int) -> None:
+    """Leases held by a live run elsewhere (another instance), in the CLI's SessionDb."""
+    from sqlalchemy import create_engine, update
+
+    from cleversync.db.schema import School
+
+    path = Path(os.environ["CleverSync__DataDir"]) / "sessiondb.sqlite"
+    engine = create_engine(f"sqlite:///{path}")
+    until = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=5)
+    with engine.begin() as conn:
+        conn.execute(
+            update(School)
+            .where(School.SchoolId.in_(school_ids))
+            .values(SyncLeaseOwner="another-instance:7:abc", SyncLeaseExpiresAt=until)
+        )
+    engine.dispose()
+
+
+def test_a_run_where_every_school_was_skipped_exits_1_saying_why(
+    registered: Sandbox, capsys
+) -> None:
+    hold_leases(1, 2)
+    code, out, _ = cli(capsys, "sync")
+    assert code == 1
+    verdict = out.strip().splitlines()[-1]
+    assert ": Skipped in " in verdict and "(2 skipped)" in verdict
+    assert "nothing was synced" in verdict
+    assert "already being synced (by another-instance:7:abc" in out  # each school's reason
+    code, out, _ = cli(capsys, "sync", "--school-id", "1")
+    assert code == 1
+    assert ": Skipped in " in out and "Success" not in out
+    code, out, _ = cli(capsys, "sync", "--json")
+    assert code == 1 and json.loads(out)["status"] == "Skipped"

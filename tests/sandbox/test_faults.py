@@ -164,6 +164,50 @@ def test_extra_fields_fault_adds_unknown_fields_to_every_record(
     assert all("shoe_size" not in s for s in sandbox.students(school))
 
 
+def test_bad_value_fault_puts_a_value_into_one_records_field(
+    sandbox: Sandbox, api: httpx.Client
+) -> None:
+    school = _school(sandbox)
+    target = sandbox.students(school)[7]  # on the second page of five
+    sandbox.faults.add(
+        Fault(
+            "bad_value",
+            path="/v3.0/schools/*/users",
+            record_id=target["id"],
+            record_field="name.last",
+            value="Lima\x00",
+        )
+    )
+    first = api.get(f"/v3.0/schools/{school}/users?role=student&limit=5")
+    second = api.get(next_link(first.json()))
+    assert "\\u0000" in second.text  # JSON's escape for NUL
+    records = {u["data"]["id"]: u["data"] for u in second.json()["data"]}
+    assert records[target["id"]]["name"] == {**target["name"], "last": "Lima\x00"}
+    others = [r for i, r in records.items() if i != target["id"]]
+    assert others and all("\x00" not in r["name"]["last"] for r in others)
+    # Counted only where the record is: the first page left it unspent, the second spent it.
+    again = api.get(next_link(first.json())).json()["data"]
+    assert all("\x00" not in u["data"]["name"]["last"] for u in again)
+    assert sandbox.user(target["id"]) == target  # the stored record is untouched
+
+
+def test_bad_value_fault_escapes_a_lone_surrogate_in_lists_and_events(
+    sandbox: Sandbox, api: httpx.Client
+) -> None:
+    school = _school(sandbox)
+    student = sandbox.add_student(school, first_name="Ana", last_name="Lima")
+    sandbox.faults.add(Fault("bad_value", record_field="name.first", value="An\ud800a", times=2))
+    users = api.get(f"/v3.0/schools/{school}/users?role=student&limit=100")
+    assert users.status_code == 200
+    assert b"\\ud800" in users.content  # an escape: a lone surrogate has no UTF-8 form
+    assert {u["data"]["name"]["first"] for u in users.json()["data"]} == {"An\ud800a"}
+    events = api.get("/v3.0/events").json()["data"]
+    created = next(e["data"] for e in events if e["data"]["data"]["object"]["id"] == student)
+    assert created["data"]["object"]["name"]["first"] == "An\ud800a"
+    plain = api.get(f"/v3.0/schools/{school}/users?role=student&limit=100").json()["data"]
+    assert "Ana" in {u["data"]["name"]["first"] for u in plain}  # times=2: spent
+
+
 def test_drop_role_in_next_fault(sandbox: Sandbox, api: httpx.Client) -> None:
     school = _school(sandbox)
     sandbox.faults.add(Fault("drop_role_in_next", path="/v3.0/schools/*/users"))

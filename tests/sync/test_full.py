@@ -281,3 +281,32 @@ def test_requires_full_sync_column_is_cleared_in_sessiondb(world: World) -> None
             False,
             0,
         )
+
+
+def test_an_emptied_or_swapped_school_database_gets_a_full_sync(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    from cleversync.db.engines import engine_for
+    from cleversync.db.migrate import upgrade
+
+    assert world.sync(school_id=1).status == "Success"
+    assert world.sync(school_id=1).schools[0].mode == "events"
+    # The school's connection string now names a freshly migrated, empty database.
+    url = world.new_database("swapped")
+    upgrade(engine_for(url, create_sqlite_file=True), "school")
+    world.secrets.set(names.connection_string(world.schools[0].prefix), url)
+    with caplog.at_level("WARNING", logger="cleversync"):
+        run = world.sync(school_id=1)  # not asked for a full sync
+    [result] = run.schools
+    assert (result.status, result.mode) == ("Success", "full")
+    assert "no active Student" in result.reason
+    assert "emptied or replaced" in caplog.text
+    rows = [r for r in world.history(school_id=1) if r["CorrelationId"] == run.correlation_id]
+    assert {r["SyncType"] for r in rows} == {"Full"}
+    assert all("emptied or replaced" in r["ErrorMessage"] for r in rows)
+    assert stored_students(world) == expected_students(world)
+    clever_id = clever_school_id(world)
+    assert set(world.sections(world.school())) == {
+        s["id"] for s in world.sandbox.sections(clever_id)
+    }
+    assert world.sync(school_id=1).schools[0].mode == "events"  # and back to normal

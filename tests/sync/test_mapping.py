@@ -6,7 +6,14 @@ import pytest
 
 from cleversync.clever.models import Section, User, parse
 from cleversync.errors import RecordError
-from cleversync.sync.mapping import belongs_to, section_row, student_row, teacher_row, utf16_length
+from cleversync.sync.mapping import (
+    belongs_to,
+    section_row,
+    student_row,
+    teacher_row,
+    unstorable,
+    utf16_length,
+)
 from tests.recordings import SCHOOL_07, body
 
 
@@ -98,3 +105,35 @@ def test_belongs_to_any_of_the_roles_schools() -> None:
         user(roles={"student": {"school": "s2", "schools": ["s2"]}}), "student", "s1"
     )
     assert not belongs_to(user(), "teacher", "s1")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("Lima", None),
+        ("Łódź 😀", None),  # astral characters are fine: one code point, a surrogate pair
+        ("Li\x00ma", "NUL"),
+        ("An\ud800a", "surrogate"),
+        ("\udfff", "surrogate"),
+    ],
+)
+def test_characters_no_database_stores(value: str, problem: str | None) -> None:
+    found = unstorable(value)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_a_record_holding_a_character_no_database_stores_is_a_record_error() -> None:
+    raw = {"id": "s1", "name": {"first": "A", "last": "B\x00"}, "roles": {"student": {}}}
+    with pytest.raises(RecordError, match="LastName holds a NUL character") as caught:
+        student_row(parse(User, raw))
+    assert caught.value.clever_id == "s1"
+    bad_id = {"id": "s\ud800", "name": {"first": "A", "last": "B"}, "roles": {"student": {}}}
+    with pytest.raises(RecordError, match="surrogate") as caught:
+        student_row(parse(User, bad_id))
+    assert caught.value.clever_id == "s\\ud800"  # printable in a log line
+    section = parse(
+        Section,
+        {"id": "x1", "name": "Math", "students": ["ok", "bad\x00"], "teachers": ["t\ud800"]},
+    )
+    row = section_row(section)
+    assert (row.student_ids, row.teacher_ids) == (("ok",), ())  # like members not held here

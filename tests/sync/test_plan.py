@@ -8,10 +8,12 @@ import pytest
 
 from cleversync.sync.mapping import Row
 from cleversync.sync.plan import (
+    EntityRun,
     Existing,
     LastRun,
     changed_columns,
     choose_mode,
+    expects_rows,
     latest_per_record,
     plan_batch,
     plan_deletes,
@@ -132,6 +134,56 @@ def test_mode_choice() -> None:
     assert "30 days ago" in decision.reason
     edge = LastRun(NOW - timedelta(days=29), "evt-1", NOW - timedelta(days=29))
     assert choose(last=edge).mode == "events"
+
+
+GOOD = LastRun(NOW - timedelta(days=1), "evt-1", NOW - timedelta(days=1))
+
+
+@pytest.mark.parametrize(
+    ("options", "mode", "in_reason"),
+    [
+        ({"empty_entities": ["Student"]}, "full", "no active Student rows"),
+        ({"empty_entities": ["Student", "Section"]}, "full", "Student and Section"),
+        ({"empty_entities": ["Teacher"], "last": LastRun(NOW, None, NOW)}, "full", "replaced"),
+        ({"empty_entities": []}, "events", "cursor"),
+        ({"empty_entities": ["Student"], "requested_full": True}, "full", "requested"),
+        ({"empty_entities": ["Student"], "last": None}, "full", "no successful sync"),
+    ],
+)
+def test_an_emptied_table_means_a_full_sync(
+    options: dict[str, object], mode: str, in_reason: str
+) -> None:
+    chosen = {"requested_full": False, "requires_full_sync": False, "last": GOOD, **options}
+    decision = choose_mode(now=NOW, retention_days=29, **chosen)  # type: ignore[arg-type]
+    assert decision.mode == mode
+    assert in_reason in decision.reason
+
+
+def full(processed: int, failed: int = 0, inserted: int = 0) -> EntityRun:
+    return EntityRun("Full", processed, inserted, 0, failed)
+
+
+def incremental(inserted: int = 0, updated: int = 0) -> EntityRun:
+    return EntityRun("Incremental", inserted + updated, inserted, updated, 0)
+
+
+@pytest.mark.parametrize(
+    ("runs", "expected"),
+    [
+        ([], False),  # never synced: nothing was stored
+        ([full(40, inserted=40)], True),
+        ([full(40)], True),  # stored before and unchanged: still there
+        ([incremental(), incremental(), full(40)], True),  # incremental runs never remove
+        ([full(0)], False),  # Clever had none: an empty table is right
+        ([full(3, failed=3)], False),  # every record skipped: none stored
+        ([full(0), full(40)], False),  # the latest full sync removed them all
+        ([incremental(inserted=2), full(0)], True),  # added since by events
+        ([incremental(updated=1), full(0)], True),  # reactivated since
+        ([incremental(), incremental()], False),  # the full sync's row was purged
+    ],
+)
+def test_expects_rows(runs: list[EntityRun], expected: bool) -> None:
+    assert expects_rows(runs) is expected
 
 
 def test_latest_per_record_keeps_the_last_state_in_last_seen_order() -> None:

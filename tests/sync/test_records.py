@@ -145,3 +145,121 @@ def test_writes_are_set_based_not_per_record(world: World) -> None:
         s for s in statements if re.match(r'\s*SELECT .*\s+FROM "?Students"?\s', s, re.S)
     ]
     assert len(student_reads) <= 2 * batches + 2 + 1
+
+
+def test_characters_the_database_cannot_store_skip_only_their_record(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    clever_id = clever_school_id(world)
+    students = world.sandbox.students(clever_id)
+    nul, surrogate = students[3]["id"], students[12]["id"]
+    users = "/v3.0/schools/*/users"
+    world.sandbox.faults.add(
+        Fault("bad_value", path=users, record_id=nul, value="Li\x00ma", times=None)
+    )
+    world.sandbox.faults.add(
+        Fault(
+            "bad_value",
+            path=users,
+            record_id=surrogate,
+            record_field="name.first",
+            value="An\ud800a",  # sent as the escape \ud800: no UTF-8 form
+            times=None,
+        )
+    )
+    with caplog.at_level(logging.WARNING, logger="cleversync"):
+        run = world.sync(school_id=1)
+    [result] = run.schools
+    statuses = {o.entity: (o.status, o.counts.failed) for o in result.entities}
+    assert statuses == {
+        "Student": ("Partial", 2),
+        "Teacher": ("Success", 0),
+        "Section": ("Success", 0),
+    }
+    expected = expected_students(world)
+    del expected[nul], expected[surrogate]
+    assert stored_students(world) == expected
+    school = world.school()
+    assert set(world.teachers(school)) == {t["id"] for t in world.sandbox.teachers(clever_id)}
+    assert set(world.sections(school)) == {s["id"] for s in world.sandbox.sections(clever_id)}
+    assert nul in caplog.text and surrogate in caplog.text  # logged by Clever id
+    row = next(r for r in world.history(school_id=1) if r["EntityType"] == "Student")
+    assert (row["Status"], row["RecordsFailed"]) == ("Partial", 2)
+    assert world.sync(school_id=1).status == "Success"  # the next run works too...
+    again = world.sync(school_id=1, full=True)  # ...and so does the next full one
+    assert again.status == "Partial"
+    assert entity(again.schools[0], "Student").counts.failed == 2
+    assert stored_students(world) == expected
+
+
+@pytest.fixture
+def refuse_last_name(world: World):
+    """The school database itself refuses one value (a rule our checks do not know)."""
+    engine = world.engine(world.school())
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                'ALTER TABLE "Students" ADD CONSTRAINT refused CHECK ("LastName" <> \'Refused\')'
+            )
+        else:
+            conn.exec_driver_sql(
+                'CREATE TRIGGER refused BEFORE INSERT ON "Students" '
+                "WHEN NEW.\"LastName\" = 'Refused' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+    return "Refused"
+
+
+def test_a_batch_the_database_refuses_is_split_to_skip_only_the_refused_record(
+    world: World, refuse_last_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    clever_id = clever_school_id(world)
+    refused = world.sandbox.add_student(clever_id, first_name="Rita", last_name=refuse_last_name)
+    with caplog.at_level(logging.WARNING, logger="cleversync"):
+        run = world.sync(school_id=1)
+    [result] = run.schools
+    students = entity(result, "Student")
+    assert (result.status, students.status, students.counts.failed) == ("Partial", "Partial", 1)
+    expected = expected_students(world)
+    del expected[refused]
+    assert stored_students(world) == expected  # the rest of its batch was written
+    assert students.counts.inserted == len(expected)
+    assert refused in caplog.text
+    assert {o.status for o in result.entities if o.entity != "Student"} == {"Success"}
+
+
+def test_a_database_that_refuses_a_whole_batch_fails_the_entity(world: World) -> None:
+    engine = world.engine(world.school())
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                'ALTER TABLE "Students" ADD CONSTRAINT refused CHECK ("StudentId" < 0)'
+            )
+        else:
+            conn.exec_driver_sql(
+                'CREATE TRIGGER refused BEFORE INSERT ON "Students" '
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+    run = world.sync(school_id=1)
+    # Every record refused on its own: the database is at fault, not the records.
+    assert run.schools[0].status == "Failed"
+    assert stored_students(world) == {}
+
+
+def test_an_event_the_database_refuses_is_skipped_and_the_cursor_moves_past_it(
+    world: World, refuse_last_name: str
+) -> None:
+    assert world.sync(school_id=1).status == "Success"
+    clever_id = clever_school_id(world)
+    fine = world.sandbox.add_student(clever_id, first_name="Fina", last_name="Fine")
+    refused = world.sandbox.add_student(clever_id, first_name="Rita", last_name=refuse_last_name)
+    section = world.sandbox.sections(clever_id)[0]["id"]
+    world.sandbox.update_section(section, {"name": "Renamed"})  # same page, another entity
+    run = world.sync(school_id=1)
+    [result] = run.schools
+    students = entity(result, "Student")
+    assert (result.mode, students.status, students.counts.failed) == ("events", "Partial", 1)
+    stored = stored_students(world)
+    assert fine in stored and refused not in stored
+    assert world.sections(world.school())[section]["Name"] == "Renamed"
+    again = world.sync(school_id=1)  # the cursor moved past the refused event
+    assert again.status == "Success" and entity(again.schools[0], "Student").counts.failed == 0

@@ -22,10 +22,12 @@ def test_a_database_failure_mid_batch_loses_nothing_committed(world: World) -> N
     inserts = {"n": 0}
 
     def fail_third_batch(conn, cursor, statement, params, context, executemany) -> None:
+        # The disk fills up at the third batch and stays full (not a data error: the batch
+        # is not split, it fails).
         if statement.lstrip().upper().startswith("INSERT") and "Students" in statement:
             inserts["n"] += 1
-            if inserts["n"] == 3:
-                raise engine.dialect.loaded_dbapi.IntegrityError("injected: disk full")
+            if inserts["n"] >= 3:
+                raise engine.dialect.loaded_dbapi.OperationalError("injected: disk full")
 
     event.listen(engine, "before_cursor_execute", fail_third_batch)
     try:
@@ -144,3 +146,32 @@ def test_no_connection_stays_open_to_a_school_database_after_its_run(world: Worl
     engine = world.services.school_engine(world.school())
     assert engine.pool.checkedin() == 0
     assert engine.pool.checkedout() == 0
+
+
+def test_a_history_row_that_cannot_be_closed_does_not_hide_the_first_error(
+    world: World,
+) -> None:
+    school_engine = world.engine(world.school())
+    session_engine = world.services.session_engine()
+    dbapi = school_engine.dialect.loaded_dbapi
+
+    def disk_full(conn, cursor, statement, params, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("INSERT") and "Students" in statement:
+            raise dbapi.OperationalError("injected: disk full")
+
+    def closing_fails(conn, cursor, statement, params, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("UPDATE") and "RecordsFailed" in statement:
+            raise session_engine.dialect.loaded_dbapi.OperationalError("injected: SessionDb gone")
+
+    event.listen(school_engine, "before_cursor_execute", disk_full)
+    event.listen(session_engine, "before_cursor_execute", closing_fails)
+    try:
+        run = world.sync(school_id=1)
+    finally:
+        event.remove(session_engine, "before_cursor_execute", closing_fails)
+        event.remove(school_engine, "before_cursor_execute", disk_full)
+    [result] = run.schools
+    assert result.status == "Failed"
+    assert result.error.startswith("writing 7 student rows"), result.error
+    assert "injected: disk full" in result.error
+    assert "SyncHistory" in result.error  # what else went wrong is said too, after it
