@@ -26,6 +26,8 @@ from cleversync.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 ALERT_EVENT = "ConsecutiveSyncFailures"
+# Lifting the mass-delete guard is a decision about one school's data, never a blanket one.
+ONE_SCHOOL_OVERRIDE = "the mass-delete override applies to exactly one school: give its id"
 
 
 @dataclass
@@ -85,6 +87,8 @@ class Orchestrator:
         trigger: str = "manual",
     ) -> RunResult:
         began = time.perf_counter()
+        if allow_mass_delete and school_id is None:
+            raise UsageError(ONE_SCHOOL_OVERRIDE)
         targets = self.targets(school_id=school_id, district_id=district_id)
         request = SyncRequest(
             full=full or allow_mass_delete,

@@ -36,8 +36,8 @@ def register(commands: Any) -> None:
     sync.add_argument(
         "--allow-mass-delete",
         action="store_true",
-        help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of a school "
-        "(implies --full)",
+        help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of the school "
+        "given with --school-id (one school only; implies --full)",
     )
     sync.add_argument("--json", action="store_true", help="print the result as JSON")
     sync.set_defaults(handler=sync_command)
@@ -81,6 +81,14 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
     from cleversync.report import SUMMARY_HEADERS, problems, run_json, summary_rows
     from cleversync.services import prepare_process
 
+    if args.allow_mass_delete and args.school_id is None:
+        from cleversync.errors import UsageError
+
+        raise UsageError(
+            "--allow-mass-delete applies to exactly one school: give it with --school-id "
+            "(e.g. 'cleversync sync --school-id 7 --allow-mass-delete', with the id the "
+            "held-back message names)"
+        )
     out = sys.stdout
     progress = ProgressDisplay(sys.stderr)
     orchestrator = ctx.services.orchestrator(on_progress=progress.update)

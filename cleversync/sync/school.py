@@ -385,6 +385,7 @@ class SchoolSync:
             progress=(lambda entity, n: on_progress(Progress(school, entity, n)))
             if on_progress
             else None,
+            school_id=school,
         )
         run_passes(context, run.client, run.school.clever_school_id, run.outcomes, delete=delete)
 
