@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cleversync.errors import UsageError
+from cleversync.files import private_dir
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
@@ -190,7 +191,7 @@ def _fresh_folder(folder: Path) -> Path:
                 f"{folder} exists and was not made by the demo; choose another --folder"
             )
         shutil.rmtree(folder)
-    folder.mkdir(parents=True)
+    private_dir(folder)  # it holds the demo's student data and secrets
     (folder / MARKER).write_text("made by 'cleversync demo'; deleted and recreated by each run\n")
     return folder
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL, Engine
 
 from cleversync.connstr import to_url
 from cleversync.errors import DatabaseUnavailableError
+from cleversync.files import create_private_file, private_dir
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -55,7 +56,8 @@ def _sqlite_engine(url: URL, *, create_file: bool) -> Engine:
     if path and path != ":memory:" and not path.startswith("file:"):
         file = Path(path)
         if create_file:
-            file.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(file.parent)
+            create_private_file(file)
         elif not file.exists():
             raise DatabaseUnavailableError(f"SQLite database file {file} does not exist")
     engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
