@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cleversync.cli.args import identifier
 from cleversync.cli.output import table
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ def register(commands: Any) -> None:
         "incremental one. Exit status: 0 all succeeded, 1 a school failed or was partial.",
     )
     which = sync.add_mutually_exclusive_group()
-    which.add_argument("--school-id", type=int, help="only this school")
-    which.add_argument("--district-id", type=int, help="only this district's active schools")
+    which.add_argument("--school-id", type=identifier, help="only this school")
+    which.add_argument("--district-id", type=identifier, help="only this district's active schools")
     sync.add_argument("--full", action="store_true", help="a full sync (with deletes)")
     sync.add_argument(
         "--allow-mass-delete",
@@ -43,7 +44,7 @@ def register(commands: Any) -> None:
     sync.set_defaults(handler=sync_command)
 
     history = commands.add_parser("history", help="show recent sync history")
-    history.add_argument("--school-id", type=int)
+    history.add_argument("--school-id", type=identifier)
     history.add_argument("--since", type=_date, help="only runs started on or after (YYYY-MM-DD)")
     history.add_argument("--status", choices=STATUSES)
     history.add_argument("--limit", type=_positive, default=50, help="at most this many rows (50)")
