@@ -86,6 +86,20 @@ def register(commands: Any) -> None:
         toggle = school_commands.add_parser(action, help=text)
         toggle.add_argument("--school-id", type=identifier, required=True)
         toggle.set_defaults(handler=school_set_active, active=active)
+    release = school_commands.add_parser(
+        "release-lease",
+        help="free a school's sync lease whose run is gone (a killed or crashed sync)",
+        description="A run holds its school's lease for 5 minutes and renews it every 30 s; "
+        "the lease of a run that died expires by itself. This frees it now when its process "
+        "no longer exists on this machine; a lease held from another machine needs --force.",
+    )
+    release.add_argument("--school-id", type=identifier, required=True)
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="also free a lease held from another machine (its run, if alive, then stops)",
+    )
+    release.set_defaults(handler=school_release_lease)
     discover = school_commands.add_parser(
         "discover", help="list a district's schools in Clever (and register the missing ones)"
     )
@@ -312,6 +326,66 @@ def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
     store.set(id_name, client_id)
     store.set(secret_name, secret)
     print(f"Stored {id_name} and {secret_name} in the {store.description}")
+    return 0
+
+
+def school_release_lease(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.sync.history import History
+    from cleversync.sync.lease import ALIVE, GONE, REMOTE, Leases, owner_process, owner_state
+    from cleversync.timeutil import iso, utcnow
+
+    services = ctx.services
+    school = services.registry.get_school(args.school_id)
+    policy = services.settings.retry.database
+    leases = Leases(services.checked_session_engine(), policy=policy)
+    holder, expires = leases.holder(school.school_id)
+    named = f"School {school.school_id} ({school.name})"
+    if holder is None:
+        print(f"{named} holds no sync lease; nothing to release.")
+        return 0
+    state = owner_state(holder)
+    expired = expires is not None and expires < utcnow()
+    process = owner_process(holder)
+    if state == ALIVE and not expired:
+        pid = process[1] if process else "?"
+        print(
+            f"cleversync: error: {named}'s lease is held by {holder}, process {pid} on this "
+            "machine, which is still running: a sync is in progress; stop it (Ctrl-C, or "
+            f"kill {pid}) rather than freeing its lease",
+            file=sys.stderr,
+        )
+        return 1
+    if state == REMOTE and not expired and not args.force:
+        print(
+            f"cleversync: error: {named}'s lease is held by {holder} from another machine "
+            f"until {iso(expires)}; CleverSync cannot tell from here whether that run is "
+            "alive. Wait until then, or free it with --force if you are sure it is gone",
+            file=sys.stderr,
+        )
+        return 1
+    if not leases.release_held(school.school_id, holder):
+        print(f"{named}'s lease changed hands meanwhile; nothing was released.")
+        return 1
+    if state == REMOTE and not expired:
+        print(
+            f"Warning: freed a lease held from another machine ({holder}); if that run is "
+            "still going, it stops at its next lease renewal (within 30 s)",
+            file=sys.stderr,
+        )
+    why = (
+        "it had expired"
+        if expired
+        else "its process no longer exists"
+        if state == GONE
+        else "--force"
+    )
+    closed = History(services.checked_session_engine(), policy=policy).close_abandoned(
+        school.school_id,
+        f"abandoned: the run holding this school's lease ({holder}) stopped without "
+        "finishing; lease released with 'cleversync school release-lease'",
+    )
+    rows = f"; closed its {closed} unfinished history row(s) as Failed" if closed else ""
+    print(f"Released {named}'s sync lease, held by {holder} ({why}){rows}.")
     return 0
 
 

@@ -79,8 +79,10 @@ def _date(text: str) -> datetime:
 
 
 def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.cli.interrupt import EXIT_INTERRUPTED, Interrupts
     from cleversync.report import SUMMARY_HEADERS, problems, run_json, summary_rows
     from cleversync.services import prepare_process
+    from cleversync.sync.lease import Leases
 
     if args.allow_mass_delete and args.school_id is None:
         from cleversync.errors import UsageError
@@ -99,14 +101,18 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
         print("No active schools to sync. Register one with 'cleversync school add'.")
         return 0
     progress.start(len(targets))
+    leases = Leases(ctx.services.session_engine(), policy=ctx.settings.retry.database)
+    stop = threading.Event()
     try:
-        run = orchestrator.run(
-            school_id=args.school_id,
-            district_id=args.district_id,
-            full=args.full,
-            allow_mass_delete=args.allow_mass_delete,
-            trigger="cli",
-        )
+        with Interrupts(stop, release=leases.release_this_process):
+            run = orchestrator.run(
+                school_id=args.school_id,
+                district_id=args.district_id,
+                full=args.full,
+                allow_mass_delete=args.allow_mass_delete,
+                trigger="cli",
+                stop=stop,
+            )
     finally:
         progress.stop()
     if args.json:
@@ -117,6 +123,13 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
         for line in problems(run):
             print(f"  {line}", file=out)
         print(_verdict(run), file=out)
+    if stop.is_set():
+        print(
+            "Interrupted: stopped after the current batch; the schools above that did not "
+            "finish are Failed (interrupted) and get a full sync next time if theirs was one",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return exit_status(run, single_school=args.school_id is not None)
 
 

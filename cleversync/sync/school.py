@@ -10,6 +10,7 @@ it never deletes. Every run writes one SyncHistory row per entity.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from cleversync.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 SKIPPED = "Skipped"
+INTERRUPTED = "interrupted: the run was asked to stop (Ctrl-C or SIGTERM) after the current batch"
 
 ClientFactory = Callable[[DistrictRecord, FieldReport], CleverClient]
 EngineFactory = Callable[[SchoolRecord], Engine]
@@ -56,6 +58,8 @@ class SyncRequest:
     full: bool = False
     allow_mass_delete: bool = False
     correlation_id: str = ""
+    # Set to stop the run at the next batch boundary (an operator's Ctrl-C or SIGTERM).
+    stop: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -403,6 +407,8 @@ class SchoolSync:
 
     def _checkpoint(self, run: _Run) -> None:
         """Between batches: renew the lease, and stop a run that outlived its time budget."""
+        if run.request.stop is not None and run.request.stop.is_set():
+            raise SyncError(INTERRUPTED)
         if self._clock() > run.deadline:
             raise SyncError(
                 f"the sync of school {run.school.school_id} ran longer than "
