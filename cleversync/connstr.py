@@ -95,12 +95,53 @@ def to_url(connection_string: str) -> URL:
         raise ConfigurationError("the connection string is empty")
     if "://" in text.split(";", 1)[0]:
         try:
-            return make_url(text)
+            url = make_url(text)
         except ArgumentError:
             raise ConfigurationError(
                 "the connection string looks like a URL but SQLAlchemy cannot parse it"
             ) from None
+        except ValueError:  # the only number in a URL is its port
+            raise ConfigurationError(
+                "the connection string's port is not a number (host:port, e.g. db.example.org:5432)"
+            ) from None
+        return _supported(url)
     return make_url("mssql+pyodbc:///?odbc_connect=" + quote_plus(to_odbc(text)))
+
+
+# The databases CleverSync is built and tested for, with the driver each URL must use.
+SUPPORTED_DRIVERS = {
+    "sqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "mssql": "mssql+pyodbc",
+}
+_SUPPORTED_TEXT = (
+    "supported are SQLite (sqlite:///path), PostgreSQL (postgresql+psycopg://...) and SQL "
+    "Server (mssql+pyodbc://..., or the ADO.NET or ODBC string the Azure portal shows)"
+)
+
+
+def _supported(url: URL) -> URL:
+    """The URL if it is for a supported database; a plain ``postgresql://`` gets psycopg
+    (the driver CleverSync installs), any other database or driver is refused."""
+    backend = url.get_backend_name()
+    wanted = SUPPORTED_DRIVERS.get(backend)
+    if wanted is None:
+        raise ConfigurationError(
+            f"the connection string is for {_plain(backend)}, which CleverSync does not "
+            f"support; {_SUPPORTED_TEXT}"
+        )
+    if url.drivername in (backend, wanted) or (
+        backend == "sqlite" and "+pysqlite" in url.drivername
+    ):
+        return url.set(drivername=wanted) if backend == "postgresql" else url
+    raise ConfigurationError(
+        f"the connection string asks for the driver {_plain(url.drivername)}; use {wanted} "
+        f"({_SUPPORTED_TEXT})"
+    )
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9+_.-]", "?", text)[:40]
 
 
 def to_odbc(connection_string: str) -> str:

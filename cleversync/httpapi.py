@@ -125,11 +125,17 @@ def parse_sync_params(params: Mapping[str, str]) -> SyncParams:
     district_id = _positive_int(values, "districtId")
     if school_id is not None and district_id is not None:
         raise UsageError("give schoolId or districtId, not both (neither: every active school)")
+    allow_mass_delete = _boolean(values, "allowMassDelete")
+    if allow_mass_delete and school_id is None:
+        raise UsageError(
+            "allowMassDelete=true applies to exactly one school: give it with schoolId "
+            "(e.g. ?schoolId=7&allowMassDelete=true)"
+        )
     return SyncParams(
         school_id=school_id,
         district_id=district_id,
         full=_boolean(values, "full"),
-        allow_mass_delete=_boolean(values, "allowMassDelete"),
+        allow_mass_delete=allow_mass_delete,
     )
 
 

@@ -9,10 +9,11 @@ runs just reached ``AlertAfterConsecutiveFailures`` in a row gets one
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,6 +27,8 @@ from cleversync.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 ALERT_EVENT = "ConsecutiveSyncFailures"
+# Lifting the mass-delete guard is a decision about one school's data, never a blanket one.
+ONE_SCHOOL_OVERRIDE = "the mass-delete override applies to exactly one school: give its id"
 
 
 @dataclass
@@ -83,13 +86,17 @@ class Orchestrator:
         allow_mass_delete: bool = False,
         correlation_id: str | None = None,
         trigger: str = "manual",
+        stop: threading.Event | None = None,
     ) -> RunResult:
         began = time.perf_counter()
+        if allow_mass_delete and school_id is None:
+            raise UsageError(ONE_SCHOOL_OVERRIDE)
         targets = self.targets(school_id=school_id, district_id=district_id)
         request = SyncRequest(
             full=full or allow_mass_delete,
             allow_mass_delete=allow_mass_delete,
             correlation_id=correlation_id or new_correlation_id(),
+            stop=stop,
         )
         logger.info(
             "Sync run %s (%s): %d school(s), at most %d at once",
@@ -109,7 +116,7 @@ class Orchestrator:
                     pool.submit(self._one, school, district, request)
                     for school, district in targets
                 ]
-                results = [future.result() for future in futures]
+                results = _collect(futures, stop)
         run = RunResult(
             correlation_id=request.correlation_id,
             status=overall_status(results),
@@ -152,7 +159,9 @@ class Orchestrator:
 
     def _one(
         self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
-    ) -> SchoolResult:
+    ) -> SchoolResult | None:
+        if request.stop is not None and request.stop.is_set():
+            return None  # asked to stop: no new school starts
         try:
             return self._sync.run(school, district, request)
         except Exception as exc:  # a bug in one school's run must not stop the others
@@ -207,6 +216,23 @@ class Orchestrator:
         removed = self.history.purge(self._clock() - timedelta(days=days))
         logger.info("Purged %d SyncHistory row(s) older than %d days", removed, days)
         return removed
+
+
+def _collect(
+    futures: list[Future[SchoolResult | None]], stop: threading.Event | None
+) -> list[SchoolResult]:
+    """The schools' results in order, leaving out those never started because of ``stop``.
+
+    Waits in short steps: the main thread must wake up to run signal handlers (Ctrl-C).
+    """
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=0.2)
+        if stop is not None and stop.is_set():
+            for future in pending:
+                future.cancel()  # not started yet: it never will
+    done = [future.result() for future in futures if not future.cancelled()]
+    return [result for result in done if result is not None]
 
 
 def overall_status(results: list[SchoolResult]) -> str:

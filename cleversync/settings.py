@@ -64,7 +64,12 @@ class CleverSettings(_Section):
     def _absolute_http_url(cls, value: str) -> str:
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an absolute http(s) URL")
-        host = urlsplit(value).hostname
+        parts = urlsplit(value)
+        host = parts.hostname
+        try:
+            parts.port  # noqa: B018 (parsing it is the check)
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
         if value.startswith("http://") and host not in LOOPBACK_HOSTS:
             raise ValueError(
                 f"must use https for {host}: plain http is only for loopback hosts (the sandbox)"

@@ -131,3 +131,24 @@ def test_parse_handles_quotes_and_doubled_braces() -> None:
         ("c", "p}q"),
         ("d", "it's"),
     ]
+
+
+def test_only_supported_databases_and_drivers() -> None:
+    assert to_url("postgresql://u:p@db.example.org/school").drivername == "postgresql+psycopg"
+    assert to_url("sqlite+pysqlite:///x.sqlite").drivername == "sqlite+pysqlite"
+    assert to_url("mssql://u:p@db.example.org/school").drivername == "mssql"
+    for text, named in [
+        ("mysql+pymysql://u:hunter2@db.example.org/school", "mysql"),
+        ("oracle://u:hunter2@db.example.org/school", "oracle"),
+        ("postgresql+psycopg2://u:hunter2@db.example.org/school", "postgresql+psycopg2"),
+        ("mssql+pymssql://u:hunter2@db.example.org/school", "mssql+pymssql"),
+    ]:
+        with pytest.raises(ConfigurationError, match="SQLite") as info:
+            to_url(text)
+        assert named in str(info.value) and "hunter2" not in str(info.value)
+
+
+def test_a_port_that_is_not_a_number() -> None:
+    with pytest.raises(ConfigurationError, match="port is not a number") as info:
+        to_url("postgresql+psycopg://u:hunter2@db.example.org:notaport/school")
+    assert "hunter2" not in str(info.value) and "notaport" not in str(info.value)

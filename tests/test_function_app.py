@@ -336,6 +336,8 @@ def test_district_and_all_school_runs(world: World, installed: Runtime) -> None:
         ({"schoolId": "1", "districtId": "1"}, "districtId"),
         ({"schoolId": "1", "full": "yes"}, "full"),
         ({"schoolId": "1", "allowMassDelete": "please"}, "allowMassDelete"),
+        ({"allowMassDelete": "true"}, "schoolId"),
+        ({"districtId": "1", "allowMassDelete": "true"}, "schoolId"),
         ({"schoolID": "1", "schoolId": "1"}, "schoolId"),
         ({"shcoolId": "1"}, "shcoolId"),
     ],

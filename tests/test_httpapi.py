@@ -279,3 +279,19 @@ def test_the_timer_purges_even_when_the_run_fails(caplog: pytest.LogCaptureFixtu
 def test_the_timer_raises_nothing_when_it_cannot_start() -> None:
     runtime = FakeRuntime(ConfigurationError("bad", setting="CleverSync__Sync__PageSize"))
     assert httpapi.scheduled_sync(runtime, past_due=False) is None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"allowMassDelete": "true"},
+        {"districtId": "1", "allowMassDelete": "true"},
+        {"allowMassDelete": "TRUE", "full": "true"},
+    ],
+)
+def test_allow_mass_delete_without_a_school_is_a_400(params: dict[str, str]) -> None:
+    orchestrator = FakeOrchestrator(run_of("Success"))
+    status, body, _ = call_sync(orchestrator, params)
+    assert status == 400
+    assert "allowMassDelete" in body["error"] and "schoolId" in body["error"]
+    assert orchestrator.calls == []  # nothing ran, no school lost its guard

@@ -104,6 +104,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _configure_logging(context)
         return handler(args, context)
+    except BrokenPipeError:
+        # The reader left (`cleversync sync --json | head`): nothing more to tell it.
+        _discard_stdout()
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -111,6 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(exc)
     finally:
         context.close()
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (a test's capture): nothing to flush
+        pass
 
 
 def report_error(exc: BaseException) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from cleversync.cli.args import identifier
 from cleversync.cli.output import table
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ def register(commands: Any) -> None:
         "upgrade", help="bring SessionDb (and optionally school databases) to the latest schema"
     )
     which = upgrade.add_mutually_exclusive_group()
-    which.add_argument("--school-id", type=int, help="also upgrade this school's database")
+    which.add_argument("--school-id", type=identifier, help="also upgrade this school's database")
     which.add_argument("--all-schools", action="store_true", help="also upgrade every school's")
     upgrade.set_defaults(handler=db_upgrade)
 
@@ -44,7 +45,7 @@ def register(commands: Any) -> None:
         "standard input: one line with the secret when --client-id is given, else two lines, "
         "the client id then the secret. Never from the command line.",
     )
-    credentials.add_argument("--district-id", type=int, required=True)
+    credentials.add_argument("--district-id", type=identifier, required=True)
     credentials.add_argument(
         "--client-id", help="the Clever app's client id (prompted if left out)"
     )
@@ -56,7 +57,7 @@ def register(commands: Any) -> None:
     school = commands.add_parser("school", help="register and list schools")
     school_commands = school.add_subparsers(dest="school_command", metavar="ACTION", required=True)
     add = school_commands.add_parser("add", help="register a school")
-    add.add_argument("--district-id", type=int, required=True)
+    add.add_argument("--district-id", type=identifier, required=True)
     add.add_argument("--clever-id", required=True, help="the school's Clever id")
     add.add_argument("--name", required=True)
     add.add_argument("--prefix", required=True, help="secret-name prefix, e.g. Lincoln-Elementary")
@@ -70,25 +71,39 @@ def register(commands: Any) -> None:
     )
     add.set_defaults(handler=school_add)
     school_list = school_commands.add_parser("list", help="list registered schools")
-    school_list.add_argument("--district-id", type=int)
+    school_list.add_argument("--district-id", type=identifier)
     school_list.set_defaults(handler=school_list_command)
     flag = school_commands.add_parser(
         "flag-full-sync",
         help="make the school's next sync a full one (with deletes), e.g. at the start of a year",
     )
-    flag.add_argument("--school-id", type=int, required=True)
+    flag.add_argument("--school-id", type=identifier, required=True)
     flag.set_defaults(handler=school_flag_full_sync)
     for action, active, text in (
         ("deactivate", False, "leave a school out of every sync run (its data stays)"),
         ("activate", True, "put a deactivated school back into the sync runs"),
     ):
         toggle = school_commands.add_parser(action, help=text)
-        toggle.add_argument("--school-id", type=int, required=True)
+        toggle.add_argument("--school-id", type=identifier, required=True)
         toggle.set_defaults(handler=school_set_active, active=active)
+    release = school_commands.add_parser(
+        "release-lease",
+        help="free a school's sync lease whose run is gone (a killed or crashed sync)",
+        description="A run holds its school's lease for 5 minutes and renews it every 30 s; "
+        "the lease of a run that died expires by itself. This frees it now when its process "
+        "no longer exists on this machine; a lease held from another machine needs --force.",
+    )
+    release.add_argument("--school-id", type=identifier, required=True)
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="also free a lease held from another machine (its run, if alive, then stops)",
+    )
+    release.set_defaults(handler=school_release_lease)
     discover = school_commands.add_parser(
         "discover", help="list a district's schools in Clever (and register the missing ones)"
     )
-    discover.add_argument("--district-id", type=int, required=True)
+    discover.add_argument("--district-id", type=identifier, required=True)
     discover.add_argument(
         "--register", action="store_true", help="register the schools not registered yet"
     )
@@ -115,7 +130,11 @@ def db_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
     for school in schools:
         label = f"school {school.school_id} ({school.name}, database {school.database_name})"
         try:
-            before, after = upgrade(services.school_engine(school, create=True), "school")
+            before, after = upgrade(
+                services.school_engine(school, create=True),
+                "school",
+                what=f"school database {school.database_name}",
+            )
         except Exception as exc:  # one school's failure must not stop the others
             if not args.all_schools:
                 raise
@@ -184,10 +203,16 @@ def school_add(args: argparse.Namespace, ctx: CliContext) -> int:
                 "connection string with --connection-string-stdin"
             )
     try:
-        to_url(connection_string)
+        url = to_url(connection_string)
         derived = database_name(connection_string)
     except ConfigurationError as exc:
         raise UsageError(f"the school's connection string: {exc}") from None
+    if url.get_backend_name() == "mssql":
+        from cleversync.db.engines import odbc_problem
+
+        problem = odbc_problem(url)
+        if problem is not None:  # fine to register; the machine that syncs needs them
+            print(f"Note: {problem}", file=sys.stderr)
     school = registry.add_school(
         district_id=args.district_id,
         clever_id=args.clever_id,
@@ -301,6 +326,66 @@ def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
     store.set(id_name, client_id)
     store.set(secret_name, secret)
     print(f"Stored {id_name} and {secret_name} in the {store.description}")
+    return 0
+
+
+def school_release_lease(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.sync.history import History
+    from cleversync.sync.lease import ALIVE, GONE, REMOTE, Leases, owner_process, owner_state
+    from cleversync.timeutil import iso, utcnow
+
+    services = ctx.services
+    school = services.registry.get_school(args.school_id)
+    policy = services.settings.retry.database
+    leases = Leases(services.checked_session_engine(), policy=policy)
+    holder, expires = leases.holder(school.school_id)
+    named = f"School {school.school_id} ({school.name})"
+    if holder is None:
+        print(f"{named} holds no sync lease; nothing to release.")
+        return 0
+    state = owner_state(holder)
+    expired = expires is not None and expires < utcnow()
+    process = owner_process(holder)
+    if state == ALIVE and not expired:
+        pid = process[1] if process else "?"
+        print(
+            f"cleversync: error: {named}'s lease is held by {holder}, process {pid} on this "
+            "machine, which is still running: a sync is in progress; stop it (Ctrl-C, or "
+            f"kill {pid}) rather than freeing its lease",
+            file=sys.stderr,
+        )
+        return 1
+    if state == REMOTE and not expired and not args.force:
+        print(
+            f"cleversync: error: {named}'s lease is held by {holder} from another machine "
+            f"until {iso(expires)}; CleverSync cannot tell from here whether that run is "
+            "alive. Wait until then, or free it with --force if you are sure it is gone",
+            file=sys.stderr,
+        )
+        return 1
+    if not leases.release_held(school.school_id, holder):
+        print(f"{named}'s lease changed hands meanwhile; nothing was released.")
+        return 1
+    if state == REMOTE and not expired:
+        print(
+            f"Warning: freed a lease held from another machine ({holder}); if that run is "
+            "still going, it stops at its next lease renewal (within 30 s)",
+            file=sys.stderr,
+        )
+    why = (
+        "it had expired"
+        if expired
+        else "its process no longer exists"
+        if state == GONE
+        else "--force"
+    )
+    closed = History(services.checked_session_engine(), policy=policy).close_abandoned(
+        school.school_id,
+        f"abandoned: the run holding this school's lease ({holder}) stopped without "
+        "finishing; lease released with 'cleversync school release-lease'",
+    )
+    rows = f"; closed its {closed} unfinished history row(s) as Failed" if closed else ""
+    print(f"Released {named}'s sync lease, held by {holder} ({why}){rows}.")
     return 0
 
 

@@ -18,13 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cleversync.cli.args import whole_number
 from cleversync.errors import UsageError
+from cleversync.files import private_dir
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
     from cleversync.sandbox import Sandbox
 
 MARKER = ".cleversync-demo"
+# The story needs a few students to rename, one to leave and a class to graduate.
+MIN_STUDENTS = 10
+MAX_STUDENTS = 100_000
 
 
 def register(commands: Any) -> None:
@@ -36,7 +41,12 @@ def register(commands: Any) -> None:
         default=".cleversync-demo",
         help="where the demo's SQLite databases and secrets file go (recreated each run)",
     )
-    demo.add_argument("--students", type=int, default=300, help="students per school (300)")
+    demo.add_argument(
+        "--students",
+        type=whole_number(MIN_STUDENTS, MAX_STUDENTS),
+        default=300,
+        help=f"students per school ({MIN_STUDENTS} to {MAX_STUDENTS:,}; 300)",
+    )
     demo.set_defaults(handler=demo_command)
 
 
@@ -184,14 +194,22 @@ def _quote(arg: str) -> str:
 
 def _fresh_folder(folder: Path) -> Path:
     folder = folder.resolve()
-    if folder.exists():
-        if not (folder / MARKER).exists():
-            raise UsageError(
-                f"{folder} exists and was not made by the demo; choose another --folder"
-            )
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    (folder / MARKER).write_text("made by 'cleversync demo'; deleted and recreated by each run\n")
+    try:
+        if folder.exists():
+            if not (folder / MARKER).exists():
+                raise UsageError(
+                    f"{folder} exists and was not made by the demo; choose another --folder"
+                )
+            shutil.rmtree(folder)
+        private_dir(folder)  # it holds the demo's student data and secrets
+        (folder / MARKER).write_text(
+            "made by 'cleversync demo'; deleted and recreated by each run\n"
+        )
+    except OSError as exc:
+        raise UsageError(
+            f"cannot create the demo folder {folder}: {exc.strerror or exc}; choose another "
+            "--folder"
+        ) from None
     return folder
 
 

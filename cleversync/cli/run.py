@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from cleversync.cli.args import identifier
 from cleversync.cli.output import table
 
 if TYPE_CHECKING:
@@ -31,20 +32,20 @@ def register(commands: Any) -> None:
         "or nothing was synced (every school skipped: another run holds its lease).",
     )
     which = sync.add_mutually_exclusive_group()
-    which.add_argument("--school-id", type=int, help="only this school")
-    which.add_argument("--district-id", type=int, help="only this district's active schools")
+    which.add_argument("--school-id", type=identifier, help="only this school")
+    which.add_argument("--district-id", type=identifier, help="only this district's active schools")
     sync.add_argument("--full", action="store_true", help="a full sync (with deletes)")
     sync.add_argument(
         "--allow-mass-delete",
         action="store_true",
-        help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of a school "
-        "(implies --full)",
+        help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of the school "
+        "given with --school-id (one school only; implies --full)",
     )
     sync.add_argument("--json", action="store_true", help="print the result as JSON")
     sync.set_defaults(handler=sync_command)
 
     history = commands.add_parser("history", help="show recent sync history")
-    history.add_argument("--school-id", type=int)
+    history.add_argument("--school-id", type=identifier)
     history.add_argument("--since", type=_date, help="only runs started on or after (YYYY-MM-DD)")
     history.add_argument("--status", choices=STATUSES)
     history.add_argument("--limit", type=_positive, default=50, help="at most this many rows (50)")
@@ -79,9 +80,19 @@ def _date(text: str) -> datetime:
 
 
 def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.cli.interrupt import EXIT_INTERRUPTED, Interrupts
     from cleversync.report import SUMMARY_HEADERS, problems, run_json, summary_rows
     from cleversync.services import prepare_process
+    from cleversync.sync.lease import Leases
 
+    if args.allow_mass_delete and args.school_id is None:
+        from cleversync.errors import UsageError
+
+        raise UsageError(
+            "--allow-mass-delete applies to exactly one school: give it with --school-id "
+            "(e.g. 'cleversync sync --school-id 7 --allow-mass-delete', with the id the "
+            "held-back message names)"
+        )
     out = sys.stdout
     progress = ProgressDisplay(sys.stderr)
     orchestrator = ctx.services.orchestrator(on_progress=progress.update)
@@ -91,14 +102,18 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
         print("No active schools to sync. Register one with 'cleversync school add'.")
         return 0
     progress.start(len(targets))
+    leases = Leases(ctx.services.session_engine(), policy=ctx.settings.retry.database)
+    stop = threading.Event()
     try:
-        run = orchestrator.run(
-            school_id=args.school_id,
-            district_id=args.district_id,
-            full=args.full,
-            allow_mass_delete=args.allow_mass_delete,
-            trigger="cli",
-        )
+        with Interrupts(stop, release=leases.release_this_process):
+            run = orchestrator.run(
+                school_id=args.school_id,
+                district_id=args.district_id,
+                full=args.full,
+                allow_mass_delete=args.allow_mass_delete,
+                trigger="cli",
+                stop=stop,
+            )
     finally:
         progress.stop()
     if args.json:
@@ -109,6 +124,13 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
         for line in problems(run):
             print(f"  {line}", file=out)
         print(_verdict(run), file=out)
+    if stop.is_set():
+        print(
+            "Interrupted: stopped after the current batch; the schools above that did not "
+            "finish are Failed (interrupted) and get a full sync next time if theirs was one",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return exit_status(run, single_school=args.school_id is not None)
 
 

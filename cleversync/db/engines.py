@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
 
-from cleversync.connstr import to_url
-from cleversync.errors import DatabaseUnavailableError
+from cleversync.connstr import ODBC_DRIVER, parse_keyvalues, to_url
+from cleversync.errors import ConfigurationError, DatabaseError, DatabaseUnavailableError
+from cleversync.files import create_private_file, private_dir
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -31,6 +33,9 @@ def engine_for_url(url: URL, *, create_sqlite_file: bool = False) -> Engine:
     if backend == "sqlite":
         return _sqlite_engine(url, create_file=create_sqlite_file)
     if backend == "mssql":
+        problem = odbc_problem(url)
+        if problem is not None:
+            raise ConfigurationError(problem)
         kwargs["fast_executemany"] = True
     if backend == "postgresql":
         # psycopg prepares a statement on its 5th run, and PostgreSQL may then keep a generic
@@ -45,6 +50,44 @@ def engine_for_url(url: URL, *, create_sqlite_file: bool = False) -> Engine:
     return create_engine(url, **kwargs)
 
 
+ODBC_INSTALL = (
+    "install them (Debian/Ubuntu: 'apt-get install unixodbc', then msodbcsql18 from "
+    "Microsoft's package repository; Azure's Python images have both)"
+)
+
+
+def odbc_problem(url: URL) -> str | None:
+    """Why this machine cannot open a SQL Server URL (unixODBC or the ODBC driver it names
+    is missing), or None. pyodbc fails otherwise with a bare ImportError at first use."""
+    try:
+        import pyodbc
+    except ImportError:
+        return (
+            f"SQL Server connections need unixODBC and Microsoft's {ODBC_DRIVER}, and "
+            f"unixODBC is not installed on this machine; {ODBC_INSTALL}"
+        )
+    wanted = _odbc_driver(url)
+    if wanted is None or wanted in pyodbc.drivers():
+        return None
+    return (
+        f"SQL Server connections need Microsoft's {wanted}, which is not installed on this "
+        f"machine (unixODBC lists: {', '.join(pyodbc.drivers()) or 'no drivers'}); {ODBC_INSTALL}"
+    )
+
+
+def _odbc_driver(url: URL) -> str | None:
+    """The ODBC driver a SQL Server URL names (a DSN names none)."""
+    query = url.query
+    if "odbc_connect" in query:
+        raw = query["odbc_connect"]
+        text = raw if isinstance(raw, str) else raw[0]
+        driver = {k.lower(): v for k, v in parse_keyvalues(text)}.get("driver")
+    else:
+        raw = query.get("driver")
+        driver = raw if isinstance(raw, str) or raw is None else raw[0]
+    return driver.strip("{}") if driver else None
+
+
 def display_url(engine: Engine) -> str:
     """The engine's URL with any password hidden, for messages."""
     return engine.url.render_as_string(hide_password=True)
@@ -55,13 +98,31 @@ def _sqlite_engine(url: URL, *, create_file: bool) -> Engine:
     if path and path != ":memory:" and not path.startswith("file:"):
         file = Path(path)
         if create_file:
-            file.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(file.parent)
+            create_private_file(file)
         elif not file.exists():
             raise DatabaseUnavailableError(f"SQLite database file {file} does not exist")
+        _require_writable(file)
     engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _require_writable(file: Path) -> None:
+    """Every CleverSync command that opens a database writes to it (leases, history, rows).
+    SQLite itself says only "unable to open database file" or "attempt to write a readonly
+    database", and only at the first write, so say what is wrong up front."""
+    if not os.access(file, os.W_OK):
+        raise DatabaseError(
+            f"SQLite database file {file} is read-only: CleverSync writes to it; make it "
+            "writable by the user running CleverSync (chmod u+w, or check lsattr and the mount)"
+        )
+    if not os.access(file.parent, os.W_OK | os.X_OK):
+        raise DatabaseError(
+            f"the folder of SQLite database file {file} is read-only: SQLite writes its -wal "
+            "and -shm files next to the database; make the folder writable"
+        )
 
 
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from cleversync.errors import ConfigurationError, DatabaseUnavailableError
+from cleversync.errors import ConfigurationError, DatabaseError, DatabaseUnavailableError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -40,16 +40,92 @@ def alembic_config(kind: Kind) -> Config:
     return config
 
 
-def upgrade(engine: Engine, kind: Kind, revision: str = "head") -> tuple[str | None, str | None]:
-    """Bring the database to ``revision``; returns the revisions before and after."""
-    from alembic import command
+def upgrade(
+    engine: Engine, kind: Kind, revision: str = "head", *, what: str | None = None
+) -> tuple[str | None, str | None]:
+    """Bring the database to ``revision``; returns the revisions before and after.
 
+    Errors are DatabaseError naming the database (``what``, e.g. "school database X"): one
+    it cannot reach, one with CleverSync's tables but no version table, one at a revision
+    this CleverSync does not know, and one whose tables lack columns their revision has.
+    """
+    from alembic import command
+    from alembic.util import CommandError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cleversync.db.retry import translate
+
+    what = what or ("SessionDb" if kind == "sessiondb" else "the school database")
     config = alembic_config(kind)
-    before = current_revision(engine, kind)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
-    return before, current_revision(engine, kind)
+    try:
+        before = current_revision(engine, kind)
+        _check_known(engine, kind, before, revision, what)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+        after = current_revision(engine, kind)
+        _check_schema(engine, kind, after, what)
+    except SQLAlchemyError as exc:
+        raise (translate(exc, what) or DatabaseError(f"{what}: {type(exc).__name__}")) from exc
+    except CommandError as exc:
+        raise DatabaseError(f"{what}: {exc}") from exc
+    return before, after
+
+
+def _check_known(engine: Engine, kind: Kind, current: str | None, target: str, what: str) -> None:
+    """Refuse what Alembic would otherwise trip over halfway, with a traceback."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+    from sqlalchemy import inspect
+
+    script = ScriptDirectory.from_config(alembic_config(kind))
+    known = {rev.revision for rev in script.walk_revisions()}
+    if target != "head" and target not in known:
+        raise DatabaseError(
+            f"{what}: there is no revision {target!r} (known: {', '.join(sorted(known))})"
+        )
+    if current is not None and current not in known:
+        try:
+            script.get_revision(current)
+        except CommandError:
+            raise DatabaseError(
+                f"{what} is at revision {current!r}, which this CleverSync does not know "
+                f"(its newest is {script.get_current_head()}): it was upgraded by a newer "
+                "CleverSync; run that version, or restore the database from before"
+            ) from None
+    if current is None:
+        ours = sorted(set(inspect(engine).get_table_names()) & set(metadata_for(kind).tables))
+        if ours:
+            raise DatabaseError(
+                f"{what} has CleverSync's tables ({', '.join(ours)}) but no version table "
+                f"{VERSION_TABLES[kind]}, so its schema is unknown and CleverSync will not "
+                "change it: it was not made by 'cleversync db upgrade' (or its version table "
+                "was dropped); point the school at an empty database, or restore the table"
+            )
+
+
+def _check_schema(engine: Engine, kind: Kind, revision: str | None, what: str) -> None:
+    """Every table and column the models expect exists (a hand-edited schema is caught
+    here, not by the first sync that writes the missing column)."""
+    from sqlalchemy import inspect
+
+    inspector = inspect(engine)
+    tables = set(inspector.get_table_names())
+    problems = []
+    for name, table in sorted(metadata_for(kind).tables.items()):
+        if name not in tables:
+            problems.append(f"table {name} is missing")
+            continue
+        have = {column["name"] for column in inspector.get_columns(name)}
+        missing = [column.name for column in table.columns if column.name not in have]
+        if missing:
+            problems.append(f"table {name} has no column {', '.join(missing)}")
+    if problems:
+        raise DatabaseError(
+            f"{what} is at revision {revision} but its schema differs from it: "
+            f"{'; '.join(problems)}; it was changed by hand: restore the missing parts, or "
+            "give the school a new empty database and run 'cleversync db upgrade' again"
+        )
 
 
 def current_revision(engine: Engine, kind: Kind) -> str | None:

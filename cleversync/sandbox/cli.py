@@ -21,10 +21,22 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0 to 65535, not {value}")
+    return value
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cleversync sandbox serve`` (design §9)."""
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
-    parser.add_argument("--port", type=_count(0), default=0, help="port (default: any free one)")
+    parser.add_argument(
+        "--port", type=_port, default=0, help="port, 0 to 65535 (default 0: any free one)"
+    )
     parser.add_argument(
         "--seed", type=int, default=1, help="seed of the generated district data (1)"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -10,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cleversync.errors import SecretError, SecretStoreUnavailableError
+from cleversync.files import open_to_others, private_dir
 from cleversync.redaction import Redactor
 from cleversync.secrets.base import SecretStore
+
+logger = logging.getLogger(__name__)
 
 
 class LocalSecretStore(SecretStore):
@@ -30,6 +34,7 @@ class LocalSecretStore(SecretStore):
         self.path = Path(path)
         self.description = f"local secrets file {self.path}"
         self._file_lock = threading.Lock()
+        self._warned_mode: int | None = None
 
     def check(self) -> None:
         self._read()
@@ -47,7 +52,7 @@ class LocalSecretStore(SecretStore):
         with self._file_lock:
             data = self._read()
             data[name] = value
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -68,6 +73,7 @@ class LocalSecretStore(SecretStore):
             raise SecretStoreUnavailableError(
                 f"cannot read the local secrets file {self.path}: {exc.strerror}"
             ) from None
+        self._warn_if_open()
         try:
             data = json.loads(text) if text.strip() else {}
         except json.JSONDecodeError as exc:
@@ -81,3 +87,18 @@ class LocalSecretStore(SecretStore):
                 f"the local secrets file {self.path} must hold a JSON object of name: value"
             )
         return data
+
+    def _warn_if_open(self) -> None:
+        """Warn (once per mode) when group or others may read the file: the file's name and
+        mode only, never its content."""
+        bits = open_to_others(self.path)
+        if bits is None or bits == self._warned_mode:
+            return
+        self._warned_mode = bits
+        logger.warning(
+            "The local secrets file %s can be read or written by others than its owner "
+            "(mode %04o); run 'chmod 600 %s'",
+            self.path,
+            bits,
+            self.path,
+        )

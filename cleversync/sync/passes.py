@@ -67,6 +67,7 @@ class PassContext:
     clock: Callable[[], datetime]
     allow_mass_delete: bool
     progress: Callable[[str, int], None] | None = None
+    school_id: int | None = None  # named in the mass-delete guard's hint
 
 
 def run_passes(
@@ -238,6 +239,7 @@ def _delete(
         max_percent=ctx.settings.sync.max_delete_percent,
         allow_mass_delete=ctx.allow_mass_delete,
         mode=mode,
+        school_id=ctx.school_id,
     )
     if not decision.allowed:
         outcome.held_back = decision.message

@@ -100,21 +100,24 @@ def plan_deletes(
     max_percent: float,
     allow_mass_delete: bool,
     mode: str,
+    school_id: int | None = None,
 ) -> DeletePlan:
     """The mass-delete guard: more than ``max_percent`` of the active rows is held back.
 
     A sharing-rule change in Clever (a school suddenly unshared, a filter on the wrong
-    field) looks like everyone leaving; a normal year-end rollover removes 15-30 %.
+    field) looks like everyone leaving; a normal year-end rollover removes 15-30 %. The
+    message names the command that lifts the guard for this one school (``school_id``).
     """
     percent = 100.0 * missing / active if active else 0.0
     if missing == 0 or allow_mass_delete or percent <= max_percent:
         return DeletePlan(True, missing, active, percent)
     verb = "deactivating" if mode == "Deactivate" else "deleting"
+    school = "<school id>" if school_id is None else str(school_id)
     message = (
         f"held back {verb} {missing} of {active} active {entity.lower()} rows ({percent:.0f} %, "
         f"more than CleverSync__Sync__MaxDeletePercent={max_percent:g} %); if Clever is "
-        "right, force it with 'cleversync sync --school-id N --allow-mass-delete' "
-        "(HTTP: allowMassDelete=true)"
+        f"right, force it with 'cleversync sync --school-id {school} --allow-mass-delete' "
+        f"(HTTP: POST /api/sync?schoolId={school}&allowMassDelete=true)"
     )
     return DeletePlan(False, missing, active, percent, message)
 

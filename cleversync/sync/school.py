@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from cleversync.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 SKIPPED = "Skipped"
+INTERRUPTED = "interrupted: the run was asked to stop (Ctrl-C or SIGTERM) after the current batch"
 
 ClientFactory = Callable[[DistrictRecord, FieldReport], CleverClient]
 EngineFactory = Callable[[SchoolRecord], Engine]
@@ -58,6 +60,8 @@ class SyncRequest:
     full: bool = False
     allow_mass_delete: bool = False
     correlation_id: str = ""
+    # Set to stop the run at the next batch boundary (an operator's Ctrl-C or SIGTERM).
+    stop: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -429,6 +433,7 @@ class SchoolSync:
             progress=(lambda entity, n: on_progress(Progress(school, entity, n)))
             if on_progress
             else None,
+            school_id=school,
         )
         run_passes(context, run.client, run.school.clever_school_id, run.outcomes, delete=delete)
 
@@ -446,6 +451,8 @@ class SchoolSync:
 
     def _checkpoint(self, run: _Run) -> None:
         """Between batches: renew the lease, and stop a run that outlived its time budget."""
+        if run.request.stop is not None and run.request.stop.is_set():
+            raise SyncError(INTERRUPTED)
         if self._clock() > run.deadline:
             raise SyncError(
                 f"the sync of school {run.school.school_id} ran longer than "
