@@ -23,7 +23,7 @@ from sqlalchemy import event, insert, select, update
 from cleversync import runtime
 from cleversync.db.schema import School, SyncHistory
 from cleversync.errors import ConfigurationError
-from cleversync.health import DEGRADED, HEALTHY, PENDING, UNHEALTHY, ServicesProbe
+from cleversync.health.checks import DEGRADED, HEALTHY, PENDING, UNHEALTHY, ServicesProbe
 from cleversync.runtime import Runtime
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
