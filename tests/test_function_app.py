@@ -1,4 +1,5 @@
-"""The Functions app: it indexes with nothing configured, and its built functions answer per §8."""
+"""The Functions app: it indexes with nothing configured, and its functions answer as the
+README's "HTTP API" and "Timer" sections say."""
 
 from __future__ import annotations
 
