@@ -1,1 +1,1 @@
-"""The benchmark of issue 8: ``python -m bench`` (``make bench``) times the real sync path."""
+"""The benchmark: ``python -m bench`` (``make bench``) times the real sync path against a floor."""

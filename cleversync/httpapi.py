@@ -28,7 +28,7 @@ from cleversync.errors import (
     SecretStoreUnavailableError,
     UsageError,
 )
-from cleversync.health import ServicesProbe, starting_report
+from cleversync.health.checks import ServicesProbe, starting_report
 from cleversync.redaction import redact as process_redact
 
 if TYPE_CHECKING:

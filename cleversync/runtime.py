@@ -19,7 +19,7 @@ from cleversync.errors import ConfigurationError
 from cleversync.redaction import process_redactor
 
 if TYPE_CHECKING:
-    from cleversync.health import HealthMonitor, Wait
+    from cleversync.health.monitor import HealthMonitor, Wait
     from cleversync.services import Services
     from cleversync.settings import Settings
 
@@ -46,7 +46,8 @@ class Runtime:
         first_wait: float | None = None,
         refresh_timeout: float | None = None,
     ) -> None:
-        from cleversync.health import HealthMonitor, ServicesProbe
+        from cleversync.health.checks import ProbeTargets, ServicesProbe
+        from cleversync.health.monitor import HealthMonitor
         from cleversync.settings import HealthSettings
 
         if (services is None) == (config_error is None):
@@ -60,7 +61,11 @@ class Runtime:
         if refresh_timeout is not None:
             options["timeout"] = refresh_timeout
         self.health: HealthMonitor = HealthMonitor(
-            ServicesProbe(services, config_error, redact=self.redact),
+            ServicesProbe(
+                ProbeTargets.of(services) if services else None,
+                config_error,
+                redact=self.redact,
+            ),
             cache_seconds=health_settings.cache_duration_seconds,
             clock=clock,
             wall_clock=wall_clock,

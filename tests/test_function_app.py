@@ -1,4 +1,5 @@
-"""The Functions app: it indexes with nothing configured, and its built functions answer per §8."""
+"""The Functions app: it indexes with nothing configured, and its functions answer as the
+README's "HTTP API" and "Timer" sections say."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from sqlalchemy import event, insert, select, update
 from cleversync import runtime
 from cleversync.db.schema import School, SyncHistory
 from cleversync.errors import ConfigurationError
-from cleversync.health import DEGRADED, HEALTHY, PENDING, UNHEALTHY, ServicesProbe
+from cleversync.health.checks import DEGRADED, HEALTHY, PENDING, UNHEALTHY, ServicesProbe
 from cleversync.runtime import Runtime
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names

@@ -13,19 +13,20 @@ import pytest
 
 from cleversync.clever.tokens import TokenState
 from cleversync.errors import ConfigurationError, SecretStoreUnavailableError
-from cleversync.health import (
+from cleversync.health.checks import (
     DEGRADED,
     HEALTHY,
     PENDING,
     UNHEALTHY,
     UNKNOWN,
-    HealthMonitor,
+    ProbeTargets,
     ServicesProbe,
     district_status,
     districts_status,
     overall,
     starting_report,
 )
+from cleversync.health.monitor import HealthMonitor
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services
@@ -368,9 +369,9 @@ def world(tmp_path: Path) -> Iterator[World]:
 def probe(services: Services | None, error: ConfigurationError | None = None):
     checks: dict[str, Any] = {}
     redactor = services.redactor if services else None
-    ServicesProbe(services, error, redact=redactor.redact if redactor else (lambda t: t)).run(
-        checks.__setitem__
-    )
+    targets = ProbeTargets.of(services) if services else None
+    redact = redactor.redact if redactor else (lambda t: t)
+    ServicesProbe(targets, error, redact=redact).run(checks.__setitem__)
     return overall(checks), checks
 
 

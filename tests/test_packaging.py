@@ -111,7 +111,7 @@ def test_requirements_txt_alone_installs_an_app_that_indexes(tmp_path: Path) -> 
         "print(json.dumps({f.get_function_name(): [json.loads(b) for b in f.get_raw_bindings()]"
         " for f in function_app.app.get_functions()}))\n"
         # What the functions load on first use: the database drivers included.
-        "import cleversync.services, cleversync.health, cleversync.orchestrator\n"
+        "import cleversync.services, cleversync.health.monitor, cleversync.orchestrator\n"
         "import alembic, psycopg, sqlalchemy.dialects.postgresql.psycopg\n"
     )
     result = subprocess.run(

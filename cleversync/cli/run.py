@@ -277,7 +277,7 @@ def _first_line(text: str | None, width: int = 70) -> str:
 def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
     """The checks of GET /health/clever-auth, run now; exit 1 when Unhealthy."""
     from cleversync.errors import ConfigurationError
-    from cleversync.health import UNHEALTHY, ServicesProbe, overall
+    from cleversync.health.checks import UNHEALTHY, ProbeTargets, ServicesProbe, overall
     from cleversync.redaction import redact
 
     try:
@@ -285,7 +285,7 @@ def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
     except ConfigurationError as exc:
         probe = ServicesProbe(None, exc, redact=redact)
     else:
-        probe = ServicesProbe(services, None, redact=redact)
+        probe = ServicesProbe(ProbeTargets.of(services), None, redact=redact)
         if args.authenticate:
             _authenticate_all(services)
     checks: dict[str, dict[str, Any]] = {}
