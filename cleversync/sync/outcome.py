@@ -24,6 +24,7 @@ class EntityOutcome:
     status: str = IN_PROGRESS
     error: str | None = None
     held_back: str | None = None  # the mass-delete guard's message
+    incomplete: bool = False  # Clever's list was incomplete: nothing deleted, full sync due
     notes: list[str] = field(default_factory=list)
     last_event_id: str | None = None
 

@@ -430,10 +430,13 @@ class SchoolSync:
         )
         result.mode, result.reason = mode, run.reason
         result.error = next((o.error for o in outcomes if o.error), None)
+        incomplete = any(o.incomplete for o in outcomes)  # in any mode: only a full sync
         if mode == "full":
-            needs_full = FAILED in statuses or any(o.held_back for o in outcomes)
+            needs_full = FAILED in statuses or any(o.held_back for o in outcomes) or incomplete
             if needs_full != run.school.requires_full_sync:
                 self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+        elif incomplete and not run.school.requires_full_sync:  # can remove what is gone
+            self.registry.set_requires_full_sync(run.school.school_id, True)
         level = logging.ERROR if result.status == FAILED else logging.INFO
         logger.log(
             level,
