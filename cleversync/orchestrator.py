@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cleversync.clever.client import RunBreakers
 from cleversync.errors import CleverSyncError, UsageError
 from cleversync.registry import DistrictRecord, SchoolRecord
 from cleversync.settings import Settings
@@ -90,6 +91,7 @@ class Orchestrator:
             full=full or allow_mass_delete,
             allow_mass_delete=allow_mass_delete,
             correlation_id=correlation_id or new_correlation_id(),
+            breakers=RunBreakers(),  # per run: the next run tries a down Clever again
         )
         logger.info(
             "Sync run %s (%s): %d school(s), at most %d at once",

@@ -77,8 +77,9 @@ class DistrictBreaker:
     """Whether this run already found the district's Clever down (thread-safe).
 
     Tripped when a request failed through every retry with a connection error, a timeout
-    or a 5xx; from then on every request of the run fails at once, untried. One per run
-    and district (``RunBreakers``): the next run tries again.
+    or a 5xx, and one more request to a district-wide endpoint fails the same way; from then
+    on every request of the run fails at once, untried. One per run and district
+    (``RunBreakers``): the next run tries again.
     """
 
     def __init__(self) -> None:
@@ -368,9 +369,22 @@ class CleverClient:
         except CleverRateLimitedError:
             raise  # Clever is up, only busy
         except CleverTransientError as exc:
-            if self._breaker is not None:
+            if self._breaker is not None and not self._clever_answers():
                 self._breaker.trip(str(exc))
             raise
+
+    def _clever_answers(self) -> bool:
+        """Whether Clever answers at all: one request, not retried, to a district-wide
+        endpoint. A request that failed through every retry may concern one school alone
+        (a 500 on its pages): that must not stop the district's other schools."""
+        call = _Call("the district (checking that Clever answers)")
+        try:
+            response = self._send(self._path("districts"), self._tokens.token(), call)
+        except CleverTransientError:
+            return False
+        except CleverError:
+            return True  # an answer, if not a useful one
+        return response.status_code < 500
 
     def _get_once(self, path: str, call: _Call) -> dict[str, Any]:
         if self._breaker is not None:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cleversync.clever.client import CleverClient, FieldReport
+from cleversync.clever.client import CleverClient, FieldReport, RunBreakers
 from cleversync.db.migrate import require_current
 from cleversync.db.retry import in_transaction, translate
 from cleversync.errors import (
@@ -46,8 +46,10 @@ from cleversync.timeutil import utcnow
 logger = logging.getLogger(__name__)
 
 SKIPPED = "Skipped"
+WAIT_SLICE_SECONDS = 10.0  # a long wait for Clever renews the lease and checks the budget
 
-ClientFactory = Callable[[DistrictRecord, FieldReport], CleverClient]
+# (district, field report, *, wait=, breaker=) -> client
+ClientFactory = Callable[..., CleverClient]
 EngineFactory = Callable[[SchoolRecord], Engine]
 
 
@@ -56,6 +58,7 @@ class SyncRequest:
     full: bool = False
     allow_mass_delete: bool = False
     correlation_id: str = ""
+    breakers: RunBreakers | None = None  # the run's "Clever is down" per district
 
 
 @dataclass
@@ -281,7 +284,13 @@ class SchoolSync:
             )
         except SQLAlchemyError as exc:
             raise translate(exc, f"school database {run.school.database_name}") or exc from exc
-        run.client = self._clever(run.district, FieldReport())
+        breakers = run.request.breakers
+        run.client = self._clever(
+            run.district,
+            FieldReport(),
+            wait=lambda seconds: self._clever_wait(run, seconds),
+            breaker=breakers.district(run.district.district_id) if breakers else None,
+        )
         if decision.mode == "events":
             try:
                 self._events(run, run.cursor)
@@ -404,10 +413,28 @@ class SchoolSync:
         """Between batches: renew the lease, and stop a run that outlived its time budget."""
         if self._clock() > run.deadline:
             raise SyncError(
-                f"the sync of school {run.school.school_id} ran longer than "
+                f"time budget exceeded: the sync of school {run.school.school_id} ran longer than "
                 f"CleverSync__Sync__TimeoutMinutes={self._settings.sync.timeout_minutes:g}; stopped"
             )
         run.lease.renew()
+
+    def _clever_wait(self, run: _Run, seconds: float) -> None:
+        """Every wait for Clever (retries, rate limits), and the moment before each request
+        (``seconds`` 0): in slices, renewing the lease and keeping to the time budget, so
+        a long wait neither lets the lease lapse nor outlives the run's budget."""
+        if seconds > 0 and self._clock() + timedelta(seconds=seconds) > run.deadline:
+            raise SyncError(
+                f"time budget exceeded: waiting {seconds:.0f} s for Clever would take the sync "
+                f"of school {run.school.school_id} past "
+                f"CleverSync__Sync__TimeoutMinutes={self._settings.sync.timeout_minutes:g}; "
+                "stopped"
+            )
+        self._checkpoint(run)
+        while seconds > 0:
+            step = min(seconds, WAIT_SLICE_SECONDS)
+            self._sleep(step)
+            seconds -= step
+            self._checkpoint(run)
 
     def _close(self, run: _Run, mode: str, result: SchoolResult) -> None:
         for outcome in run.outcomes.values():

@@ -249,7 +249,7 @@ def test_trickle_fault_sends_the_body_a_byte_at_a_time(sandbox: Sandbox) -> None
 
     token = sandbox.district_token(sandbox.districts[0].id)
     sandbox.faults.add(Fault("status", status=503, body="0123456789"))
-    sandbox.faults.add(Fault("trickle", seconds=0.02))
+    sandbox.faults.add(Fault("trickle", seconds=0.01))
     with sandbox.serve() as running:
         headers = {"Authorization": f"Bearer {token}"}
         with (
