@@ -369,8 +369,9 @@ class CleverClient:
         except CleverRateLimitedError:
             raise  # Clever is up, only busy
         except CleverTransientError as exc:
-            if self._breaker is not None and not self._clever_answers():
-                self._breaker.trip(str(exc))
+            breaker = self._breaker
+            if breaker is not None and breaker.error is None and not self._clever_answers():
+                breaker.trip(str(exc))
             raise
 
     def _clever_answers(self) -> bool:
