@@ -16,7 +16,10 @@
     │   │   └── SchoolNotSharedError   the school is not (or no longer) shared with the app
     │   ├── EventsNotEnabledError      the district has not enabled the Events API
     │   ├── EventCursorExpiredError    the stored event cursor is past Clever's retention
-    │   └── CleverResponseError        an answer we cannot read (bad JSON, paging loop)
+    │   ├── CleverResponseError        an answer we cannot read (bad JSON, paging loop)
+    │   │   └── CleverIncompleteListError  a list whose end could not be confirmed, or a page
+    │   │                                  over its limit: nothing is deleted
+    │   └── CleverUnreachableError     Clever failed through every retry earlier in this run
     ├── DatabaseError
     │   ├── DatabaseTransientError     deadlock, busy, dropped connection (retryable)
     │   └── DatabaseUnavailableError   a database that does not exist or cannot be reached
@@ -126,6 +129,19 @@ class EventCursorExpiredError(CleverError):
 
 class CleverResponseError(CleverError):
     """Clever's answer could not be read."""
+
+
+class CleverIncompleteListError(CleverResponseError):
+    """A list that cannot be trusted whole: its end could not be confirmed, or a page held
+    more records than asked for. What arrived is real; what is missing is unknown, so
+    nothing may be deleted for it."""
+
+
+class CleverUnreachableError(CleverError):
+    """Requests to the district's Clever already failed through every retry in this run;
+    the rest of the run does not try again (the next run does)."""
+
+    retryable = True
 
 
 class DatabaseError(CleverSyncError):

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cleversync.clever.client import RunBreakers
 from cleversync.errors import CleverSyncError, UsageError
 from cleversync.registry import DistrictRecord, SchoolRecord
 from cleversync.settings import Settings
@@ -97,6 +98,7 @@ class Orchestrator:
             allow_mass_delete=allow_mass_delete,
             correlation_id=correlation_id or new_correlation_id(),
             stop=stop,
+            breakers=RunBreakers(),  # per run: the next run tries a down Clever again
         )
         logger.info(
             "Sync run %s (%s): %d school(s), at most %d at once",

@@ -21,7 +21,7 @@ from cleversync.secrets import names
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from cleversync.clever.client import CleverClient, FieldReport
+    from cleversync.clever.client import CleverClient, DistrictBreaker, FieldReport
     from cleversync.clever.ratelimit import RateLimitPacer
     from cleversync.clever.tokens import TokenProvider
     from cleversync.orchestrator import Orchestrator
@@ -233,11 +233,20 @@ class Services:
 
         with self._lock:
             if district_id not in self._pacers:
-                self._pacers[district_id] = RateLimitPacer(clock=self.wall_clock, sleep=self.sleep)
+                self._pacers[district_id] = RateLimitPacer(
+                    clock=self.wall_clock,
+                    sleep=self.sleep,
+                    max_wait=self.settings.retry.max_wait_seconds,
+                )
             return self._pacers[district_id]
 
     def clever_client(
-        self, district: DistrictRecord, field_report: FieldReport | None = None
+        self,
+        district: DistrictRecord,
+        field_report: FieldReport | None = None,
+        *,
+        wait: Callable[[float], None] | None = None,
+        breaker: DistrictBreaker | None = None,
     ) -> CleverClient:
         from cleversync.clever.client import CleverClient
         from cleversync.clever.tokens import DistrictRef
@@ -251,6 +260,8 @@ class Services:
             field_report=field_report,
             sleep=self.sleep,
             clock=self.wall_clock,
+            wait=wait,
+            breaker=breaker,
         )
 
     # --- sync ---------------------------------------------------------------------------

@@ -140,6 +140,8 @@ class RetrySettings(_Section):
     clever_api: CleverApiRetry = Field(CleverApiRetry(), alias="CleverApi")
     database: DatabaseRetry = Field(DatabaseRetry(), alias="Database")
     rate_limit_respect_retry_after: bool = Field(True, alias="RateLimitRespectRetryAfter")
+    # The longest any wait for Clever may be (Retry-After, rate-limit reset, backoff).
+    max_wait_seconds: float = Field(120, ge=0, allow_inf_nan=False, alias="MaxWaitSeconds")
 
 
 class HealthSettings(_Section):

@@ -85,6 +85,7 @@ EVERY_VARIABLE = {
         lambda s: s.retry.rate_limit_respect_retry_after,
         False,
     ),
+    "CleverSync__Retry__MaxWaitSeconds": ("45", lambda s: s.retry.max_wait_seconds, 45),
     "CleverSync__Health__CacheDurationSeconds": ("5", lambda s: s.health.cache_duration_seconds, 5),
     "CleverSync__Monitoring__AlertAfterConsecutiveFailures": (
         "5",
@@ -127,6 +128,7 @@ def test_defaults_match_the_design() -> None:
     assert (s.retry.clever_api.max_attempts, s.retry.clever_api.backoff_base) == (5, 2)
     assert (s.retry.database.max_attempts, s.retry.database.backoff_base) == (3, 1)
     assert s.retry.rate_limit_respect_retry_after is True
+    assert s.retry.max_wait_seconds == 120
     assert s.health.cache_duration_seconds == 30
     assert s.monitoring.alert_after_consecutive_failures == 3
     assert s.history.retention_days == 90
@@ -183,6 +185,8 @@ def test_a_misspelled_variable_is_reported(caplog: pytest.LogCaptureFixture) -> 
         ("CleverSync__Clever__TokenUrl", "http://clever.com/oauth/tokens", "only for loopback"),
         ("CleverSync__Retry__CleverApi__MaxAttempts", "-1", "greater than or equal to 0"),
         ("CleverSyncSchedule", "0 2 * * *", "six-field NCRONTAB"),
+        ("CleverSync__Retry__MaxWaitSeconds", "inf", "finite number"),
+        ("CleverSync__Retry__MaxWaitSeconds", "-1", "greater than or equal to 0"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str, fragment: str) -> None:

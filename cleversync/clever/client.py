@@ -1,28 +1,36 @@
 """The Clever Data and Events API client: paged, paced, retried, and typed.
 
-Pages are streamed to the caller one at a time (a school is never buffered whole). Each
-request takes the district's token, waits its turn under the token's rate limit, and is
-retried on tenacity for timeouts, connection errors, 5xx and 429 (honouring ``Retry-After``
-or ``X-Ratelimit-Reset``). A 401 drops the token and retries once with a fresh one. Other
-answers become the typed errors of ``cleversync.errors`` that the sync acts on.
+Pages are streamed to the caller one at a time (a school is never buffered whole), and a
+data list is read to its confirmed end (see ``paging``). Each request takes the district's
+token, waits its turn under the token's rate limit, must finish, body included, within
+``Clever__TimeoutSeconds``, and is retried on tenacity for timeouts, connection errors, 5xx
+and 429 (honouring ``Retry-After`` or ``X-Ratelimit-Reset``, at most
+``Retry__MaxWaitSeconds``). A 401 drops the token and retries once with a fresh one. Once a
+district's requests failed through every retry, the rest of the run does not try again
+(``DistrictBreaker``). Other answers become the typed errors of ``cleversync.errors`` that
+the sync acts on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
+from cleversync.clever.deadline import BodyTooLargeError, request_within
 from cleversync.clever.models import (
     CleverModel,
     Event,
@@ -33,17 +41,19 @@ from cleversync.clever.models import (
     parse_event,
     unknown_fields,
 )
-from cleversync.clever.paging import CursorPaginator
+from cleversync.clever.paging import CursorPaginator, limit_of
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.clever.tokens import TokenSource
 from cleversync.errors import (
     CleverAuthError,
     CleverError,
+    CleverIncompleteListError,
     CleverNotFoundError,
     CleverRateLimitedError,
     CleverRequestError,
     CleverResponseError,
     CleverTransientError,
+    CleverUnreachableError,
     EventCursorExpiredError,
     EventsNotEnabledError,
     RecordError,
@@ -55,6 +65,52 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=CleverModel)
 _VERSION_IN_PATH = re.compile(r"^/(v\d+(?:\.\d+)?)/")
+
+# The most bytes a page may take, per record asked for (with a floor): a page far past its
+# limit is refused while it streams in, before parsing it could exhaust memory. Generous:
+# a record is a few kilobytes, a section listing a thousand students some thirty.
+_BYTES_PER_RECORD = 256 * 1024
+_MIN_BODY_BYTES = 1024 * 1024
+
+
+class DistrictBreaker:
+    """Whether this run already found the district's Clever down (thread-safe).
+
+    Tripped when a request failed through every retry with a connection error, a timeout
+    or a 5xx, and one more request to a district-wide endpoint fails the same way; from then
+    on every request of the run fails at once, untried. One per run and district
+    (``RunBreakers``): the next run tries again.
+    """
+
+    def __init__(self) -> None:
+        self._error: str | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def trip(self, error: str) -> None:
+        with self._lock:
+            if self._error is None:
+                self._error = error
+
+    def check(self) -> None:
+        error = self._error
+        if error is not None:
+            raise CleverUnreachableError(f"Clever unreachable: {error}; not tried")
+
+
+class RunBreakers:
+    """One ``DistrictBreaker`` per district, for one run's schools (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._breakers: dict[int, DistrictBreaker] = {}
+        self._lock = threading.Lock()
+
+    def district(self, district_id: int) -> DistrictBreaker:
+        with self._lock:
+            return self._breakers.setdefault(district_id, DistrictBreaker())
 
 
 @dataclass
@@ -136,12 +192,22 @@ class CleverClient:
         field_report: FieldReport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        wait: Callable[[float], None] | None = None,
+        breaker: DistrictBreaker | None = None,
     ) -> None:
+        """``wait(seconds)`` does every wait (retries, rate limits; ``sleep`` by default)
+        and is also called with 0 before each request, so the caller may renew its lease or
+        stop there; ``breaker`` shares "Clever is down" with the run's other clients."""
         self._http = http
         self._base = settings.clever.api_base_url.rstrip("/")
         self._version = settings.clever.api_version.strip("/")
         self._policy = settings.retry.clever_api
         self._respect_retry_after = settings.retry.rate_limit_respect_retry_after
+        self._max_wait = settings.retry.max_wait_seconds
+        self._timeout = settings.clever.timeout_seconds
+        self._wait_for = wait or sleep
+        self._checkpoint = wait  # called with 0 before each request, when the caller asks
+        self._breaker = breaker
         self._tokens = tokens
         self._pacer = pacer
         self._sleep = sleep
@@ -153,8 +219,8 @@ class CleverClient:
         self._retrying = Retrying(
             retry=retry_if_exception_type(CleverTransientError),
             stop=stop_after_attempt(self._policy.max_attempts + 1),
-            wait=self._wait,
-            sleep=sleep,
+            wait=self._backoff,
+            sleep=self._wait_for,
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -221,22 +287,36 @@ class CleverClient:
             params["starting_after"] = after
         path = self._path("events", **params) + "&record_type=users&record_type=sections"
         call = _Call(f"events of Clever school {school_id}", events=True, cursor=after or None)
-        return self._pages(path, call, Event, entity="Event")
+        # No end confirmation: the stored cursor is the last event applied, so a feed that
+        # ends early only leaves the rest for the next run.
+        return self._pages(path, call, Event, entity="Event", confirm_end=False)
 
     # --- paging -------------------------------------------------------------------------
 
-    def _pages(self, first: str, call: _Call, model: type[T], *, entity: str) -> Iterator[Page[T]]:
-        for raw in self._raw_pages(first, call, entity.lower()):
+    def _pages(
+        self, first: str, call: _Call, model: type[T], *, entity: str, confirm_end: bool = True
+    ) -> Iterator[Page[T]]:
+        for raw in self._raw_pages(first, call, f"{entity.lower()}s", confirm_end=confirm_end):
             page = self._page(raw.records, model, entity, None)
             page.failures[:0] = raw.failures
             page.last_id = raw.last_id
             yield page
 
-    def _raw_pages(self, first: str, call: _Call, what: str) -> Iterator[RawPage]:
-        paginator = CursorPaginator(first)
+    def _raw_pages(
+        self, first: str, call: _Call, what: str, *, confirm_end: bool = True
+    ) -> Iterator[RawPage]:
+        paginator = CursorPaginator(first, what=what, confirm_end=confirm_end)
         while paginator.next_path is not None:
-            body = self._get(paginator.next_path, call)
-            paginator.advance(body)
+            confirming = paginator.confirming
+            try:
+                body = self._get(paginator.next_path, call)
+            except (CleverTransientError, CleverResponseError, CleverRequestError) as exc:
+                if not confirming:
+                    raise
+                raise CleverIncompleteListError(
+                    f"Clever's {what} list ended after a full or empty page, and its end could "
+                    f"not be confirmed ({exc})"
+                ) from exc
             items = body.get("data")
             if not isinstance(items, list):
                 raise CleverResponseError(f"Clever's {what} page has no 'data' array")
@@ -249,6 +329,16 @@ class CleverClient:
                 if isinstance(raw.get("id"), str):
                     page.last_id = raw["id"]
                 page.records.append(raw)
+            paginator.advance(body, page.last_id)
+            if confirming and not items:
+                continue  # the end is confirmed; nothing to hand on
+            if confirming:
+                logger.warning(
+                    "Clever's list of %s ended early (a full or empty page without a next "
+                    "link); the request confirming its end found more, so paging goes on",
+                    call.what,
+                    extra={"PagesRead": paginator.pages},
+                )
             yield page
 
     def _page(
@@ -274,9 +364,34 @@ class CleverClient:
     # --- one request --------------------------------------------------------------------
 
     def _get(self, path: str, call: _Call) -> dict[str, Any]:
-        return self._retrying(self._get_once, path, call)
+        try:
+            return self._retrying(self._get_once, path, call)
+        except CleverRateLimitedError:
+            raise  # Clever is up, only busy
+        except CleverTransientError as exc:
+            breaker = self._breaker
+            if breaker is not None and breaker.error is None and not self._clever_answers():
+                breaker.trip(str(exc))
+            raise
+
+    def _clever_answers(self) -> bool:
+        """Whether Clever answers at all: one request, not retried, to a district-wide
+        endpoint. A request that failed through every retry may concern one school alone
+        (a 500 on its pages): that must not stop the district's other schools."""
+        call = _Call("the district (checking that Clever answers)")
+        try:
+            response = self._send(self._path("districts"), self._tokens.token(), call)
+        except CleverTransientError:
+            return False
+        except CleverError:
+            return True  # an answer, if not a useful one
+        return response.status_code < 500
 
     def _get_once(self, path: str, call: _Call) -> dict[str, Any]:
+        if self._breaker is not None:
+            self._breaker.check()  # another school may have found Clever down meanwhile
+        if self._checkpoint is not None:
+            self._checkpoint(0)
         token = self._tokens.token()
         response = self._send(path, token, call)
         if response.status_code == 401:
@@ -293,12 +408,28 @@ class CleverClient:
 
     def _send(self, path: str, token: str, call: _Call) -> httpx.Response:
         url = self._url(path)
-        self._pacer.acquire()
+        self._pacer.acquire(wait=self._wait_for)
         self.requests += 1
+        limit = limit_of(path) or 1
         try:
-            response = self._http.get(url, headers={"Authorization": f"Bearer {token}"})
+            response = request_within(
+                self._http,
+                "GET",
+                url,
+                seconds=self._timeout,
+                max_bytes=max(_MIN_BODY_BYTES, limit * _BYTES_PER_RECORD),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except BodyTooLargeError as exc:
+            raise CleverIncompleteListError(
+                f"Clever's answer to {call.what} is larger than {exc.limit} bytes for a page "
+                f"of {limit} (a protocol error); it was not read"
+            ) from None
         except httpx.TimeoutException:
-            raise CleverTransientError(f"Clever timed out answering {call.what}") from None
+            raise CleverTransientError(
+                f"Clever timed out answering {call.what} (no complete answer within "
+                f"CleverSync__Clever__TimeoutSeconds={self._timeout:g})"
+            ) from None
         except httpx.TransportError as exc:
             raise CleverTransientError(
                 f"Clever could not be reached for {call.what} ({type(exc).__name__})"
@@ -364,21 +495,20 @@ class CleverClient:
         if not self._respect_retry_after:
             return None
         header = response.headers.get("retry-after")
-        if header:
-            try:
-                return max(0.0, float(header))
-            except ValueError:
-                pass  # an HTTP date: fall through to Clever's own reset header
-        return self._pacer.seconds_until_reset(response.headers)
+        if header is not None:
+            return retry_after_seconds(header, now=self._clock(), cap=self._max_wait)
+        reset = self._pacer.seconds_until_reset(response.headers)
+        return None if reset is None else min(reset, self._max_wait)
 
-    def _wait(self, state: RetryCallState) -> float:
+    def _backoff(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, CleverRateLimitedError) and exc.retry_after is not None:
-            return exc.retry_after
+            return min(exc.retry_after, self._max_wait)
         base = self._policy.backoff_base
         if base <= 0:
             return 0.0
-        return base * 2 ** (state.attempt_number - 1) + random.uniform(0, base / 2)
+        wait = base * 2 ** min(state.attempt_number - 1, 30) + random.uniform(0, base / 2)
+        return min(wait, self._max_wait)
 
     def _log_retry(self, state: RetryCallState) -> None:
         call: _Call = state.args[1]
@@ -425,6 +555,26 @@ class CleverClient:
                 return
 
 
+def retry_after_seconds(value: str, *, now: float, cap: float) -> float:
+    """The wait a ``Retry-After`` value asks for, at most ``cap``: delta-seconds or an HTTP
+    date (a past date: no wait). Anything unreadable, negative or not finite (``inf``,
+    ``nan``, ``1e400``) counts as the cap: Clever asked for a wait, just not a usable one."""
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+            if when.tzinfo is None:  # "-0000": UTC, origin unknown
+                when = when.replace(tzinfo=UTC)
+            seconds = max(0.0, when.timestamp() - now)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return cap
+    if not math.isfinite(seconds) or seconds < 0:
+        return cap
+    return min(seconds, cap)
+
+
 def _origin(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     return parts.scheme, parts.netloc
@@ -460,4 +610,12 @@ def build_http_client(
     )
 
 
-__all__ = ["CleverClient", "CleverError", "FieldReport", "Page", "build_http_client"]
+__all__ = [
+    "CleverClient",
+    "CleverError",
+    "DistrictBreaker",
+    "FieldReport",
+    "Page",
+    "RunBreakers",
+    "build_http_client",
+]

@@ -10,6 +10,7 @@ the last request of a window.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -31,16 +32,23 @@ class RateLimitPacer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         reserve: int = RESERVE,
+        max_wait: float = MAX_WAIT_SECONDS,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
+        self._max_wait = min(max_wait, MAX_WAIT_SECONDS)  # CleverSync__Retry__MaxWaitSeconds
         self._reserve = reserve
         self._remaining: int | None = None
         self._reset: float | None = None
         self._lock = threading.Lock()
         self.waited_seconds = 0.0
 
-    def acquire(self) -> None:
+    def acquire(self, *, wait: Callable[[float], None] | None = None) -> None:
+        """Return when a request may go; ``wait(seconds)`` does the waiting (the caller's
+        own, which may renew a lease or stop the run; the pacer's ``sleep`` by default).
+        One call waits at most ``max_wait`` in all; then the request goes, and a 429 is
+        the retry's business."""
+        waited = 0.0
         while True:
             with self._lock:
                 now = self._clock()
@@ -50,14 +58,17 @@ class RateLimitPacer:
                     if self._remaining is not None:
                         self._remaining -= 1
                     return
-                wait = min(max(self._reset - now, 0.0) + 0.05, MAX_WAIT_SECONDS)  # type: ignore[operator]
+                seconds = min(max(self._reset - now, 0.0) + 0.05, self._max_wait - waited)  # type: ignore[operator]
+                if seconds <= 0:
+                    return
+            waited += seconds
             logger.info(
                 "Clever rate limit: waiting %.1f s for the next window instead of being refused",
-                wait,
-                extra={"WaitSeconds": round(wait, 2)},
+                seconds,
+                extra={"WaitSeconds": round(seconds, 2)},
             )
-            self.waited_seconds += wait
-            self._sleep(wait)
+            self.waited_seconds += seconds
+            (wait or self._sleep)(seconds)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         remaining = _number(headers.get("x-ratelimit-remaining"))
@@ -76,7 +87,7 @@ class RateLimitPacer:
         reset = _number(headers.get("x-ratelimit-reset"))
         if reset is None:
             return None
-        return min(max(reset - self._clock(), 0.0) + 0.05, MAX_WAIT_SECONDS)
+        return min(max(reset - self._clock(), 0.0) + 0.05, self._max_wait)
 
 
 def _number(value: str | None) -> float | None:
@@ -84,6 +95,7 @@ def _number(value: str | None) -> float | None:
         return None
     try:
         # Several buckets may come as repeated headers joined by commas: the tightest wins.
-        return min(float(part) for part in value.split(",") if part.strip())
+        number = min(float(part) for part in value.split(",") if part.strip())
     except ValueError:
         return None
+    return number if math.isfinite(number) else None  # "inf" or "1e400" is no reset time

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from cleversync.clever.deadline import BodyTooLargeError, request_within
 from cleversync.errors import (
     CleverAuthError,
     CleverError,
@@ -41,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 # After a failed refresh, a still-valid token keeps serving and refresh is tried again then.
 RETRY_REFRESH_AFTER_SECONDS = 30.0
+# A token answer is a few hundred bytes: anything near this is not one.
+_MAX_BODY_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -341,10 +344,18 @@ class TokenProvider:
 
     def _call(self, method: str, *, source: str, **kwargs: Any) -> Any:
         url = self._settings.clever.token_url
+        seconds = self._settings.clever.timeout_seconds
         try:
-            response = self._http.request(method, url, **kwargs)
+            response = request_within(
+                self._http, method, url, seconds=seconds, max_bytes=_MAX_BODY_BYTES, **kwargs
+            )
+        except BodyTooLargeError as exc:
+            raise CleverResponseError(f"Clever's token endpoint answered with {exc}") from None
         except httpx.TimeoutException:
-            raise CleverTransientError(f"Clever's token endpoint timed out ({url})") from None
+            raise CleverTransientError(
+                f"Clever's token endpoint timed out ({url}; no complete answer within "
+                f"CleverSync__Clever__TimeoutSeconds={seconds:g})"
+            ) from None
         except httpx.TransportError as exc:
             raise CleverTransientError(
                 f"Clever's token endpoint could not be reached ({url}): {type(exc).__name__}"

@@ -47,7 +47,11 @@ Fault kinds (``FaultKind``): ``status`` (``status``, ``headers``, ``body``), ``r
 ``drop`` (over a socket: headers and half the body, or nothing with ``partial=False``, then
 the connection closes; in-process the app raises ``error()``, default
 ``ConnectionResetError``), ``malformed_json``, ``extra_fields`` (``fields``),
-``drop_role_in_next``, ``full_last_page_next``, ``expired_cursor_404``. Records that break a
+``drop_role_in_next``, ``full_last_page_next``, ``expired_cursor_404``, ``lose_next`` (a page
+with a ``next`` link loses it), ``empty_page`` (a list page answers ``"data": []``),
+``oversize_page`` (a list page holds up to twice its ``limit``), ``trickle`` (the body one
+byte every ``seconds``). A 429 with any ``Retry-After`` is a ``status`` fault with
+``status=429, headers={"Retry-After": ...}``. Records that break a
 consumer's schema are made with the mutation API (``first_name="x" * 150``, ``name=None``).
 
 HTTP surface: ``GET /oauth/tokens?owner_type=district[&district=ID]`` and ``POST

@@ -132,7 +132,18 @@ class SandboxApp:
         if drop is not None:
             return _dropped(environ, start_response, response.status_line, headers, body, drop)
         start_response(response.status_line, headers)
+        trickle = next((f for f in fired if f.kind is FaultKind.TRICKLE), None)
+        if trickle is not None:
+            return self._trickled(body, trickle.seconds)
         return [body]
+
+    def _trickled(self, body: bytes, seconds: float) -> Iterator[bytes]:
+        """The body one byte at a time, ``seconds`` apart: each byte keeps a per-read
+        timeout from firing, so only a deadline on the whole answer ends the wait."""
+        for index in range(len(body)):
+            if index:
+                self._sleep(seconds)
+            yield body[index : index + 1]
 
     def _respond(self, request: Request, fired: list[Fault]) -> Response:
         for fault in fired:

@@ -23,12 +23,16 @@ class FaultKind(StrEnum):
     FULL_LAST_PAGE_NEXT = "full_last_page_next"  # exactly full last page still gets a next
     EXPIRED_CURSOR_404 = "expired_cursor_404"  # expired event cursor answers 404, not 200
     BAD_VALUE = "bad_value"  # `value` put into `record_field` of matching records
+    LOSE_NEXT = "lose_next"  # a page that has a next link loses it
+    EMPTY_PAGE = "empty_page"  # a list page answers an empty `data` (only a self link)
+    OVERSIZE_PAGE = "oversize_page"  # a list page holds up to twice the limit asked for
+    TRICKLE = "trickle"  # the body is sent one byte every `seconds`
 
 
 # Kinds decided when a request arrives; the others fire only when their situation arises
 # (a next link carrying role=, an exactly full last page, an expired cursor, an answer
-# holding the record a bad value is for), so `times` and `after` count those situations
-# rather than every matching request.
+# holding the record a bad value is for, a page with a next link, a list page), so `times`
+# and `after` count those situations rather than every matching request.
 UPFRONT_KINDS = frozenset(
     {
         FaultKind.STATUS,
@@ -37,6 +41,7 @@ UPFRONT_KINDS = frozenset(
         FaultKind.DROP,
         FaultKind.MALFORMED_JSON,
         FaultKind.EXTRA_FIELDS,
+        FaultKind.TRICKLE,
     }
 )
 
@@ -55,7 +60,9 @@ class Fault:
     Lets ``after`` matching requests through, then fires ``times`` times (``None``: for
     ever). Over a socket a ``drop`` sends the headers and half the body (``partial=True``)
     or nothing, then closes; in-process it raises ``error()`` (default
-    ``ConnectionResetError``) from the app, since a WSGI app has no socket to close.
+    ``ConnectionResetError``) from the app, since a WSGI app has no socket to close. A
+    ``trickle`` sends the status and headers at once, then the body one byte every
+    ``seconds``; ``lose_next``, ``empty_page`` and ``oversize_page`` change list pages.
     A ``bad_value`` sets ``record_field`` (dotted: ``name.last``) to ``value`` in every
     record of an answer (list, single object or event), or only in the record whose id is
     ``record_id``; a lone surrogate in ``value`` is sent as its JSON escape (``\\ud800``).

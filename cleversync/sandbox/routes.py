@@ -17,6 +17,7 @@ _T = TypeVar("_T")
 
 RECORD_TYPES = ("users", "sections", "schools", "terms", "courses", "districts", "resources")
 _NOT_FOUND = "Resource not found"
+_EMPTY = Window([], more_after=False, more_before=False)
 
 # Which single-object links each kind carries (Clever also links terms, courses and
 # contacts, which the sandbox does not serve).
@@ -118,7 +119,8 @@ class DataApi:
         links_first: bool,
     ) -> Response:
         limit, after, before = paging_params(request)
-        page = window(ids, limit, after, before)
+        size = self._page_size(request, limit)
+        page = window(ids, size, after, before) if size else _EMPTY
         items = [
             {"data": table[object_id], "uri": f"/v3.0/{kind}/{object_id}"} for object_id in page.ids
         ]
@@ -126,6 +128,15 @@ class DataApi:
         return Response(
             200, {"links": links, "data": items} if links_first else {"data": items, "links": links}
         )
+
+    def _page_size(self, request: Request, limit: int) -> int:
+        """How many records a list page holds: ``limit``, none when an ``empty_page`` fault
+        fires, twice ``limit`` when an ``oversize_page`` one does."""
+        if self._take(request, FaultKind.EMPTY_PAGE):
+            return 0
+        if self._take(request, FaultKind.OVERSIZE_PAGE):
+            return limit * 2
+        return limit
 
     def _links(
         self,
@@ -151,6 +162,10 @@ class DataApi:
             self_with_question_mark=question_mark,
             full_last_page_next=full_last_page_next,
         )
+        if any(link["rel"] == "next" for link in links) and self._take(
+            request, FaultKind.LOSE_NEXT
+        ):
+            links = [link for link in links if link["rel"] != "next"]
         if (
             request.param("role") is not None
             and any(link["rel"] == "next" for link in links)
@@ -178,7 +193,10 @@ class DataApi:
         expired = after is not None and state.events.is_expired(after)
         if expired and self._take(request, FaultKind.EXPIRED_CURSOR_404):
             raise ApiError(404, _NOT_FOUND)
-        events, page = state.events.page(limit, after, before, school, record_types)
+        size = self._page_size(request, limit)
+        events, page = (
+            state.events.page(size, after, before, school, record_types) if size else ([], _EMPTY)
+        )
         items = [{"data": event.to_json(), "uri": f"/v3.0/events/{event.id}"} for event in events]
         # The recorded first events page has self "/v3.0/events?" even with no query.
         links = self._links(request, page, limit, after, before, question_mark=True)

@@ -24,6 +24,7 @@ class EntityOutcome:
     status: str = IN_PROGRESS
     error: str | None = None
     held_back: str | None = None  # the mass-delete guard's message
+    incomplete: bool = False  # Clever's list was incomplete: nothing deleted, full sync due
     notes: list[str] = field(default_factory=list)
     last_event_id: str | None = None
 
@@ -34,8 +35,9 @@ class EntityOutcome:
     @property
     def completed(self) -> bool:
         """Ran to its end: Success, or Partial only for skipped records. What the guard held
-        back, a failure or an unfinished pass leaves the school needing a full sync."""
-        return self.status in (SUCCESS, PARTIAL) and not self.held_back
+        back, a list Clever did not send whole, a failure or an unfinished pass leaves the school
+        needing a full sync."""
+        return self.status in (SUCCESS, PARTIAL) and not self.held_back and not self.incomplete
 
     def dimensions(self, **extra: Any) -> dict[str, Any]:
         """The structured attributes of design §10 (App Insights custom dimensions)."""

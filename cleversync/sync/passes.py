@@ -2,13 +2,16 @@
 
 Pages are streamed from Clever and written in whole batches; the Clever ids seen are kept
 (the only thing that grows with the school) so that, once every page has arrived, a full
-sync can remove what Clever no longer has, behind the mass-delete guard.
+sync can remove what Clever no longer has, behind the mass-delete guard. A list Clever
+sent incomplete (its end could not be confirmed, or a page was over its limit) is written
+as far as it arrived, since those records are real, but deletes nothing; the entity is
+Partial and the school is flagged for a full sync.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,10 +19,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cleversync.clever.client import CleverClient
+from cleversync.clever.client import CleverClient, RawPage
 from cleversync.errors import (
     CleverAuthError,
+    CleverIncompleteListError,
     CleverSyncError,
+    CleverUnreachableError,
     ConfigurationError,
     DatabaseError,
     RecordError,
@@ -29,6 +34,7 @@ from cleversync.errors import (
 )
 from cleversync.settings import Settings
 from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
+from cleversync.sync.history import PARTIAL
 from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
@@ -45,6 +51,7 @@ from cleversync.timeutil import parse_clever_time
 # Errors that end the whole school's run; anything else from Clever fails one entity.
 SCHOOL_LEVEL = (
     CleverAuthError,
+    CleverUnreachableError,
     SchoolNotSharedError,
     DatabaseError,
     SecretError,
@@ -143,8 +150,10 @@ def entity_pass(
     batch: list[Row] = []
     held: list[dict[str, Any]] = []
     size = ctx.settings.sync.batch_size
-    pages = source.client.raw_pages(
-        source.kind, source.school, page_size=ctx.settings.sync.page_size
+    incomplete: list[CleverIncompleteListError] = []
+    pages = _until_incomplete(
+        source.client.raw_pages(source.kind, source.school, page_size=ctx.settings.sync.page_size),
+        incomplete,
     )
     for raw in pages:
         outcome.counts.processed += len(raw.failures)
@@ -166,7 +175,9 @@ def entity_pass(
     if held:
         batch += _changed(ctx, entity, source, held, outcome, seen)
     _flush(ctx, entity, batch, outcome)
-    if delete:  # only now: every page arrived
+    if incomplete:  # what arrived is real and was written; what is missing is unknown
+        _incomplete(outcome, incomplete[0], delete=delete)
+    elif delete:  # only now: every page arrived
         _delete(ctx, entity, seen, active_before, outcome)
     outcome.finish()
     outcome.log(
@@ -179,6 +190,25 @@ def entity_pass(
         outcome.counts.deleted,
         outcome.counts.failed,
     )
+
+
+def _until_incomplete(
+    pages: Iterable[RawPage], incomplete: list[CleverIncompleteListError]
+) -> Iterator[RawPage]:
+    """The pages, until Clever's list turns out incomplete (the error goes in ``incomplete``)."""
+    try:
+        yield from pages
+    except CleverIncompleteListError as exc:
+        incomplete.append(exc)
+
+
+def _incomplete(outcome: EntityOutcome, exc: CleverIncompleteListError, *, delete: bool) -> None:
+    """Partial, saying why; the school's run flags a full sync for it."""
+    outcome.incomplete = True
+    outcome.status = PARTIAL
+    held = "nothing deleted; " if delete else ""
+    outcome.notes.append(f"{exc}; {held}a full sync is flagged for the next run")
+    outcome.log(logging.WARNING, "Incomplete %s list: %s", outcome.entity.lower(), exc)
 
 
 def _changed(

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cleversync.clever.client import CleverClient, FieldReport
+from cleversync.clever.client import CleverClient, FieldReport, RunBreakers
 from cleversync.db.migrate import require_current
 from cleversync.db.retry import in_transaction, translate
 from cleversync.errors import (
@@ -50,8 +50,10 @@ logger = logging.getLogger(__name__)
 
 SKIPPED = "Skipped"
 INTERRUPTED = "interrupted: the run was asked to stop (Ctrl-C or SIGTERM) after the current batch"
+WAIT_SLICE_SECONDS = 10.0  # a long wait for Clever renews the lease and checks the budget
 
-ClientFactory = Callable[[DistrictRecord, FieldReport], CleverClient]
+# (district, field report, *, wait=, breaker=) -> client
+ClientFactory = Callable[..., CleverClient]
 EngineFactory = Callable[[SchoolRecord], Engine]
 
 
@@ -62,6 +64,7 @@ class SyncRequest:
     correlation_id: str = ""
     # Set to stop the run at the next batch boundary (an operator's Ctrl-C or SIGTERM).
     stop: threading.Event | None = field(default=None, compare=False)
+    breakers: RunBreakers | None = None  # the run's "Clever is down" per district
 
 
 @dataclass
@@ -293,7 +296,13 @@ class SchoolSync:
             )
         except SQLAlchemyError as exc:
             raise translate(exc, f"school database {run.school.database_name}") or exc from exc
-        run.client = self._clever(run.district, FieldReport())
+        breakers = run.request.breakers
+        run.client = self._clever(
+            run.district,
+            FieldReport(),
+            wait=lambda seconds: self._clever_wait(run, seconds),
+            breaker=breakers.district(run.district.district_id) if breakers else None,
+        )
         if decision.mode != "full":
             emptied = self._emptied(run)
             if emptied:
@@ -455,10 +464,28 @@ class SchoolSync:
             raise SyncError(INTERRUPTED)
         if self._clock() > run.deadline:
             raise SyncError(
-                f"the sync of school {run.school.school_id} ran longer than "
+                f"time budget exceeded: the sync of school {run.school.school_id} ran longer than "
                 f"CleverSync__Sync__TimeoutMinutes={self._settings.sync.timeout_minutes:g}; stopped"
             )
         run.lease.renew()
+
+    def _clever_wait(self, run: _Run, seconds: float) -> None:
+        """Every wait for Clever (retries, rate limits), and the moment before each request
+        (``seconds`` 0): in slices, renewing the lease and keeping to the time budget, so
+        a long wait neither lets the lease lapse nor outlives the run's budget."""
+        if seconds > 0 and self._clock() + timedelta(seconds=seconds) > run.deadline:
+            raise SyncError(
+                f"time budget exceeded: waiting {seconds:.0f} s for Clever would take the sync "
+                f"of school {run.school.school_id} past "
+                f"CleverSync__Sync__TimeoutMinutes={self._settings.sync.timeout_minutes:g}; "
+                "stopped"
+            )
+        self._checkpoint(run)
+        while seconds > 0:
+            step = min(seconds, WAIT_SLICE_SECONDS)
+            self._sleep(step)
+            seconds -= step
+            self._checkpoint(run)
 
     def _close(self, run: _Run, mode: str, result: SchoolResult) -> None:
         # A write that fails here is reported after the run's own error, never instead of
@@ -495,13 +522,16 @@ class SchoolSync:
         )
         result.mode, result.reason = mode, run.reason
         result.error = next((o.error for o in outcomes if o.error), None)
+        incomplete = any(o.incomplete for o in outcomes)
         if mode == "full":
             needs_full = not all(o.completed for o in outcomes)
-            if needs_full != run.flagged:
-                try:
-                    self.registry.set_requires_full_sync(run.school.school_id, needs_full)
-                except Exception as exc:
-                    unwritten.append(_describe(exc))
+        else:  # an incomplete list in any mode: only a full sync removes what is gone
+            needs_full = run.flagged or incomplete
+        if needs_full != run.flagged:
+            try:
+                self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+            except Exception as exc:
+                unwritten.append(_describe(exc))
         if unwritten:
             result.status = FAILED
             note = f"its sync record could not be written: {unwritten[0]}"

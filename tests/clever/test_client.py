@@ -153,8 +153,9 @@ def test_observes_real_rate_limit_headers() -> None:
     client, _, _ = make_client(replay("school_users_with_limit", missing=empty_page), clock=clock)
     list(client.students(SCHOOL_07, page_size=25))
     recorded = interactions("school_users_with_limit")[-1]["response"]["headers"]
-    # The recorded X-Ratelimit-Remaining, less the request made since (counted locally).
-    assert client._pacer._remaining == int(recorded["x-ratelimit-remaining"]) - 1
+    # The recorded X-Ratelimit-Remaining, less the requests made since (counted locally):
+    # the empty page 2, and the one confirming that the list really ends there.
+    assert client._pacer._remaining == int(recorded["x-ratelimit-remaining"]) - 2
     assert client._pacer._reset == int(recorded["x-ratelimit-reset"])
 
 
@@ -210,7 +211,7 @@ def test_records_without_the_role_asked_for_are_skipped() -> None:
         return httpx.Response(200, json=data)
 
     client, _, _ = make_client(handler)
-    [result] = list(client.students("s", page_size=2))
+    [result] = list(client.students("s", page_size=10))
     assert [u.id for u in result.records] == ["a"]
     assert result.off_role == 1
 
@@ -223,7 +224,7 @@ def test_bad_records_are_reported_not_fatal() -> None:
         return httpx.Response(200, json=data)
 
     client, _, _ = make_client(handler)
-    [result] = list(client.students("s", page_size=3))
+    [result] = list(client.students("s", page_size=10))
     assert [u.id for u in result.records] == ["a"]
     assert sorted(f.clever_id for f in result.failures) == ["", "b"]
     assert "name.first" in next(f for f in result.failures if f.clever_id == "b").problem
@@ -241,8 +242,8 @@ def test_unknown_fields_are_reported_once_per_run(caplog: pytest.LogCaptureFixtu
     client, _, _ = make_client(handler)
     client.field_report = report
     with caplog.at_level(logging.WARNING):
-        list(client.students("s", page_size=2))
-        list(client.students("s", page_size=2))
+        list(client.students("s", page_size=10))
+        list(client.students("s", page_size=10))
     assert report.fields("Student") == {"pronouns", "roles.student.new_thing"}
     warnings = [r for r in caplog.records if "does not know" in r.getMessage()]
     assert len(warnings) == 1
@@ -260,7 +261,7 @@ def test_5xx_then_success_waits_with_exponential_backoff() -> None:
         return httpx.Response(status, json=page(["a"]) if status == 200 else {"message": "oops"})
 
     client, _, clock = make_client(handler)
-    [result] = list(client.students("s", page_size=1))
+    [result] = list(client.students("s", page_size=10))
     assert [u.id for u in result.records] == ["a"]
     assert len(clock.sleeps) == 2
     assert 2 <= clock.sleeps[0] <= 3 and 4 <= clock.sleeps[1] <= 5  # 2, 4 s plus jitter
@@ -290,7 +291,7 @@ def test_timeouts_and_dropped_connections_are_retried() -> None:
         return httpx.Response(200, json=page(["a"]))
 
     client, _, clock = make_client(handler, **{"CleverSync__Retry__CleverApi__BackoffBase": "0"})
-    assert len(list(client.students("s", page_size=1))) == 1
+    assert len(list(client.students("s", page_size=10))) == 1
     assert clock.sleeps == [0.0, 0.0]
 
 
@@ -300,7 +301,7 @@ def test_429_honours_retry_after() -> None:
         httpx.Response(200, json=page(["a"])),
     ]
     client, _, clock = make_client(lambda r: answers.pop(0))
-    list(client.students("s", page_size=1))
+    list(client.students("s", page_size=10))
     assert clock.sleeps == [7.0]
 
 
@@ -318,7 +319,7 @@ def test_429_waits_for_clevers_reset_header() -> None:
         httpx.Response(200, json=page(["a"])),
     ]
     client, _, _ = make_client(lambda r: answers.pop(0), clock=clock)
-    list(client.students("s", page_size=1))
+    list(client.students("s", page_size=10))
     assert clock.sleeps == [pytest.approx(12.05)]
 
 
@@ -327,6 +328,8 @@ def test_the_pacer_waits_instead_of_collecting_429s() -> None:
     state = {"remaining": 3, "reset": 1060, "served": 0}
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if "starting_after=id8" in str(request.url):
+            return httpx.Response(200, json=page([]))  # the list ends after id8
         if clock.now >= state["reset"]:
             state["remaining"], state["reset"] = 3, state["reset"] + 60
         if state["remaining"] == 0:
@@ -350,7 +353,9 @@ def test_the_pacer_waits_instead_of_collecting_429s() -> None:
     client, _, _ = make_client(handler, clock=clock)
     pages = list(client.students("s", page_size=1))
     assert len(pages) >= 5
-    assert client.requests == len(pages)  # no 429 was collected
+    # No 429 was collected; one more request confirmed that the list ends after the full
+    # last page.
+    assert client.requests == len(pages) + 1
     assert any(s > 50 for s in clock.sleeps)
 
 
@@ -361,7 +366,7 @@ def test_401_drops_the_token_and_retries_once() -> None:
         return httpx.Response(200, json=page(["a"]))
 
     client, tokens, _ = make_client(handler)
-    assert len(list(client.students("s", page_size=1))) == 1
+    assert len(list(client.students("s", page_size=10))) == 1
     assert tokens.invalidated == ["token-1"]
 
 
@@ -462,7 +467,7 @@ def test_a_different_api_version_is_warned_about(caplog: pytest.LogCaptureFixtur
     data["links"][0]["uri"] = "/v3.1/schools/s/users"
     client, _, _ = make_client(lambda r: httpx.Response(200, json=data))
     with caplog.at_level(logging.WARNING):
-        list(client.students("s", page_size=1))
+        list(client.students("s", page_size=10))
     assert "v3.1" in caplog.text and "v3.0" in caplog.text
 
 

@@ -236,3 +236,70 @@ def test_full_last_page_next_fault_leads_to_an_empty_page(sandbox: Sandbox, api:
 def test_unknown_fault_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="teleport"):
         Fault("teleport")
+
+
+def test_lose_next_fault_ends_a_list_early(sandbox: Sandbox, api: httpx.Client) -> None:
+    school = _school(sandbox)
+    sandbox.faults.add(Fault("lose_next", path="/v3.0/schools/*/users", after=1))
+    first = api.get(f"/v3.0/schools/{school}/users?role=student&limit=5").json()
+    second = api.get(next_link(first)).json()
+    assert len(first["data"]) == len(second["data"]) == 5  # a full page...
+    assert next_link(second) is None  # ...that says nothing follows
+    assert "prev" in links_by_rel(second)  # the other links stay
+    assert next_link(api.get(next_link(first)).json())  # times=1 spent
+
+
+def test_empty_page_fault_answers_a_mid_list_page_with_no_records(
+    sandbox: Sandbox, api: httpx.Client
+) -> None:
+    school = _school(sandbox)
+    sandbox.faults.add(Fault("empty_page", path="/v3.0/schools/*/users", after=1))
+    first = api.get(f"/v3.0/schools/{school}/users?role=student&limit=5").json()
+    empty = api.get(next_link(first)).json()
+    assert empty["data"] == []
+    assert [link["rel"] for link in empty["links"]] == ["self"]
+    assert len(api.get(next_link(first)).json()["data"]) == 5  # times=1 spent
+    sandbox.add_student(school)
+    sandbox.faults.add(Fault("empty_page", path="/v3.0/events"))
+    assert api.get("/v3.0/events?limit=3").json()["data"] == []
+    assert len(api.get("/v3.0/events?limit=3").json()["data"]) == 1
+
+
+def test_oversize_page_fault_sends_more_records_than_the_limit(
+    sandbox: Sandbox, api: httpx.Client
+) -> None:
+    school = _school(sandbox)
+    sandbox.faults.add(Fault("oversize_page", path="/v3.0/schools/*/users"))
+    big = api.get(f"/v3.0/schools/{school}/users?role=student&limit=4").json()
+    assert len(big["data"]) == 8
+    assert len(api.get(f"/v3.0/schools/{school}/users?role=student&limit=4").json()["data"]) == 4
+
+
+def test_a_429_fault_carries_any_retry_after_value(sandbox: Sandbox, api: httpx.Client) -> None:
+    for value in ("inf", "nan", "-5", "1e400", "Wed, 21 Oct 2015 07:28:00 GMT"):
+        sandbox.faults.add(Fault("status", status=429, headers={"Retry-After": value}))
+        response = api.get("/v3.0/schools")
+        assert (response.status_code, response.headers["retry-after"]) == (429, value)
+
+
+def test_trickle_fault_sends_the_body_a_byte_at_a_time(sandbox: Sandbox) -> None:
+    slept: list[float] = []
+    quiet = Sandbox(schools=1, students=3, teachers=1, sections=1, sleep=slept.append)
+    quiet.faults.add(Fault("status", status=503, body="unavailable"))
+    quiet.faults.add(Fault("trickle", seconds=0.25))
+    with client_for(quiet) as api:
+        assert api.get("/v3.0/schools").text == "unavailable"
+    assert slept == [0.25] * (len("unavailable") - 1)
+
+    token = sandbox.district_token(sandbox.districts[0].id)
+    sandbox.faults.add(Fault("status", status=503, body="0123456789"))
+    sandbox.faults.add(Fault("trickle", seconds=0.01))
+    with sandbox.serve() as running:
+        headers = {"Authorization": f"Bearer {token}"}
+        with (
+            httpx.Client(base_url=running.api_base_url, headers=headers) as client,
+            client.stream("GET", "/v3.0/schools", timeout=5) as response,
+        ):
+            chunks = list(response.iter_raw())
+    assert b"".join(chunks) == b"0123456789"
+    assert len(chunks) > 3  # it came in pieces, not as one write
