@@ -13,10 +13,17 @@ $(STAMP): pyproject.toml requirements.in requirements.txt
 	$(BIN)/python -m pip install --quiet -e '.[dev]' -c requirements.txt
 	touch $(STAMP)
 
+# Azurite (the Storage emulator the queue tests use), pinned in tools/package-lock.json.
+TOOLS := tools/node_modules/.installed
+$(TOOLS): tools/package.json tools/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tools --no-audit --no-fund --loglevel=error && touch $(TOOLS); \
+	else echo "npm not found: the queue tests will be skipped (Azurite needs Node.js)"; fi
+
 demo: $(STAMP)
 	$(BIN)/cleversync demo
 
-test: $(STAMP) lint
+test: $(STAMP) $(TOOLS) lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -33,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .cleversync .cleversync-demo .pytest_cache .ruff_cache bench/results
+	rm -rf $(VENV) tools/node_modules .cleversync .cleversync-demo .pytest_cache .ruff_cache bench/results

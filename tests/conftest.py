@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.azurite import Azurite
+from tests.azurite import missing_reason as azurite_missing
 from tests.pgserver import PgServer, find_bin_dir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -72,3 +74,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """Azurite's queue service on a free loopback port (the real Storage queue API)."""
+    reason = azurite_missing()
+    if reason is not None:
+        if IN_CI:
+            pytest.fail(f"{reason}; CI must run the queue tests (.ci/run installs it)")
+        pytest.skip(reason)
+    server = Azurite(tmp_path_factory.mktemp("azurite"))
+    server.start()
+    yield server
+    server.stop()
