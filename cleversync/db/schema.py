@@ -44,6 +44,8 @@ LongText = UnicodeText().with_variant(mssql.NVARCHAR(None), "mssql")
 ENTITY_TYPES = ("Student", "Teacher", "Section")
 SYNC_TYPES = ("Full", "Incremental")
 STATUSES = ("InProgress", "Success", "Failed", "Partial")
+RUN_TRIGGERS = ("timer", "http", "cli")
+RUN_SCHOOL_STATUSES = ("Queued", "Running", "Success", "Partial", "Failed", "Skipped")
 
 
 def utf16_length(text: str) -> int:
@@ -123,6 +125,43 @@ class SyncHistory(SessionBase):
     LastSyncTimestamp: Mapped[datetime | None] = mapped_column(UtcDateTime)
     LastEventId: Mapped[str | None] = mapped_column(Unicode(100))
     CorrelationId: Mapped[str | None] = mapped_column(Unicode(64))
+
+
+class SyncRun(SessionBase):
+    """One request to sync some schools (the timer's, an HTTP call's): its schools are
+    synced one queue message each, wherever the host runs them."""
+
+    __tablename__ = "SyncRuns"
+    __table_args__ = (Index(None, "RequestedAt"), _one_of("Trigger", RUN_TRIGGERS))
+
+    RunId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    CorrelationId: Mapped[str] = mapped_column(Unicode(64), unique=True)
+    Trigger: Mapped[str] = mapped_column(Unicode(20))
+    RequestedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    Full: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    AllowMassDelete: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    FinishedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)  # its last school ended
+    ReportedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)  # its report was sent
+
+
+class SyncRunSchool(SessionBase):
+    """One school's part of a run: queued, running, then its outcome."""
+
+    __tablename__ = "SyncRunSchools"
+    __table_args__ = (_one_of("Status", RUN_SCHOOL_STATUSES),)
+
+    RunId: Mapped[int] = mapped_column(
+        ForeignKey("SyncRuns.RunId", ondelete="CASCADE"), primary_key=True
+    )
+    SchoolId: Mapped[int] = mapped_column(
+        ForeignKey("Schools.SchoolId", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    Status: Mapped[str] = mapped_column(Unicode(20))
+    Attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    QueuedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    StartedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    FinishedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    Error: Mapped[str | None] = mapped_column(LongText)
 
 
 # --- School database ---------------------------------------------------------------------

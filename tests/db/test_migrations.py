@@ -67,6 +67,26 @@ EXPECTED_COLUMNS = {
             "LastEventId",
             "CorrelationId",
         ],
+        "SyncRuns": [
+            "RunId",
+            "CorrelationId",
+            "Trigger",
+            "RequestedAt",
+            "Full",
+            "AllowMassDelete",
+            "FinishedAt",
+            "ReportedAt",
+        ],
+        "SyncRunSchools": [
+            "RunId",
+            "SchoolId",
+            "Status",
+            "Attempts",
+            "QueuedAt",
+            "StartedAt",
+            "FinishedAt",
+            "Error",
+        ],
     },
     "school": {
         "Students": [
