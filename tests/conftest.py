@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.pgserver import PgServer, find_bin_dir
+from tests.databases import sqlite_clone
+from tests.pgserver import Kind, PgServer, find_bin_dir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# The session's PostgreSQL cluster once a test has asked for it (so tests that do not need it
+# never start it, and the databases a test made can still be dropped when it ends).
+_running_pg: list[PgServer] = []
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +61,19 @@ def pg_server() -> Iterator[PgServer]:
     except Exception:
         server.stop()
         raise
+    _running_pg.append(server)
     yield server
+    _running_pg.remove(server)
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the PostgreSQL databases a test made once it ends (after its other fixtures,
+    which set up later, have closed their engines)."""
+    yield
+    for server in _running_pg:
+        server.drop_made()
 
 
 @pytest.fixture
@@ -72,3 +88,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+def _migrated_url(request: pytest.FixtureRequest, tmp_path: Path, kind: Kind) -> str:
+    if request.param == "sqlite":
+        return sqlite_clone(kind, tmp_path / f"{kind}.sqlite")
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.clone_database(kind)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def school_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh school database at the head revision: SQLite and PostgreSQL in turn."""
+    return _migrated_url(request, tmp_path, "school")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def sessiondb_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh SessionDb at the head revision: SQLite and PostgreSQL in turn."""
+    return _migrated_url(request, tmp_path, "sessiondb")
