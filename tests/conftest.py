@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.databases import sqlite_clone
+from tests.databases import sqlite_clone, use_folder
 from tests.pgserver import Kind, PgServer, find_bin_dir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -45,6 +45,11 @@ def _restore_logging() -> Iterator[None]:
     for handler in handlers:
         handler.filters = filters[id(handler)]
     root.setLevel(root_level)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_templates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    use_folder(tmp_path_factory.mktemp("templates"))
 
 
 @pytest.fixture(scope="session")

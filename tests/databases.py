@@ -18,7 +18,15 @@ from pathlib import Path
 from tests.pgserver import Kind
 
 _sqlite_templates: dict[str, Path] = {}
+_folder: list[Path] = []  # where templates go: the session's pytest temporary folder
 _lock = threading.Lock()
+
+
+def use_folder(folder: Path) -> None:
+    """Make SQLite templates in ``folder`` (conftest passes one pytest cleans up)."""
+    with _lock:
+        _folder[:] = [folder]
+        _sqlite_templates.clear()
 
 
 def sqlite_template(kind: Kind) -> Path:
@@ -28,9 +36,11 @@ def sqlite_template(kind: Kind) -> Path:
             from cleversync.db.engines import engine_for
             from cleversync.db.migrate import upgrade
 
-            folder = Path(tempfile.mkdtemp(prefix="cleversync-templates-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            path = folder / f"{kind}.sqlite"
+            if not _folder:  # outside pytest's fixtures
+                folder = Path(tempfile.mkdtemp(prefix="cleversync-templates-"))
+                atexit.register(shutil.rmtree, folder, ignore_errors=True)
+                _folder.append(folder)
+            path = _folder[0] / f"{kind}.sqlite"
             engine = engine_for(f"sqlite:///{path}", create_sqlite_file=True)
             try:
                 upgrade(engine, kind)

@@ -103,6 +103,18 @@ class PgServer:
             "--locale=C",
             "--no-sync",
         )
+        # The port was free when picked; another process (a parallel test worker starting its
+        # own cluster) may take it first: then pick another.
+        for attempt in range(3):
+            try:
+                self._start_server()
+                return
+            except RuntimeError as error:
+                if "already in use" not in str(error) or attempt == 2:
+                    raise
+                self.port = _free_port()
+
+    def _start_server(self) -> None:
         options = (
             f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
