@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml requirements.txt
 demo: $(STAMP)
 	$(BIN)/cleversync demo
 
+# Two workers, each with its own PostgreSQL cluster: the suite is CPU-bound on 2 cores.
 test: $(STAMP) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
