@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg import sql
 
 Kind = Literal["sessiondb", "school"]
 
@@ -145,17 +146,18 @@ class PgServer:
             host="127.0.0.1", port=self.port, user=self.user, dbname="postgres", autocommit=True
         )
 
-    def _admin(self, statement: str) -> None:
-        """Run one statement on the maintenance database, from the tests' own thread."""
+    def _admin(self, statement: str, *names: str) -> None:
+        """Run one statement on the maintenance database, from the tests' own thread;
+        ``{}`` in ``statement`` stand for the database ``names``, quoted."""
         with self._lock:
             if self._admin_conn is None or self._admin_conn.closed:
                 self._admin_conn = self._connect()
-            self._admin_conn.execute(statement)  # type: ignore[arg-type]
+            self._admin_conn.execute(_sql(statement, *names))
 
     def create_database(self, prefix: str = "t") -> str:
         """A new, empty database; dropped by ``drop_made`` at the end of the test."""
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        self._admin(f'CREATE DATABASE "{name}"')
+        self._admin("CREATE DATABASE {}", name)
         self._made.append(name)
         return self.url(name)
 
@@ -171,9 +173,9 @@ class PgServer:
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
         spare = self._spares.take(kind)
         if spare is None:
-            self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+            self._admin(_CLONE, name, template)
         else:
-            self._admin(f'ALTER DATABASE "{spare}" RENAME TO "{name}"')
+            self._admin("ALTER DATABASE {} RENAME TO {}", spare, name)
         self._made.append(name)
         return self.url(name)
 
@@ -188,20 +190,16 @@ class PgServer:
             from cleversync.db.migrate import upgrade
 
             name = f"template_{kind}"
-            self._admin(f'CREATE DATABASE "{name}"')
+            self._admin("CREATE DATABASE {}", name)
             engine = engine_for(self.url(name))
             try:
                 upgrade(engine, kind)
             finally:
                 engine.dispose()
-            self._admin(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+            self._admin("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false", name)
             self._templates[kind] = name
             self._spares.want(kind, name)
         return self._templates[kind]
-
-    def made(self) -> list[str]:
-        """Names of the databases made and not dropped yet."""
-        return list(self._made)
 
     def drop_made(self) -> None:
         """Drop every database made since the last call (by the spare-maker thread, which
@@ -275,25 +273,42 @@ class _Spares:
         return None
 
     def _run(self) -> None:
-        with self._connect() as conn:
-            while True:
-                with self._cond:
-                    while not (self._stopping or self._to_drop or self._short()):
-                        self._cond.wait()
-                    if self._stopping:
-                        return
-                    drops, self._to_drop = self._to_drop, []
-                    kind = self._short()
+        conn: psycopg.Connection | None = None
+        while True:
+            with self._cond:
+                while not (self._stopping or self._to_drop or self._short()):
+                    self._cond.wait()
+                if self._stopping:
+                    break
+                drops, self._to_drop = self._to_drop, []
+                kind = self._short()
+            try:
+                if conn is None or conn.closed:
+                    conn = self._connect()
                 for name in drops:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+                    conn.execute(_sql("DROP DATABASE IF EXISTS {} WITH (FORCE)", name))
                 if kind is not None:
                     name = f"spare_{kind}_{uuid.uuid4().hex[:12]}"
-                    conn.execute(
-                        f'CREATE DATABASE "{name}" TEMPLATE "{self._templates[kind]}" '  # type: ignore[arg-type]
-                        "STRATEGY FILE_COPY"
-                    )
+                    conn.execute(_sql(_CLONE, name, self._templates[kind]))
                     with self._cond:
                         self._ready[kind].append(name)
+            except Exception:
+                # A database left behind costs disk, not correctness; a test that finds no
+                # spare clones one itself. Wait a little rather than spin on a broken server.
+                with self._cond:
+                    self._cond.wait(0.5)
+        if conn is not None:
+            conn.close()
+
+
+_CLONE = "CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY"
+
+
+def _sql(statement: str, *names: str) -> sql.Composed:
+    """``statement`` with its ``{}`` replaced by the quoted database ``names``."""
+    from psycopg import sql
+
+    return sql.SQL(statement).format(*(sql.Identifier(name) for name in names))
 
 
 def _user_exists(name: str) -> bool:
