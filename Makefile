@@ -23,8 +23,9 @@ $(TOOLS): tools/package.json tools/package-lock.json
 demo: $(STAMP)
 	$(BIN)/cleversync demo
 
+# Two workers, each with its own PostgreSQL cluster: the suite is CPU-bound on 2 cores.
 test: $(STAMP) $(TOOLS) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

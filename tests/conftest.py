@@ -11,9 +11,14 @@ import pytest
 
 from tests.azurite import Azurite
 from tests.azurite import missing_reason as azurite_missing
-from tests.pgserver import PgServer, find_bin_dir
+from tests.databases import sqlite_clone, use_folder
+from tests.pgserver import Kind, PgServer, find_bin_dir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# The session's PostgreSQL cluster once a test has asked for it (so tests that do not need it
+# never start it, and the databases a test made can still be dropped when it ends).
+_running_pg: list[PgServer] = []
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +49,11 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(root_level)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _database_templates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    use_folder(tmp_path_factory.mktemp("templates"))
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     bin_dir = find_bin_dir()
@@ -58,8 +68,19 @@ def pg_server() -> Iterator[PgServer]:
     except Exception:
         server.stop()
         raise
+    _running_pg.append(server)
     yield server
+    _running_pg.remove(server)
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """Drop the PostgreSQL databases a test made once it ends (after its other fixtures,
+    which set up later, have closed their engines)."""
+    yield
+    for server in _running_pg:
+        server.drop_made()
 
 
 @pytest.fixture
@@ -74,6 +95,25 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+def _migrated_url(request: pytest.FixtureRequest, tmp_path: Path, kind: Kind) -> str:
+    if request.param == "sqlite":
+        return sqlite_clone(kind, tmp_path / f"{kind}.sqlite")
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.clone_database(kind)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def school_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh school database at the head revision: SQLite and PostgreSQL in turn."""
+    return _migrated_url(request, tmp_path, "school")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def sessiondb_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh SessionDb at the head revision: SQLite and PostgreSQL in turn."""
+    return _migrated_url(request, tmp_path, "sessiondb")
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,9 @@ from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services
 from cleversync.settings import Settings
+from tests.databases import sqlite_clone
 from tests.fakes import MemorySecretStore
+from tests.pgserver import Kind
 
 FAST = {
     "CleverSync__Retry__CleverApi__BackoffBase": "0",
@@ -39,9 +41,13 @@ class World:
         token_url: str,
         new_database: Callable[[str], str],
         env: dict[str, str],
+        migrated_database: Callable[[str, Kind], str] | None = None,
     ) -> None:
+        """``new_database(name)`` makes an empty database; ``migrated_database(name, kind)``,
+        if given, one already at the head revision (else: an empty one, then migrated)."""
         self.sandbox = sandbox
         self.new_database = new_database
+        self._migrated_database = migrated_database
         self.redactor = Redactor()
         self.secrets = MemorySecretStore(redactor=self.redactor)
         self.env = {
@@ -50,13 +56,23 @@ class World:
             "CleverSync__Clever__TokenUrl": token_url,
             **env,
         }
-        session_url = new_database("sessiondb")
+        session_url = self.migrated_database("sessiondb", "sessiondb")
         self.secrets.set(names.SESSIONDB_CONNECTION_STRING, session_url)
-        upgrade(engine_for(session_url, create_sqlite_file=True), "sessiondb")
         self.services = self.make_services()
         self.districts: list[DistrictRecord] = []
         self.schools: list[SchoolRecord] = []
         self.clever_ids: dict[int, str] = {}
+
+    def migrated_database(self, name: str, kind: Kind) -> str:
+        if self._migrated_database is not None:
+            return self._migrated_database(name, kind)
+        url = self.new_database(name)
+        engine = engine_for(url, create_sqlite_file=True)
+        try:
+            upgrade(engine, kind)
+        finally:
+            engine.dispose()
+        return url
 
     def make_services(self, **env: str) -> Services:
         settings = Settings.load({**self.env, **env})
@@ -83,10 +99,9 @@ class World:
         *,
         migrate: bool = True,
     ) -> SchoolRecord:
-        url = self.new_database(prefix.lower())
+        name = prefix.lower()
+        url = self.migrated_database(name, "school") if migrate else self.new_database(name)
         self.secrets.set(names.connection_string(prefix), url)
-        if migrate:
-            upgrade(engine_for(url, create_sqlite_file=True), "school")
         school = self.services.registry.add_school(
             district_id=district.district_id,
             clever_id=clever_id,
@@ -161,8 +176,20 @@ def make_world(
             return f"sqlite:///{tmp_path / f'{name}.sqlite'}"
         return pg_server.create_database(name.replace("-", "_")[:20])
 
+    def migrated_database(name: str, kind: Kind) -> str:
+        if backend == "sqlite":
+            return sqlite_clone(kind, tmp_path / f"{name}.sqlite")
+        return pg_server.clone_database(kind, name.replace("-", "_")[:20])
+
     with sandbox.serve() as running:
-        world = World(sandbox, running.api_base_url, running.token_url, new_database, env or {})
+        world = World(
+            sandbox,
+            running.api_base_url,
+            running.token_url,
+            new_database,
+            env or {},
+            migrated_database=migrated_database,
+        )
         try:
             yield world
         finally:
