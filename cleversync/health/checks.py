@@ -35,7 +35,7 @@ from cleversync.errors import CleverSyncError, ConfigurationError
 
 if TYPE_CHECKING:
     from cleversync.clever.tokens import TokenState
-    from cleversync.registry import DistrictRecord, Registry
+    from cleversync.db.sessiondb.registry import DistrictRecord, Registry
     from cleversync.secrets.base import SecretStore
     from cleversync.services import Services
 

@@ -19,8 +19,9 @@ from sqlalchemy.engine import Connection
 
 from cleversync.clever.client import CleverClient
 from cleversync.clever.models import Event, Section, User, parse, unknown_fields
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
+from cleversync.db.school.writer import refused_data, write_refusing, write_rows, write_sections
 from cleversync.errors import RecordError
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER
 from cleversync.sync.mapping import (
     Row,
     SectionRow,
@@ -30,7 +31,6 @@ from cleversync.sync.mapping import (
     teacher_row,
 )
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.writer import refused_data, write_refusing, write_rows, write_sections
 
 _USER_ROLES = (("student", STUDENT.name, student_row), ("teacher", TEACHER.name, teacher_row))
 

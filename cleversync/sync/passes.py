@@ -20,6 +20,16 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from cleversync.clever.client import CleverClient, RawPage
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
+from cleversync.db.school.writer import (
+    MAX_IN,
+    chunks,
+    missing_rows,
+    remove_rows,
+    stored_versions,
+    write_refusing,
+)
+from cleversync.db.sessiondb.history import PARTIAL
 from cleversync.errors import (
     CleverAuthError,
     CleverIncompleteListError,
@@ -33,19 +43,9 @@ from cleversync.errors import (
     SyncError,
 )
 from cleversync.settings import Settings
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
-from cleversync.sync.history import PARTIAL
 from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
-from cleversync.sync.writer import (
-    MAX_IN,
-    chunks,
-    missing_rows,
-    remove_rows,
-    stored_versions,
-    write_refusing,
-)
 from cleversync.timeutil import parse_clever_time
 
 # Errors that end the whole school's run; anything else from Clever fails one entity.

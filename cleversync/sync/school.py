@@ -25,6 +25,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from cleversync.clever.client import CleverClient, FieldReport, RunBreakers
 from cleversync.db.migrate import require_current
 from cleversync.db.retry import in_transaction, translate
+from cleversync.db.school.entities import ENTITIES
+from cleversync.db.sessiondb.history import FAILED, GOOD, Counts, History, sanitize
+from cleversync.db.sessiondb.lease import Lease, Leases
+from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.errors import (
     CleverSyncError,
     DatabaseUnavailableError,
@@ -35,12 +39,8 @@ from cleversync.errors import (
     SyncError,
 )
 from cleversync.logcontext import log_context
-from cleversync.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.settings import Settings
-from cleversync.sync.entities import ENTITIES
 from cleversync.sync.events import apply_events
-from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
-from cleversync.sync.lease import Lease, Leases
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.passes import PassContext, run_passes
 from cleversync.sync.plan import ModeDecision, choose_mode, expects_rows

@@ -1,0 +1,1 @@
+"""SessionDb: the school registry, sync history and leases (every statement on SessionDb)."""
