@@ -16,13 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
-
 from cleversync.clever.client import CleverClient, RawPage
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
+from cleversync.db.school.store import count_active
 from cleversync.db.school.writer import (
     MAX_IN,
+    Transaction,
     chunks,
     missing_rows,
     remove_rows,
@@ -69,7 +68,7 @@ class PassContext:
     """What a pass needs from its run: settings, transactions, the checkpoint, progress."""
 
     settings: Settings
-    transaction: Callable[[str, Callable[[Connection], Any]], Any]
+    transaction: Transaction
     checkpoint: Callable[[], None]
     clock: Callable[[], datetime]
     allow_mass_delete: bool
@@ -284,8 +283,6 @@ def _delete(
 
 
 def _count_active(ctx: PassContext, entity: Entity) -> int:
-    table = entity.table
-    query = select(func.count()).select_from(table).where(table.c.IsActive.is_(True))
     return ctx.transaction(
-        f"counting {entity.name.lower()} rows", lambda conn: conn.scalar(query) or 0
+        f"counting {entity.name.lower()} rows", lambda conn: count_active(conn, entity)
     )
