@@ -21,7 +21,7 @@ PRODUCT_MODULES = (
     "cleversync.services",
     "cleversync.orchestrator",
     "cleversync.sync.school",
-    "cleversync.sync.lease",
+    "cleversync.db.sessiondb.lease",
     "cleversync.clever.client",
     "cleversync.clever.tokens",
     "cleversync.clever.ratelimit",

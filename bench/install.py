@@ -13,7 +13,7 @@ from sqlalchemy import Integer, cast, func, select
 from cleversync.db.engines import engine_for
 from cleversync.db.migrate import upgrade
 from cleversync.db.schema import Section, SectionStudent, SectionTeacher, Student, Teacher
-from cleversync.registry import Registry
+from cleversync.db.sessiondb.registry import Registry
 from cleversync.secrets import names
 from cleversync.secrets.local import LocalSecretStore
 

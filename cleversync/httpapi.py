@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from cleversync.db.errors import database_error
 from cleversync.errors import (
     CleverSyncError,
     ConfigurationError,
@@ -279,11 +280,7 @@ def _translate(exc: BaseException) -> CleverSyncError | None:
     """Our error for ``exc`` (SQLAlchemy errors escaping from SessionDb are translated)."""
     if isinstance(exc, CleverSyncError):
         return exc
-    if type(exc).__module__.startswith("sqlalchemy"):
-        from cleversync.db.retry import translate
-
-        return translate(exc, "SessionDb")
-    return None
+    return database_error(exc, "SessionDb")
 
 
 def _log_failure(what: str, exc: BaseException, dims: dict[str, Any], redact: Redact) -> None:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cleversync.clever.client import RunBreakers
+from cleversync.db.sessiondb.history import FAILED, PARTIAL, SUCCESS, sanitize
+from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.errors import CleverSyncError, UsageError
-from cleversync.registry import DistrictRecord, SchoolRecord
 from cleversync.settings import Settings
-from cleversync.sync.history import FAILED, PARTIAL, SUCCESS, sanitize
 from cleversync.sync.school import SKIPPED, SchoolResult, SchoolSync, SyncRequest
 from cleversync.timeutil import utcnow
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cleversync.db.sessiondb.history import sanitize
 from cleversync.orchestrator import RunResult
-from cleversync.sync.history import sanitize
 from cleversync.sync.school import SchoolResult
 
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from cleversync.clever.client import CleverClient, DistrictBreaker, FieldReport
     from cleversync.clever.ratelimit import RateLimitPacer
     from cleversync.clever.tokens import TokenProvider
+    from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
     from cleversync.orchestrator import Orchestrator
-    from cleversync.registry import DistrictRecord, Registry, SchoolRecord
     from cleversync.secrets.base import SecretStore
     from cleversync.settings import Settings
     from cleversync.sync.school import Progress, SchoolSync
@@ -158,7 +158,7 @@ class Services:
 
     @property
     def registry(self) -> Registry:
-        from cleversync.registry import Registry
+        from cleversync.db.sessiondb.registry import Registry
 
         return Registry(self.checked_session_engine())
 
@@ -267,7 +267,7 @@ class Services:
     # --- sync ---------------------------------------------------------------------------
 
     def school_sync(self, *, on_progress: Callable[[Progress], None] | None = None) -> SchoolSync:
-        from cleversync.sync.lease import new_owner
+        from cleversync.db.sessiondb.lease import new_owner
         from cleversync.sync.school import SchoolSync
 
         return SchoolSync(

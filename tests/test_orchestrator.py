@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import event, insert, select, update
 
 from cleversync.db.schema import School, SyncHistory
+from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.errors import NotFoundError, UsageError
 from cleversync.orchestrator import ALERT_EVENT, Orchestrator, RunResult, overall_status
-from cleversync.registry import DistrictRecord, SchoolRecord
 from cleversync.sandbox import Fault, Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services

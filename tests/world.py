@@ -14,9 +14,9 @@ from sqlalchemy import select
 from cleversync.db.engines import engine_for
 from cleversync.db.migrate import upgrade
 from cleversync.db.schema import Section, SectionStudent, SectionTeacher, Student, Teacher
+from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.orchestrator import RunResult
 from cleversync.redaction import Redactor
-from cleversync.registry import DistrictRecord, SchoolRecord
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services

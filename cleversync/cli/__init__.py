@@ -130,13 +130,11 @@ def _discard_stdout() -> None:
 
 
 def report_error(exc: BaseException) -> int:
+    from cleversync.db.errors import database_error
     from cleversync.errors import CleverSyncError, UsageError
     from cleversync.redaction import redact
 
-    if type(exc).__module__.startswith("sqlalchemy"):
-        from cleversync.db.retry import translate
-
-        exc = translate(exc, "SessionDb") or exc
+    exc = database_error(exc, "SessionDb") or exc
     if isinstance(exc, UsageError):
         print(f"cleversync: error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,7 +11,7 @@ from cleversync.cli.output import table
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
-    from cleversync.registry import SchoolRecord
+    from cleversync.db.sessiondb.registry import SchoolRecord
 
 
 def register(commands: Any) -> None:
@@ -330,8 +330,15 @@ def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def school_release_lease(args: argparse.Namespace, ctx: CliContext) -> int:
-    from cleversync.sync.history import History
-    from cleversync.sync.lease import ALIVE, GONE, REMOTE, Leases, owner_process, owner_state
+    from cleversync.db.sessiondb.history import History
+    from cleversync.db.sessiondb.lease import (
+        ALIVE,
+        GONE,
+        REMOTE,
+        Leases,
+        owner_process,
+        owner_state,
+    )
     from cleversync.timeutil import iso, utcnow
 
     services = ctx.services

@@ -81,9 +81,9 @@ def _date(text: str) -> datetime:
 
 def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
     from cleversync.cli.interrupt import EXIT_INTERRUPTED, Interrupts
+    from cleversync.db.sessiondb.lease import Leases
     from cleversync.report import SUMMARY_HEADERS, problems, run_json, summary_rows
     from cleversync.services import prepare_process
-    from cleversync.sync.lease import Leases
 
     if args.allow_mass_delete and args.school_id is None:
         from cleversync.errors import UsageError
@@ -202,7 +202,7 @@ class ProgressDisplay:
 
 
 def history_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    from cleversync.sync.history import History
+    from cleversync.db.sessiondb.history import History
     from cleversync.timeutil import iso
 
     services = ctx.services

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -114,6 +115,16 @@ def translate(exc: BaseException, what: str) -> DatabaseError | None:
     detail = redact(str(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc))
     detail = detail.splitlines()[0][:500] if detail else type(exc).__name__
     return kind(f"{what}: {detail}")
+
+
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """Our DatabaseError for a database failure inside the block (``what`` names the
+    database); a SQLAlchemy error that is not one is raised as it is."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise (translate(exc, what) or exc) from exc
 
 
 def run_with_retry(

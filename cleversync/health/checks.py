@@ -31,11 +31,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from cleversync.db.errors import database_error
 from cleversync.errors import CleverSyncError, ConfigurationError
 
 if TYPE_CHECKING:
     from cleversync.clever.tokens import TokenState
-    from cleversync.registry import DistrictRecord, Registry
+    from cleversync.db.sessiondb.registry import DistrictRecord, Registry
     from cleversync.secrets.base import SecretStore
     from cleversync.services import Services
 
@@ -297,12 +298,9 @@ class ServicesProbe:
     def _message(self, exc: BaseException) -> str:
         if isinstance(exc, CleverSyncError):
             return self._redact(str(exc))
-        if type(exc).__module__.startswith("sqlalchemy"):
-            from cleversync.db.retry import translate
-
-            translated = translate(exc, "SessionDb")
-            if translated is not None:
-                return self._redact(str(translated))
+        translated = database_error(exc, "SessionDb")
+        if translated is not None:
+            return self._redact(str(translated))
         logger.warning("Unexpected error in a health check", exc_info=exc)
         return f"unexpected {type(exc).__name__} (see the logs)"
 

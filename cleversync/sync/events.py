@@ -13,14 +13,13 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.engine import Connection
 
 from cleversync.clever.client import CleverClient
 from cleversync.clever.models import Event, Section, User, parse, unknown_fields
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
+from cleversync.db.school.store import write_page
+from cleversync.db.school.writer import Transaction, refused_data, write_refusing
 from cleversync.errors import RecordError
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER
 from cleversync.sync.mapping import (
     Row,
     SectionRow,
@@ -30,7 +29,6 @@ from cleversync.sync.mapping import (
     teacher_row,
 )
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.writer import refused_data, write_refusing, write_rows, write_sections
 
 _USER_ROLES = (("student", STUDENT.name, student_row), ("teacher", TEACHER.name, teacher_row))
 
@@ -54,7 +52,7 @@ def apply_events(
     cursor: str,
     page_size: int,
     outcomes: dict[str, EntityOutcome],
-    transaction: Callable[[str, Callable[[Connection], Any]], Any],
+    transaction: Transaction,
     now: Callable[[], datetime],
     after_page: Callable[[], None],
 ) -> str:
@@ -72,7 +70,13 @@ def apply_events(
             try:
                 written = transaction(
                     f"applying {len(page.records)} Clever events",
-                    lambda conn, pending=pending: _write(conn, pending, now()),
+                    lambda conn, p=pending: write_page(
+                        conn,
+                        list(p.students.values()),
+                        list(p.teachers.values()),
+                        list(p.sections.values()),
+                        now(),
+                    ),
                 )
             except Exception as exc:
                 if not refused_data(exc):
@@ -148,17 +152,3 @@ def _reduce(
             return
         pending.sections.pop(row.clever_id, None)
         pending.sections[row.clever_id] = row
-
-
-def _write(conn: Connection, pending: PendingPage, now: datetime) -> dict[str, tuple[int, int]]:
-    """Write one page's rows; returns (inserted, updated) by entity."""
-    written: dict[str, tuple[int, int]] = {}
-    # Users first, so the sections of this page can link to students created in it.
-    for rows, entity in ((pending.students, STUDENT), (pending.teachers, TEACHER)):
-        if rows:
-            result = write_rows(conn, entity, list(rows.values()), now)
-            written[entity.name] = (result.inserted, result.updated)
-    if pending.sections:
-        result = write_sections(conn, list(pending.sections.values()), now)
-        written[SECTION.name] = (result.inserted, result.updated)
-    return written

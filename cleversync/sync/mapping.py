@@ -14,8 +14,8 @@ from typing import Any
 
 from cleversync.clever.models import Section, User
 from cleversync.db.schema import utf16_length
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.timeutil import parse_clever_time
 
 REQUIRED = {"FirstName", "LastName", "Name"}

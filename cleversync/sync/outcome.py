@@ -6,8 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from cleversync.db.sessiondb.history import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, Counts, sanitize
 from cleversync.errors import RecordError
-from cleversync.sync.history import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, Counts, sanitize
 
 logger = logging.getLogger("cleversync.sync")
 

@@ -16,10 +16,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.engine import Connection
-
 from cleversync.clever.client import CleverClient, RawPage
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
+from cleversync.db.school.store import count_active
+from cleversync.db.school.writer import (
+    MAX_IN,
+    Transaction,
+    chunks,
+    missing_rows,
+    remove_rows,
+    stored_versions,
+    write_refusing,
+)
+from cleversync.db.sessiondb.history import PARTIAL
 from cleversync.errors import (
     CleverAuthError,
     CleverIncompleteListError,
@@ -33,19 +42,9 @@ from cleversync.errors import (
     SyncError,
 )
 from cleversync.settings import Settings
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
-from cleversync.sync.history import PARTIAL
 from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
-from cleversync.sync.writer import (
-    MAX_IN,
-    chunks,
-    missing_rows,
-    remove_rows,
-    stored_versions,
-    write_refusing,
-)
 from cleversync.timeutil import parse_clever_time
 
 # Errors that end the whole school's run; anything else from Clever fails one entity.
@@ -69,7 +68,7 @@ class PassContext:
     """What a pass needs from its run: settings, transactions, the checkpoint, progress."""
 
     settings: Settings
-    transaction: Callable[[str, Callable[[Connection], Any]], Any]
+    transaction: Transaction
     checkpoint: Callable[[], None]
     clock: Callable[[], datetime]
     allow_mass_delete: bool
@@ -284,8 +283,6 @@ def _delete(
 
 
 def _count_active(ctx: PassContext, entity: Entity) -> int:
-    table = entity.table
-    query = select(func.count()).select_from(table).where(table.c.IsActive.is_(True))
     return ctx.transaction(
-        f"counting {entity.name.lower()} rows", lambda conn: conn.scalar(query) or 0
+        f"counting {entity.name.lower()} rows", lambda conn: count_active(conn, entity)
     )

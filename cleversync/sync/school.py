@@ -16,45 +16,27 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
-
-from cleversync.clever.client import CleverClient, FieldReport, RunBreakers
-from cleversync.db.migrate import require_current
-from cleversync.db.retry import in_transaction, translate
-from cleversync.errors import (
-    CleverSyncError,
-    DatabaseUnavailableError,
-    EventCursorExpiredError,
-    EventsNotEnabledError,
-    LeaseHeldError,
-    LeaseLostError,
-    SyncError,
-)
+from cleversync.clever.client import RunBreakers
+from cleversync.db.retry import translate
+from cleversync.db.school.entities import ENTITIES
+from cleversync.db.school.store import EngineFactory
+from cleversync.db.sessiondb import SessionEngine
+from cleversync.db.sessiondb.history import FAILED, GOOD, History, sanitize
+from cleversync.db.sessiondb.lease import Lease, Leases
+from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
+from cleversync.errors import CleverSyncError, LeaseHeldError, LeaseLostError
 from cleversync.logcontext import log_context
-from cleversync.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.settings import Settings
-from cleversync.sync.entities import ENTITIES
-from cleversync.sync.events import apply_events
-from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
-from cleversync.sync.lease import Lease, Leases
+from cleversync.sync.modes import ClientFactory, Modes, Run, dims
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.passes import PassContext, run_passes
-from cleversync.sync.plan import ModeDecision, choose_mode, expects_rows
+from cleversync.sync.plan import choose_mode
+from cleversync.sync.rollup import roll_up, unwritten_failure
 from cleversync.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
 
 SKIPPED = "Skipped"
-INTERRUPTED = "interrupted: the run was asked to stop (Ctrl-C or SIGTERM) after the current batch"
-WAIT_SLICE_SECONDS = 10.0  # a long wait for Clever renews the lease and checks the budget
-
-# (district, field report, *, wait=, breaker=) -> client
-ClientFactory = Callable[..., CleverClient]
-EngineFactory = Callable[[SchoolRecord], Engine]
 
 
 @dataclass(frozen=True)
@@ -87,23 +69,6 @@ class Progress:
     processed: int
 
 
-@dataclass
-class _Run:
-    school: SchoolRecord
-    district: DistrictRecord
-    request: SyncRequest
-    lease: Lease
-    started: datetime
-    deadline: datetime
-    outcomes: dict[str, EntityOutcome] = field(default_factory=dict)
-    engine: Engine | None = None
-    client: CleverClient | None = None
-    reason: str = ""
-    cursor: str = ""  # the event cursor of the school's last good run
-    flagged: bool = False  # RequiresFullSync as this run last saw or wrote it
-    choose: Callable[..., ModeDecision] = choose_mode  # the mode, given more facts
-
-
 class SchoolSync:
     """Runs one school's sync; safe to use from many threads (one school per call)."""
 
@@ -111,7 +76,7 @@ class SchoolSync:
         self,
         *,
         settings: Settings,
-        session_engine: Engine,
+        session_engine: SessionEngine,
         school_engine: EngineFactory,
         clever: ClientFactory,
         owner: str,
@@ -130,6 +95,18 @@ class SchoolSync:
         self.registry = Registry(session_engine, clock=clock)
         self.history = History(session_engine, policy=policy, clock=clock, sleep=sleep)
         self.leases = Leases(session_engine, policy=policy, clock=clock, sleep=sleep)
+        self._modes = Modes(
+            settings=settings,
+            school_engine=school_engine,
+            clever=clever,
+            registry=self.registry,
+            history=self.history,
+            clock=clock,
+            sleep=sleep,
+            on_progress=(lambda school, entity, n: on_progress(Progress(school, entity, n)))
+            if on_progress
+            else None,
+        )
 
     # --- the run ------------------------------------------------------------------------
 
@@ -153,9 +130,7 @@ class SchoolSync:
             lease = self.leases.acquire(school.school_id, self._owner)
         except LeaseHeldError as exc:
             result.status, result.error = SKIPPED, str(exc)
-            logger.info(
-                "Skipped school %s: %s", school.school_id, exc, extra=_dims(school, request)
-            )
+            logger.info("Skipped school %s: %s", school.school_id, exc, extra=dims(school, request))
             return result
         except CleverSyncError as exc:
             result.error = sanitize(str(exc))
@@ -163,7 +138,7 @@ class SchoolSync:
                 "School %s failed before it started: %s",
                 school.school_id,
                 exc,
-                extra=_dims(school, request),
+                extra=dims(school, request),
             )
             return result
         try:
@@ -171,7 +146,7 @@ class SchoolSync:
         except Exception as exc:  # history could not be written: say so in the result and logs
             result.status, result.error = FAILED, sanitize(_describe(exc))
             logger.exception(
-                "School %s failed: %s", school.school_id, result.error, extra=_dims(school, request)
+                "School %s failed: %s", school.school_id, result.error, extra=dims(school, request)
             )
         finally:
             try:
@@ -204,7 +179,7 @@ class SchoolSync:
                 "Closed %d abandoned SyncHistory row(s) of school %s",
                 closed,
                 school.school_id,
-                extra=_dims(school, request),
+                extra=dims(school, request),
             )
         school = self.registry.get_school(school.school_id)  # fresh RequiresFullSync
         started = self._clock()
@@ -226,7 +201,7 @@ class SchoolSync:
             started_at=started,
             correlation_id=request.correlation_id,
         )
-        run = _Run(
+        run = Run(
             school,
             district,
             request,
@@ -256,11 +231,11 @@ class SchoolSync:
             school.name,
             sync_type.lower(),
             decision.reason,
-            extra=_dims(school, request, SyncType=sync_type),
+            extra=dims(school, request, SyncType=sync_type),
         )
         mode = decision.mode
         try:
-            mode = self._execute(run, decision)
+            mode = self._modes.execute(run, decision)
         except Exception as exc:  # the school's run ends here; every open entity fails
             message = _describe(exc)
             for outcome in run.outcomes.values():
@@ -270,224 +245,16 @@ class SchoolSync:
                 logger.exception(
                     "Unexpected error syncing school %s",
                     school.school_id,
-                    extra=_dims(school, request),
+                    extra=dims(school, request),
                 )
         finally:
             self._close(run, mode, result)
-            if run.engine is not None:
+            if run.db is not None:
                 # Hundreds of schools a night: keep no idle pool per school database open
                 # until the next run (the engine reconnects then).
-                run.engine.dispose()
+                run.db.dispose()
 
-    def _execute(self, run: _Run, decision: ModeDecision) -> str:
-        hint = f"cleversync db upgrade --school-id {run.school.school_id}"
-        try:
-            run.engine = self._school_engine(run.school)
-        except DatabaseUnavailableError as exc:
-            raise DatabaseUnavailableError(
-                f"{exc}; create the school's tables with '{hint}'"
-            ) from exc
-        try:
-            require_current(
-                run.engine,
-                "school",
-                f"school database {run.school.database_name}",
-                hint,
-            )
-        except SQLAlchemyError as exc:
-            raise translate(exc, f"school database {run.school.database_name}") or exc from exc
-        breakers = run.request.breakers
-        run.client = self._clever(
-            run.district,
-            FieldReport(),
-            wait=lambda seconds: self._clever_wait(run, seconds),
-            breaker=breakers.district(run.district.district_id) if breakers else None,
-        )
-        if decision.mode != "full":
-            emptied = self._emptied(run)
-            if emptied:
-                decision = run.choose(empty_entities=emptied)
-                self._switch_to_full(run, decision.reason)
-                logger.warning(
-                    "School %s: %s; running a full sync",
-                    run.school.school_id,
-                    decision.reason,
-                    extra=_dims(run.school, run.request),
-                )
-        if decision.mode == "events":
-            try:
-                self._events(run, run.cursor)
-                return "events"
-            except EventCursorExpiredError as exc:
-                self._switch_to_full(run, f"{exc}; fell back to a full sync")
-                self._full(run)
-                return "full"
-            except EventsNotEnabledError as exc:
-                run.reason = f"compared data: {exc}"
-                self._fallback_note(run, exc)
-                self._data(run, baseline_known_disabled=True)
-                return "data"
-        if decision.mode == "data":
-            self._data(run)
-            return "data"
-        self._full(run)
-        return "full"
-
-    def _emptied(self, run: _Run) -> list[str]:
-        """Entities whose table holds no active rows though their history says it must."""
-        runs = self.history.entity_runs(run.school.school_id)
-        expected = [e for e in ENTITIES if expects_rows(runs.get(e.name, []))]
-        if not expected:
-            return []
-
-        def empty(conn: Connection) -> list[str]:
-            return [
-                e.name
-                for e in expected
-                if conn.execute(
-                    select(e.table.c[e.key]).where(e.table.c.IsActive.is_(True)).limit(1)
-                ).first()
-                is None
-            ]
-
-        return self._transaction(run, "looking for active rows", empty)
-
-    def _switch_to_full(self, run: _Run, reason: str) -> None:
-        """The run becomes a full sync (its history rows say so, with the reason)."""
-        run.reason = reason
-        self._note_all(run, reason)
-        self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
-        for outcome in run.outcomes.values():
-            outcome.sync_type, outcome.status, outcome.counts = ("Full", "InProgress", Counts())
-
-    # --- modes --------------------------------------------------------------------------
-
-    def _full(self, run: _Run) -> None:
-        # Flagged before the first page, cleared only when every entity finished: a run
-        # killed in between (no finally block runs) leaves the next run a full one, so what
-        # Clever removed is still removed.
-        if not run.flagged:
-            self.registry.set_requires_full_sync(run.school.school_id, True)
-            run.flagged = True
-        baseline = self._baseline(run)  # before any data: no event during the sync is lost
-        self._passes(run, delete=True)
-        for outcome in run.outcomes.values():
-            outcome.last_event_id = baseline
-
-    def _data(self, run: _Run, *, baseline_known_disabled: bool = False) -> None:
-        baseline = None if baseline_known_disabled else self._baseline(run, fallback=True)
-        self._passes(run, delete=False)
-        for outcome in run.outcomes.values():
-            outcome.last_event_id = baseline
-
-    def _events(self, run: _Run, cursor: str) -> None:
-        assert run.client is not None
-        assert run.engine is not None
-        last = apply_events(
-            run.client,
-            school_clever_id=run.school.clever_school_id,
-            cursor=cursor,
-            page_size=self._settings.sync.page_size,
-            outcomes=run.outcomes,
-            transaction=lambda what, fn: self._transaction(run, what, fn),
-            now=self._clock,
-            after_page=lambda: self._checkpoint(run),
-        )
-        for outcome in run.outcomes.values():
-            outcome.last_event_id = last
-            outcome.finish()
-
-    def _baseline(self, run: _Run, *, fallback: bool = False) -> str | None:
-        assert run.client is not None
-        try:
-            return run.client.latest_event_id()
-        except EventsNotEnabledError as exc:
-            if fallback:
-                self._fallback_note(run, exc)
-            else:
-                self._note_all(
-                    run, f"{exc}; incremental runs will compare data instead of reading events"
-                )
-                logger.warning(
-                    "Events API not enabled for district %s: %s",
-                    run.district.district_id,
-                    exc,
-                    extra=_dims(run.school, run.request),
-                )
-            return None
-
-    def _fallback_note(self, run: _Run, exc: Exception) -> None:
-        note = f"compared data instead of reading events: {exc}"
-        self._note_all(run, note)
-        logger.warning(
-            "School %s: %s", run.school.school_id, note, extra=_dims(run.school, run.request)
-        )
-
-    def _note_all(self, run: _Run, note: str) -> None:
-        for outcome in run.outcomes.values():
-            outcome.notes.append(note)
-
-    # --- entity passes ------------------------------------------------------------------
-
-    def _passes(self, run: _Run, *, delete: bool) -> None:
-        assert run.client is not None
-        school = run.school.school_id
-        on_progress = self._on_progress
-        context = PassContext(
-            settings=self._settings,
-            transaction=lambda what, fn: self._transaction(run, what, fn),
-            checkpoint=lambda: self._checkpoint(run),
-            clock=self._clock,
-            allow_mass_delete=run.request.allow_mass_delete,
-            progress=(lambda entity, n: on_progress(Progress(school, entity, n)))
-            if on_progress
-            else None,
-            school_id=school,
-        )
-        run_passes(context, run.client, run.school.clever_school_id, run.outcomes, delete=delete)
-
-    # --- plumbing -----------------------------------------------------------------------
-
-    def _transaction(self, run: _Run, what: str, fn: Callable[[Connection], Any]) -> Any:
-        assert run.engine is not None
-        return in_transaction(
-            run.engine,
-            fn,
-            policy=self._settings.retry.database,
-            what=f"{what} in school database {run.school.database_name}",
-            sleep=self._sleep,
-        )
-
-    def _checkpoint(self, run: _Run) -> None:
-        """Between batches: renew the lease, and stop a run that outlived its time budget."""
-        if run.request.stop is not None and run.request.stop.is_set():
-            raise SyncError(INTERRUPTED)
-        if self._clock() > run.deadline:
-            raise SyncError(
-                f"time budget exceeded: the sync of school {run.school.school_id} ran longer than "
-                f"CleverSync__Sync__TimeoutMinutes={self._settings.sync.timeout_minutes:g}; stopped"
-            )
-        run.lease.renew()
-
-    def _clever_wait(self, run: _Run, seconds: float) -> None:
-        """Every wait for Clever (retries, rate limits), and the moment before each request
-        (``seconds`` 0): in slices, renewing the lease and keeping to the time budget, so
-        a long wait neither lets the lease lapse nor outlives the run's budget."""
-        if seconds > 0 and self._clock() + timedelta(seconds=seconds) > run.deadline:
-            raise SyncError(
-                f"time budget exceeded: waiting {seconds:.0f} s for Clever would take the sync "
-                f"of school {run.school.school_id} past "
-                f"CleverSync__Sync__TimeoutMinutes={self._settings.sync.timeout_minutes:g}; "
-                "stopped"
-            )
-        self._checkpoint(run)
-        while seconds > 0:
-            step = min(seconds, WAIT_SLICE_SECONDS)
-            self._sleep(step)
-            seconds -= step
-            self._checkpoint(run)
-
-    def _close(self, run: _Run, mode: str, result: SchoolResult) -> None:
+    def _close(self, run: Run, mode: str, result: SchoolResult) -> None:
         # A write that fails here is reported after the run's own error, never instead of
         # it: "writing 7 student rows: ..." is what the operator must read first.
         unwritten: list[str] = []
@@ -512,30 +279,19 @@ class SchoolSync:
                     outcome.entity,
                     outcome.sync_id,
                     unwritten[-1],
-                    extra=_dims(run.school, run.request),
+                    extra=dims(run.school, run.request),
                 )
-        outcomes = list(run.outcomes.values())
-        result.entities = outcomes
-        statuses = {o.status for o in outcomes}
-        result.status = (
-            FAILED if FAILED in statuses else ("Partial" if "Partial" in statuses else "Success")
-        )
+        result.entities = list(run.outcomes.values())
+        rollup = roll_up(result.entities, mode=mode, flagged=run.flagged)
+        result.status, result.error = rollup.status, rollup.error
         result.mode, result.reason = mode, run.reason
-        result.error = next((o.error for o in outcomes if o.error), None)
-        incomplete = any(o.incomplete for o in outcomes)
-        if mode == "full":
-            needs_full = not all(o.completed for o in outcomes)
-        else:  # an incomplete list in any mode: only a full sync removes what is gone
-            needs_full = run.flagged or incomplete
-        if needs_full != run.flagged:
+        if rollup.needs_full != run.flagged:
             try:
-                self.registry.set_requires_full_sync(run.school.school_id, needs_full)
+                self.registry.set_requires_full_sync(run.school.school_id, rollup.needs_full)
             except Exception as exc:
                 unwritten.append(_describe(exc))
         if unwritten:
-            result.status = FAILED
-            note = f"its sync record could not be written: {unwritten[0]}"
-            result.error = sanitize(f"{result.error}; and {note}" if result.error else note)
+            result.status, result.error = FAILED, unwritten_failure(result.error, unwritten)
         level = logging.ERROR if result.status == FAILED else logging.INFO
         logger.log(
             level,
@@ -544,27 +300,17 @@ class SchoolSync:
             run.school.name,
             result.status,
             f" ({result.error})" if result.error else "",
-            extra=_dims(run.school, run.request, Status=result.status, SyncType=mode),
+            extra=dims(run.school, run.request, Status=result.status, SyncType=mode),
         )
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, SQLAlchemyError):
-        translated = translate(exc, "database")
-        if translated is not None:
-            return str(translated)
+    translated = translate(exc, "database")  # None unless a database error
+    if translated is not None:
+        return str(translated)
     if isinstance(exc, CleverSyncError):
         return str(exc)
     return f"unexpected {type(exc).__name__}: {exc}"
-
-
-def _dims(school: SchoolRecord, request: SyncRequest, **extra: Any) -> dict[str, Any]:
-    return {
-        "CorrelationId": request.correlation_id,
-        "DistrictId": school.district_id,
-        "SchoolId": school.school_id,
-        **extra,
-    }
 
 
 __all__ = ["LeaseLostError", "Progress", "SchoolResult", "SchoolSync", "SyncRequest"]

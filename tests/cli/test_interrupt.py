@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import select, update
 
 from cleversync.db.schema import School
+from cleversync.db.sessiondb.history import History
+from cleversync.db.sessiondb.lease import held_message
 from cleversync.sandbox import Fault, Sandbox
 from cleversync.services import Services
 from cleversync.settings import Settings
-from cleversync.sync.history import History
-from cleversync.sync.lease import held_message
 from cleversync.timeutil import utcnow
 from tests.cli.test_operate import cli, env, registered, sandbox  # noqa: F401 (fixtures)
 

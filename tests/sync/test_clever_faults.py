@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from cleversync.db.sessiondb.lease import Leases
 from cleversync.errors import LeaseHeldError
 from cleversync.sandbox import Fault, Sandbox
 from cleversync.services import Services
 from cleversync.settings import Settings
-from cleversync.sync.lease import Leases
 from tests.world import World, clever_school_id, expected_students, stored_students
 
 

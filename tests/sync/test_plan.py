@@ -193,7 +193,7 @@ def test_latest_per_record_keeps_the_last_state_in_last_seen_order() -> None:
 def test_mapped_rows_follow_the_entitys_column_order() -> None:
     # plan_batch compares a row's values with the stored ones position by position.
     from cleversync.clever.models import Section, User, parse
-    from cleversync.sync.entities import SECTION, STUDENT, TEACHER
+    from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
     from cleversync.sync.mapping import section_row, student_row, teacher_row
 
     user = parse(

@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import event, func, select, update
 
 from cleversync.db.schema import School, Student
+from cleversync.db.sessiondb.history import IN_PROGRESS
 from cleversync.sandbox import Fault
-from cleversync.sync.history import IN_PROGRESS
 from tests.world import World, expected_students, stored_students
 
 

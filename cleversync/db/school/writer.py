@@ -20,9 +20,9 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from cleversync.db.retry import classify
 from cleversync.db.schema import SectionStudent, SectionTeacher
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
 from cleversync.redaction import redact
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.sync.mapping import Row, SectionRow
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import Existing, plan_batch, plan_links

@@ -1,0 +1,1 @@
+"""The school databases: their tables as entities, reads and set-based writes."""
