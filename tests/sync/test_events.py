@@ -22,9 +22,9 @@ from cleversync.clever.client import FieldReport
 from cleversync.clever.models import Event
 from cleversync.db.engines import engine_for
 from cleversync.db.retry import in_transaction
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
 from cleversync.errors import DatabaseError, RecordError
 from cleversync.settings import RetryPolicy
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER
 from cleversync.sync.events import apply_events
 from cleversync.sync.outcome import EntityOutcome
 from tests.databases import sqlite_clone

@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 
 from cleversync.db.engines import engine_for
 from cleversync.db.schema import District, School
+from cleversync.db.sessiondb.lease import Lease, Leases
 from cleversync.errors import LeaseHeldError, LeaseLostError
 from cleversync.settings import RetryPolicy
-from cleversync.sync.lease import Lease, Leases
 
 T0 = datetime(2024, 3, 1, 6, 0, 0)
 DURATION = timedelta(minutes=5)

@@ -13,9 +13,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from cleversync.db.engines import engine_for
 from cleversync.db.schema import SectionStudent, SectionTeacher
-from cleversync.sync.entities import SECTION, STUDENT, TEACHER
-from cleversync.sync.mapping import Row, SectionRow
-from cleversync.sync.writer import (
+from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
+from cleversync.db.school.writer import (
     MAX_IN,
     chunks,
     missing_rows,
@@ -24,6 +23,7 @@ from cleversync.sync.writer import (
     write_rows,
     write_sections,
 )
+from cleversync.sync.mapping import Row, SectionRow
 
 T0 = datetime(2024, 1, 10, 8, 0, 0)  # the first write
 T1 = datetime(2024, 2, 20, 9, 30, 0)  # the batch under test
