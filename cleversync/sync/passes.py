@@ -21,16 +21,9 @@ from sqlalchemy.engine import Connection
 
 from cleversync.clever.client import CleverClient, RawPage
 from cleversync.errors import (
-    CleverAuthError,
     CleverIncompleteListError,
     CleverSyncError,
-    CleverUnreachableError,
-    ConfigurationError,
-    DatabaseError,
     RecordError,
-    SchoolNotSharedError,
-    SecretError,
-    SyncError,
 )
 from cleversync.settings import Settings
 from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
@@ -47,18 +40,6 @@ from cleversync.sync.writer import (
     write_refusing,
 )
 from cleversync.timeutil import parse_clever_time
-
-# Errors that end the whole school's run; anything else from Clever fails one entity.
-SCHOOL_LEVEL = (
-    CleverAuthError,
-    CleverUnreachableError,
-    SchoolNotSharedError,
-    DatabaseError,
-    SecretError,
-    ConfigurationError,
-    SyncError,
-)
-
 
 # Raw records held for one read of their stored versions (within SQL Server's parameters).
 VERSION_CHECK_SIZE = MAX_IN
@@ -99,9 +80,9 @@ def run_passes(
         versioned = not delete and entity is not SECTION
         try:
             entity_pass(ctx, entity, source, outcome, delete=delete, versioned=versioned)
-        except SCHOOL_LEVEL:
-            raise
         except CleverSyncError as exc:  # this entity fails; the next one may still work
+            if exc.ends_school:
+                raise
             outcome.fail(exc)
             outcome.log(logging.ERROR, "Sync of %s failed: %s", entity.name.lower(), outcome.error)
 
