@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import re
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState
 
 from cleversync.clever.deadline import BodyTooLargeError, request_within
 from cleversync.clever.models import (
@@ -59,6 +58,7 @@ from cleversync.errors import (
     RecordError,
     SchoolNotSharedError,
 )
+from cleversync.retrying import retrying
 from cleversync.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -216,13 +216,15 @@ class CleverClient:
         self._origin = _origin(self._base)
         self._version_warned = False
         self.requests = 0
-        self._retrying = Retrying(
-            retry=retry_if_exception_type(CleverTransientError),
-            stop=stop_after_attempt(self._policy.max_attempts + 1),
-            wait=self._backoff,
+        # 2, 4, 8 ... s plus up to half the base of jitter; a 429's own wait when it has one
+        self._retrying = retrying(
+            self._policy,
+            retry_on=lambda exc: isinstance(exc, CleverTransientError),
+            jitter=0.5,
             sleep=self._wait_for,
             before_sleep=self._log_retry,
-            reraise=True,
+            max_wait=self._max_wait,
+            wait_for=lambda e: e.retry_after if isinstance(e, CleverRateLimitedError) else None,
         )
 
     # --- data ---------------------------------------------------------------------------
@@ -499,16 +501,6 @@ class CleverClient:
             return retry_after_seconds(header, now=self._clock(), cap=self._max_wait)
         reset = self._pacer.seconds_until_reset(response.headers)
         return None if reset is None else min(reset, self._max_wait)
-
-    def _backoff(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, CleverRateLimitedError) and exc.retry_after is not None:
-            return min(exc.retry_after, self._max_wait)
-        base = self._policy.backoff_base
-        if base <= 0:
-            return 0.0
-        wait = base * 2 ** min(state.attempt_number - 1, 30) + random.uniform(0, base / 2)
-        return min(wait, self._max_wait)
 
     def _log_retry(self, state: RetryCallState) -> None:
         call: _Call = state.args[1]
