@@ -205,7 +205,7 @@ class Services:
     def http(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                from cleversync.clever.client import build_http_client
+                from cleversync.clever.http import build_http_client
 
                 self._http = build_http_client(self.settings, transport=self._http_transport)
             return self._http

@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 from tenacity import RetryCallState
 
-from cleversync.clever.deadline import BodyTooLargeError, request_within
+from cleversync.clever.deadline import BodyTooLargeError
+from cleversync.clever.http import Call, error_for, origin, retry_after_seconds, send
 from cleversync.clever.models import (
     CleverModel,
     Event,
@@ -44,19 +42,14 @@ from cleversync.clever.paging import CursorPaginator, limit_of
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.clever.tokens import TokenSource
 from cleversync.errors import (
-    CleverAuthError,
     CleverError,
     CleverIncompleteListError,
-    CleverNotFoundError,
     CleverRateLimitedError,
     CleverRequestError,
     CleverResponseError,
     CleverTransientError,
     CleverUnreachableError,
-    EventCursorExpiredError,
-    EventsNotEnabledError,
     RecordError,
-    SchoolNotSharedError,
 )
 from cleversync.retrying import retrying
 from cleversync.settings import Settings
@@ -169,16 +162,6 @@ class FieldReport:
             return set(self._seen.get(entity, ()))
 
 
-@dataclass(frozen=True)
-class _Call:
-    """What a request is for: names it in messages and decides what a 403/404 means."""
-
-    what: str
-    school_id: str | None = None
-    events: bool = False
-    cursor: str | None = None
-
-
 class CleverClient:
     """Clever's API for one district (one token); cheap to create per run."""
 
@@ -213,7 +196,7 @@ class CleverClient:
         self._sleep = sleep
         self._clock = clock
         self.field_report = field_report or FieldReport()
-        self._origin = _origin(self._base)
+        self._origin = origin(self._base)
         self._version_warned = False
         self.requests = 0
         # 2, 4, 8 ... s plus up to half the base of jitter; a 429's own wait when it has one
@@ -244,7 +227,7 @@ class CleverClient:
         resource, role, _, _ = _KINDS[kind]
         params: dict[str, Any] = {"role": role} if role else {}
         path = self._path(f"schools/{school_id}/{resource}", **params, limit=page_size)
-        call = _Call(f"{kind} of Clever school {school_id}", school_id=school_id)
+        call = Call(f"{kind} of Clever school {school_id}", school_id=school_id)
         return self._raw_pages(path, call, kind)
 
     def parse_records(self, kind: str, raws: list[dict[str, Any]]) -> Page[Any]:
@@ -261,7 +244,7 @@ class CleverClient:
 
     def schools(self, *, page_size: int = 100) -> Iterator[Page[School]]:
         path = self._path("schools", limit=page_size)
-        return self._pages(path, _Call("the district's schools"), School, entity="School")
+        return self._pages(path, Call("the district's schools"), School, entity="School")
 
     # --- events -------------------------------------------------------------------------
 
@@ -271,7 +254,7 @@ class CleverClient:
         EventsNotEnabledError when the district has not enabled the Events API.
         """
         path = self._path("events", ending_before="last", limit=1)
-        body = self._get(path, _Call("the newest Clever event", events=True))
+        body = self._get(path, Call("the newest Clever event", events=True))
         data = body.get("data")
         if not isinstance(data, list):
             raise CleverResponseError("Clever's events answer has no 'data' array")
@@ -288,7 +271,7 @@ class CleverClient:
         if after:
             params["starting_after"] = after
         path = self._path("events", **params) + "&record_type=users&record_type=sections"
-        call = _Call(f"events of Clever school {school_id}", events=True, cursor=after or None)
+        call = Call(f"events of Clever school {school_id}", events=True, cursor=after or None)
         # No end confirmation: the stored cursor is the last event applied, so a feed that
         # ends early only leaves the rest for the next run.
         return self._pages(path, call, Event, entity="Event", confirm_end=False)
@@ -296,7 +279,7 @@ class CleverClient:
     # --- paging -------------------------------------------------------------------------
 
     def _pages(
-        self, first: str, call: _Call, model: type[T], *, entity: str, confirm_end: bool = True
+        self, first: str, call: Call, model: type[T], *, entity: str, confirm_end: bool = True
     ) -> Iterator[Page[T]]:
         for raw in self._raw_pages(first, call, f"{entity.lower()}s", confirm_end=confirm_end):
             page = self._page(raw.records, model, entity, None)
@@ -305,7 +288,7 @@ class CleverClient:
             yield page
 
     def _raw_pages(
-        self, first: str, call: _Call, what: str, *, confirm_end: bool = True
+        self, first: str, call: Call, what: str, *, confirm_end: bool = True
     ) -> Iterator[RawPage]:
         paginator = CursorPaginator(first, what=what, confirm_end=confirm_end)
         while paginator.next_path is not None:
@@ -365,7 +348,7 @@ class CleverClient:
 
     # --- one request --------------------------------------------------------------------
 
-    def _get(self, path: str, call: _Call) -> dict[str, Any]:
+    def _get(self, path: str, call: Call) -> dict[str, Any]:
         try:
             return self._retrying(self._get_once, path, call)
         except CleverRateLimitedError:
@@ -380,7 +363,7 @@ class CleverClient:
         """Whether Clever answers at all: one request, not retried, to a district-wide
         endpoint. A request that failed through every retry may concern one school alone
         (a 500 on its pages): that must not stop the district's other schools."""
-        call = _Call("the district (checking that Clever answers)")
+        call = Call("the district (checking that Clever answers)")
         try:
             response = self._send(self._path("districts"), self._tokens.token(), call)
         except CleverTransientError:
@@ -389,7 +372,7 @@ class CleverClient:
             return True  # an answer, if not a useful one
         return response.status_code < 500
 
-    def _get_once(self, path: str, call: _Call) -> dict[str, Any]:
+    def _get_once(self, path: str, call: Call) -> dict[str, Any]:
         if self._breaker is not None:
             self._breaker.check()  # another school may have found Clever down meanwhile
         if self._checkpoint is not None:
@@ -400,24 +383,19 @@ class CleverClient:
             # The token was revoked or rotated: drop it and try once with a fresh one.
             self._tokens.invalidate(token)
             response = self._send(path, self._tokens.token(), call)
-            if response.status_code == 401:
-                raise CleverAuthError(
-                    f"Clever refused a freshly fetched token for {call.what} (HTTP 401); "
-                    "the district may have disconnected the app",
-                    status=401,
-                )
         return self._interpret(response, call)
 
-    def _send(self, path: str, token: str, call: _Call) -> httpx.Response:
+    def _send(self, path: str, token: str, call: Call) -> httpx.Response:
         url = self._url(path)
         self._pacer.acquire(wait=self._wait_for)
         self.requests += 1
         limit = limit_of(path) or 1
         try:
-            response = request_within(
+            response = send(
                 self._http,
                 "GET",
                 url,
+                what=call.what,
                 seconds=self._timeout,
                 max_bytes=max(_MIN_BODY_BYTES, limit * _BYTES_PER_RECORD),
                 headers={"Authorization": f"Bearer {token}"},
@@ -427,71 +405,25 @@ class CleverClient:
                 f"Clever's answer to {call.what} is larger than {exc.limit} bytes for a page "
                 f"of {limit} (a protocol error); it was not read"
             ) from None
-        except httpx.TimeoutException:
-            raise CleverTransientError(
-                f"Clever timed out answering {call.what} (no complete answer within "
-                f"CleverSync__Clever__TimeoutSeconds={self._timeout:g})"
-            ) from None
-        except httpx.TransportError as exc:
-            raise CleverTransientError(
-                f"Clever could not be reached for {call.what} ({type(exc).__name__})"
-            ) from None
         self._pacer.observe(response.headers)
         return response
 
-    def _interpret(self, response: httpx.Response, call: _Call) -> dict[str, Any]:
+    def _interpret(self, response: httpx.Response, call: Call) -> dict[str, Any]:
         status = response.status_code
-        if status == 200:
-            try:
-                body = json.loads(response.content)  # bytes: no decode to str first
-            except ValueError:
-                raise CleverResponseError(
-                    f"Clever answered {call.what} with a body that is not JSON"
-                ) from None
-            if not isinstance(body, dict):
-                raise CleverResponseError(f"Clever answered {call.what} with a non-object body")
-            self._check_version(body)
-            return body
-        if status == 429:
-            raise CleverRateLimitedError(
-                f"Clever rate-limited {call.what} (HTTP 429)",
-                retry_after=self._retry_after(response),
-            )
-        if status >= 500 and status != 501:
-            raise CleverTransientError(
-                f"Clever failed answering {call.what} (HTTP {status})", status=status
-            )
-        if call.events and status in (403, 404):
-            if call.cursor and status == 404:
-                raise EventCursorExpiredError(
-                    f"Clever no longer has event {call.cursor} (HTTP 404): the cursor is older "
-                    "than Clever keeps events",
-                    status=status,
-                )
-            raise EventsNotEnabledError(
-                f"the Events API is not enabled for this district (HTTP {status} on {call.what})",
-                status=status,
-            )
-        if status == 404 and call.school_id is not None:
-            raise SchoolNotSharedError(
-                f"Clever does not share school {call.school_id} with this app (HTTP 404 on "
-                f"{call.what}); check the school's Clever id and the district's sharing rules",
-                status=status,
-            )
-        if status == 404:
-            raise CleverNotFoundError(f"Clever has no {call.what} (HTTP 404)", status=status)
-        if status == 403:
-            raise CleverAuthError(
-                f"Clever refused access to {call.what} (HTTP 403): the app may lack a scope",
-                status=status,
-            )
-        if status == 413:
-            raise CleverRequestError(
-                f"Clever refused the page size for {call.what} (HTTP 413); lower "
-                "CleverSync__Sync__PageSize (at most 10000)",
-                status=status,
-            )
-        raise CleverRequestError(f"Clever answered {call.what} with HTTP {status}", status=status)
+        retry_after = self._retry_after(response) if status == 429 else None
+        error = error_for(status, call, retry_after=retry_after)
+        if error is not None:
+            raise error
+        try:
+            body = json.loads(response.content)  # bytes: no decode to str first
+        except ValueError:
+            raise CleverResponseError(
+                f"Clever answered {call.what} with a body that is not JSON"
+            ) from None
+        if not isinstance(body, dict):
+            raise CleverResponseError(f"Clever answered {call.what} with a non-object body")
+        self._check_version(body)
+        return body
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         if not self._respect_retry_after:
@@ -503,7 +435,7 @@ class CleverClient:
         return None if reset is None else min(reset, self._max_wait)
 
     def _log_retry(self, state: RetryCallState) -> None:
-        call: _Call = state.args[1]
+        call: Call = state.args[1]
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
         logger.warning(
@@ -523,7 +455,7 @@ class CleverClient:
 
     def _url(self, path: str) -> str:
         url = urljoin(self._base + "/", path)
-        if _origin(url) != self._origin:
+        if origin(url) != self._origin:
             # A `next` link to another host would carry the district's token there.
             raise CleverResponseError(
                 f"Clever's paging link points at another host ({urlsplit(url).netloc}); refused"
@@ -547,61 +479,6 @@ class CleverClient:
                 return
 
 
-def retry_after_seconds(value: str, *, now: float, cap: float) -> float:
-    """The wait a ``Retry-After`` value asks for, at most ``cap``: delta-seconds or an HTTP
-    date (a past date: no wait). Anything unreadable, negative or not finite (``inf``,
-    ``nan``, ``1e400``) counts as the cap: Clever asked for a wait, just not a usable one."""
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-            if when.tzinfo is None:  # "-0000": UTC, origin unknown
-                when = when.replace(tzinfo=UTC)
-            seconds = max(0.0, when.timestamp() - now)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return cap
-    if not math.isfinite(seconds) or seconds < 0:
-        return cap
-    return min(seconds, cap)
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme, parts.netloc
-
-
-def build_http_client(
-    settings: Settings, transport: httpx.BaseTransport | None = None
-) -> httpx.Client:
-    """The shared HTTP client: pooled, TLS 1.2 or newer, plain http only to loopback."""
-    import ssl
-
-    # TLS 1.2 at least; plain http (loopback only: the settings allow no other) needs none.
-    verify: ssl.SSLContext | bool = False
-    if any(
-        urlsplit(u).scheme == "https"
-        for u in (settings.clever.api_base_url, settings.clever.token_url)
-    ):
-        verify = ssl.create_default_context()
-        verify.minimum_version = ssl.TLSVersion.TLSv1_2
-    timeout = httpx.Timeout(
-        settings.clever.timeout_seconds, connect=min(10.0, settings.clever.timeout_seconds)
-    )
-    parallel = settings.concurrency.max_schools_in_parallel
-    return httpx.Client(
-        timeout=timeout,
-        verify=verify,
-        transport=transport,
-        limits=httpx.Limits(
-            max_connections=parallel * 2 + 4, max_keepalive_connections=parallel * 2
-        ),
-        headers={"User-Agent": "CleverSync/0.1"},
-        follow_redirects=False,
-    )
-
-
 __all__ = [
     "CleverClient",
     "CleverError",
@@ -609,5 +486,4 @@ __all__ = [
     "FieldReport",
     "Page",
     "RunBreakers",
-    "build_http_client",
 ]
