@@ -21,7 +21,9 @@ from cleversync.secrets import names
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from cleversync.clever.client import CleverClient, DistrictBreaker, FieldReport
+    from cleversync.clever.breaker import DistrictBreaker
+    from cleversync.clever.client import CleverClient
+    from cleversync.clever.pages import FieldReport
     from cleversync.clever.ratelimit import RateLimitPacer
     from cleversync.clever.tokens import TokenProvider
     from cleversync.orchestrator import Orchestrator

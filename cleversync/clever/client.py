@@ -5,10 +5,11 @@ data list is read to its confirmed end (see ``paging``). Each request takes the 
 token, waits its turn under the token's rate limit, must finish, body included, within
 ``Clever__TimeoutSeconds``, and is retried on tenacity for timeouts, connection errors, 5xx
 and 429 (honouring ``Retry-After`` or ``X-Ratelimit-Reset``, at most
-``Retry__MaxWaitSeconds``). A 401 drops the token and retries once with a fresh one. Once a
-district's requests failed through every retry, the rest of the run does not try again
-(``DistrictBreaker``). Other answers become the typed errors of ``cleversync.errors`` that
-the sync acts on.
+``Retry__MaxWaitSeconds``; ``cleversync.retrying``). A 401 drops the token and retries once
+with a fresh one. Once a district's requests failed through every retry, the rest of the run
+does not try again (``DistrictBreaker``). Other answers become the typed errors of
+``cleversync.errors`` that the sync acts on (``http.error_for``); pages are parsed in
+``pages``.
 """
 
 from __future__ import annotations
@@ -16,28 +17,19 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 from tenacity import RetryCallState
 
+from cleversync.clever.breaker import DistrictBreaker
 from cleversync.clever.deadline import BodyTooLargeError
 from cleversync.clever.http import Call, error_for, origin, retry_after_seconds, send
-from cleversync.clever.models import (
-    CleverModel,
-    Event,
-    School,
-    Section,
-    User,
-    parse,
-    parse_event,
-    unknown_fields,
-)
+from cleversync.clever.models import CleverModel, Event, School, Section, User
+from cleversync.clever.pages import FieldReport, Page, RawPage, parse_page, parse_raw, raw_page
 from cleversync.clever.paging import CursorPaginator, limit_of
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.clever.tokens import TokenSource
@@ -48,8 +40,6 @@ from cleversync.errors import (
     CleverRequestError,
     CleverResponseError,
     CleverTransientError,
-    CleverUnreachableError,
-    RecordError,
 )
 from cleversync.retrying import retrying
 from cleversync.settings import Settings
@@ -66,100 +56,12 @@ _BYTES_PER_RECORD = 256 * 1024
 _MIN_BODY_BYTES = 1024 * 1024
 
 
-class DistrictBreaker:
-    """Whether this run already found the district's Clever down (thread-safe).
-
-    Tripped when a request failed through every retry with a connection error, a timeout
-    or a 5xx, and one more request to a district-wide endpoint fails the same way; from then
-    on every request of the run fails at once, untried. One per run and district
-    (``RunBreakers``): the next run tries again.
-    """
-
-    def __init__(self) -> None:
-        self._error: str | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def error(self) -> str | None:
-        return self._error
-
-    def trip(self, error: str) -> None:
-        with self._lock:
-            if self._error is None:
-                self._error = error
-
-    def check(self) -> None:
-        error = self._error
-        if error is not None:
-            raise CleverUnreachableError(f"Clever unreachable: {error}; not tried")
-
-
-class RunBreakers:
-    """One ``DistrictBreaker`` per district, for one run's schools (thread-safe)."""
-
-    def __init__(self) -> None:
-        self._breakers: dict[int, DistrictBreaker] = {}
-        self._lock = threading.Lock()
-
-    def district(self, district_id: int) -> DistrictBreaker:
-        with self._lock:
-            return self._breakers.setdefault(district_id, DistrictBreaker())
-
-
-@dataclass
-class Page(Generic[T]):
-    """One page of records: the readable ones, the ones that failed to parse, and how many
-    records were skipped because they do not hold the role asked for."""
-
-    records: list[T] = field(default_factory=list)
-    failures: list[RecordError] = field(default_factory=list)
-    off_role: int = 0
-    last_id: str | None = None  # the id of the page's last entry, readable or not
-
-
-@dataclass
-class RawPage:
-    """One page as Clever sent it: the record objects, and the entries that are not objects."""
-
-    records: list[dict[str, Any]] = field(default_factory=list)
-    failures: list[RecordError] = field(default_factory=list)
-    last_id: str | None = None
-
-
 # kind -> (resource under /schools/{id}/, role filter, model, entity name)
 _KINDS: dict[str, tuple[str, str | None, type[CleverModel], str]] = {
     "students": ("users", "student", User, "Student"),
     "teachers": ("users", "teacher", User, "Teacher"),
     "sections": ("sections", None, Section, "Section"),
 }
-
-
-class FieldReport:
-    """Unknown fields, reported once per run per entity (names only, EC-008)."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
-
-    def observe(self, entity: str, fields: set[str]) -> None:
-        if not fields:
-            return
-        with self._lock:
-            seen = self._seen.setdefault(entity, set())
-            new = fields - seen
-            seen |= new
-        if new:
-            logger.warning(
-                "Clever sent %s fields this version of CleverSync does not know: %s; the "
-                "fields it maps are still synced (review the schema change)",
-                entity,
-                ", ".join(sorted(new)),
-                extra={"EntityType": entity, "UnknownFields": ",".join(sorted(new))},
-            )
-
-    def fields(self, entity: str) -> set[str]:
-        with self._lock:
-            return set(self._seen.get(entity, ()))
 
 
 class CleverClient:
@@ -233,14 +135,12 @@ class CleverClient:
     def parse_records(self, kind: str, raws: list[dict[str, Any]]) -> Page[Any]:
         """Typed records of ``kind`` (unreadable ones as failures, other roles left out)."""
         _, role, model, entity = _KINDS[kind]
-        return self._page(raws, model, entity, role)
+        return parse_page(raws, model, entity, role, self.field_report)
 
     def _parsed(self, kind: str, school_id: str, page_size: int) -> Iterator[Page[Any]]:
+        _, role, model, entity = _KINDS[kind]
         for raw in self.raw_pages(kind, school_id, page_size=page_size):
-            page = self.parse_records(kind, raw.records)
-            page.failures[:0] = raw.failures
-            page.last_id = raw.last_id
-            yield page
+            yield parse_raw(raw, model, entity, role, self.field_report)
 
     def schools(self, *, page_size: int = 100) -> Iterator[Page[School]]:
         path = self._path("schools", limit=page_size)
@@ -282,10 +182,7 @@ class CleverClient:
         self, first: str, call: Call, model: type[T], *, entity: str, confirm_end: bool = True
     ) -> Iterator[Page[T]]:
         for raw in self._raw_pages(first, call, f"{entity.lower()}s", confirm_end=confirm_end):
-            page = self._page(raw.records, model, entity, None)
-            page.failures[:0] = raw.failures
-            page.last_id = raw.last_id
-            yield page
+            yield parse_raw(raw, model, entity, None, self.field_report)
 
     def _raw_pages(
         self, first: str, call: Call, what: str, *, confirm_end: bool = True
@@ -305,15 +202,7 @@ class CleverClient:
             items = body.get("data")
             if not isinstance(items, list):
                 raise CleverResponseError(f"Clever's {what} page has no 'data' array")
-            page = RawPage()
-            for item in items:
-                raw = item.get("data") if isinstance(item, dict) else None
-                if not isinstance(raw, dict):
-                    page.failures.append(RecordError("", f"an entry of {what} is not an object"))
-                    continue
-                if isinstance(raw.get("id"), str):
-                    page.last_id = raw["id"]
-                page.records.append(raw)
+            page = raw_page(items, what)
             paginator.advance(body, page.last_id)
             if confirming and not items:
                 continue  # the end is confirmed; nothing to hand on
@@ -325,26 +214,6 @@ class CleverClient:
                     extra={"PagesRead": paginator.pages},
                 )
             yield page
-
-    def _page(
-        self, raws: list[dict[str, Any]], model: type[T], entity: str, role: str | None
-    ) -> Page[T]:
-        page: Page[T] = Page()
-        unknown: set[str] = set()
-        for raw in raws:
-            try:
-                record = parse_event(raw) if model is Event else parse(model, raw)
-            except RecordError as exc:
-                page.failures.append(exc)
-                continue
-            if role is not None and getattr(record.roles, role) is None:  # type: ignore[attr-defined]
-                page.off_role += 1  # `next` links may not carry the role filter
-                continue
-            if model is not Event:
-                unknown |= unknown_fields(record)
-            page.records.append(record)  # type: ignore[arg-type]
-        self.field_report.observe(entity, unknown)
-        return page
 
     # --- one request --------------------------------------------------------------------
 
@@ -482,8 +351,4 @@ class CleverClient:
 __all__ = [
     "CleverClient",
     "CleverError",
-    "DistrictBreaker",
-    "FieldReport",
-    "Page",
-    "RunBreakers",
 ]

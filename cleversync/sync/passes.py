@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cleversync.clever.client import CleverClient, RawPage
+from cleversync.clever.client import CleverClient
+from cleversync.clever.pages import RawPage
 from cleversync.errors import (
     CleverIncompleteListError,
     CleverSyncError,

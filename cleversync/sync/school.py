@@ -22,7 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from cleversync.clever.client import CleverClient, FieldReport, RunBreakers
+from cleversync.clever.breaker import RunBreakers
+from cleversync.clever.client import CleverClient
+from cleversync.clever.pages import FieldReport
 from cleversync.db.migrate import require_current
 from cleversync.db.retry import in_transaction, translate
 from cleversync.errors import (
