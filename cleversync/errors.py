@@ -1,29 +1,31 @@
 """The one error tree: every error an operator can see says what failed, where, and what to do.
 
-    CleverSyncError                    base; ``retryable`` says whether trying again may help
-    ├── ConfigurationError             a setting is missing or wrong (names the variable)
+    CleverSyncError                    base; ``retryable`` says whether trying again may help,
+    │                                  ``ends_school`` whether it ends a school's whole sync
+    │                                  (marked *, with all under it) or one entity's only
+    ├── ConfigurationError *           a setting is missing or wrong (names the variable)
     ├── UsageError                     bad command-line or HTTP input (exit 2 / HTTP 400)
     │   └── NotFoundError              an unknown district or school id (HTTP 404)
-    ├── SecretError
+    ├── SecretError *
     │   ├── SecretNotFoundError        a named secret does not exist in the store
     │   └── SecretStoreUnavailableError  the store cannot be reached (retryable)
     ├── CleverError                    anything from Clever's API or token endpoint
-    │   ├── CleverAuthError            credentials or token refused
+    │   ├── CleverAuthError *          credentials or token refused
     │   ├── CleverTransientError       timeout, connection error, 5xx (retryable)
     │   │   └── CleverRateLimitedError 429; carries the wait Clever asked for
     │   ├── CleverRequestError         400, 413, 501 and other answers a retry cannot fix
     │   ├── CleverNotFoundError        404
-    │   │   └── SchoolNotSharedError   the school is not (or no longer) shared with the app
+    │   │   └── SchoolNotSharedError * the school is not (or no longer) shared with the app
     │   ├── EventsNotEnabledError      the district has not enabled the Events API
     │   ├── EventCursorExpiredError    the stored event cursor is past Clever's retention
     │   ├── CleverResponseError        an answer we cannot read (bad JSON, paging loop)
     │   │   └── CleverIncompleteListError  a list whose end could not be confirmed, or a page
     │   │                                  over its limit: nothing is deleted
-    │   └── CleverUnreachableError     Clever failed through every retry earlier in this run
-    ├── DatabaseError
+    │   └── CleverUnreachableError *   Clever failed through every retry earlier in this run
+    ├── DatabaseError *
     │   ├── DatabaseTransientError     deadlock, busy, dropped connection (retryable)
     │   └── DatabaseUnavailableError   a database that does not exist or cannot be reached
-    ├── SyncError
+    ├── SyncError *
     │   ├── LeaseHeldError             another live run is syncing that school
     │   └── LeaseLostError             this run's lease was taken over (it ran too long)
     └── RecordError                    one record does not fit the schema (skipped, counted)
@@ -42,10 +44,13 @@ class CleverSyncError(Exception):
     """Base of every error CleverSync raises on purpose."""
 
     retryable: ClassVar[bool] = False
+    ends_school: ClassVar[bool] = False  # ends the school's sync, not just one entity's
 
 
 class ConfigurationError(CleverSyncError):
     """A setting is missing or has a bad value."""
+
+    ends_school = True
 
     def __init__(self, message: str, *, setting: str | None = None) -> None:
         super().__init__(message)
@@ -62,6 +67,8 @@ class NotFoundError(UsageError):
 
 class SecretError(CleverSyncError):
     """A secret could not be read or written."""
+
+    ends_school = True
 
 
 class SecretNotFoundError(SecretError):
@@ -92,6 +99,8 @@ class CleverError(CleverSyncError):
 class CleverAuthError(CleverError):
     """Clever refused the credentials or the token."""
 
+    ends_school = True
+
 
 class CleverTransientError(CleverError):
     """A failure that may pass: timeout, connection error, 5xx."""
@@ -118,6 +127,8 @@ class CleverNotFoundError(CleverError):
 class SchoolNotSharedError(CleverNotFoundError):
     """The school is unknown to Clever or no longer shared with this app."""
 
+    ends_school = True
+
 
 class EventsNotEnabledError(CleverError):
     """The district has not enabled the Events API (Clever answers 403 or 404)."""
@@ -142,10 +153,13 @@ class CleverUnreachableError(CleverError):
     the rest of the run does not try again (the next run does)."""
 
     retryable = True
+    ends_school = True
 
 
 class DatabaseError(CleverSyncError):
     """A database operation failed."""
+
+    ends_school = True
 
 
 class DatabaseTransientError(DatabaseError):
@@ -160,6 +174,8 @@ class DatabaseUnavailableError(DatabaseError):
 
 class SyncError(CleverSyncError):
     """The sync itself could not go on."""
+
+    ends_school = True
 
 
 class LeaseHeldError(SyncError):

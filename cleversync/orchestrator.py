@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cleversync.clever.client import RunBreakers
+from cleversync.clever.breaker import RunBreakers
 from cleversync.db.sessiondb.history import FAILED, PARTIAL, SUCCESS, sanitize
 from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.errors import CleverSyncError, UsageError

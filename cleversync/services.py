@@ -21,7 +21,9 @@ from cleversync.secrets import names
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from cleversync.clever.client import CleverClient, DistrictBreaker, FieldReport
+    from cleversync.clever.breaker import DistrictBreaker
+    from cleversync.clever.client import CleverClient
+    from cleversync.clever.pages import FieldReport
     from cleversync.clever.ratelimit import RateLimitPacer
     from cleversync.clever.tokens import TokenProvider
     from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
@@ -205,7 +207,7 @@ class Services:
     def http(self) -> httpx.Client:
         with self._lock:
             if self._http is None:
-                from cleversync.clever.client import build_http_client
+                from cleversync.clever.http import build_http_client
 
                 self._http = build_http_client(self.settings, transport=self._http_transport)
             return self._http

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from cleversync.clever.deadline import BodyTooLargeError, request_within
+from cleversync.clever.deadline import BodyTooLargeError
+from cleversync.clever.http import send
 from cleversync.errors import (
     CleverAuthError,
     CleverError,
@@ -346,20 +347,18 @@ class TokenProvider:
         url = self._settings.clever.token_url
         seconds = self._settings.clever.timeout_seconds
         try:
-            response = request_within(
-                self._http, method, url, seconds=seconds, max_bytes=_MAX_BODY_BYTES, **kwargs
+            response = send(
+                self._http,
+                method,
+                url,
+                what=f"the token request to {url}",
+                who="Clever's token endpoint",
+                seconds=seconds,
+                max_bytes=_MAX_BODY_BYTES,
+                **kwargs,
             )
         except BodyTooLargeError as exc:
             raise CleverResponseError(f"Clever's token endpoint answered with {exc}") from None
-        except httpx.TimeoutException:
-            raise CleverTransientError(
-                f"Clever's token endpoint timed out ({url}; no complete answer within "
-                f"CleverSync__Clever__TimeoutSeconds={seconds:g})"
-            ) from None
-        except httpx.TransportError as exc:
-            raise CleverTransientError(
-                f"Clever's token endpoint could not be reached ({url}): {type(exc).__name__}"
-            ) from None
         status = response.status_code
         if status in (400, 401, 403):
             raise CleverAuthError(

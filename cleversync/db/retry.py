@@ -11,17 +11,11 @@ from typing import TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from tenacity import RetryCallState
 
 from cleversync.errors import DatabaseError, DatabaseTransientError, DatabaseUnavailableError
 from cleversync.redaction import redact
+from cleversync.retrying import retrying
 from cleversync.settings import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -150,18 +144,16 @@ def run_with_retry(
             redact(str(exc)).splitlines()[0] if exc else "",
         )
 
-    retrying = Retrying(
-        retry=retry_if_exception(lambda exc: classify(exc) is DatabaseTransientError),
-        stop=stop_after_attempt(policy.max_attempts + 1),
-        # waits of base, 2 x base, 4 x base ... plus up to a quarter of base of jitter
-        wait=wait_exponential(multiplier=policy.backoff_base, exp_base=2)
-        + wait_random(0, policy.backoff_base / 4),
+    # waits of base, 2 x base, 4 x base ... plus up to a quarter of base of jitter
+    retry = retrying(
+        policy,
+        retry_on=lambda exc: classify(exc) is DatabaseTransientError,
+        jitter=0.25,
         sleep=sleep,
         before_sleep=log_retry,
-        reraise=True,
     )
     try:
-        return retrying(operation)
+        return retry(operation)
     except DBAPIError as exc:
         translated = translate(exc, what)
         raise (translated or DatabaseError(what)) from exc

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from cleversync.clever.client import CleverClient, FieldReport
+from cleversync.clever.client import CleverClient
+from cleversync.clever.pages import FieldReport
 from cleversync.db.school.entities import ENTITIES
 from cleversync.db.school.store import EngineFactory, SchoolDb, Work
 from cleversync.db.sessiondb.history import Counts, History

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cleversync.clever.client import CleverClient, RawPage
+from cleversync.clever.client import CleverClient
+from cleversync.clever.pages import RawPage
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.db.school.store import count_active
 from cleversync.db.school.writer import (
@@ -30,34 +31,15 @@ from cleversync.db.school.writer import (
 )
 from cleversync.db.sessiondb.history import PARTIAL
 from cleversync.errors import (
-    CleverAuthError,
     CleverIncompleteListError,
     CleverSyncError,
-    CleverUnreachableError,
-    ConfigurationError,
-    DatabaseError,
     RecordError,
-    SchoolNotSharedError,
-    SecretError,
-    SyncError,
 )
 from cleversync.settings import Settings
 from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
 from cleversync.timeutil import parse_clever_time
-
-# Errors that end the whole school's run; anything else from Clever fails one entity.
-SCHOOL_LEVEL = (
-    CleverAuthError,
-    CleverUnreachableError,
-    SchoolNotSharedError,
-    DatabaseError,
-    SecretError,
-    ConfigurationError,
-    SyncError,
-)
-
 
 # Raw records held for one read of their stored versions (within SQL Server's parameters).
 VERSION_CHECK_SIZE = MAX_IN
@@ -98,9 +80,9 @@ def run_passes(
         versioned = not delete and entity is not SECTION
         try:
             entity_pass(ctx, entity, source, outcome, delete=delete, versioned=versioned)
-        except SCHOOL_LEVEL:
-            raise
         except CleverSyncError as exc:  # this entity fails; the next one may still work
+            if exc.ends_school:
+                raise
             outcome.fail(exc)
             outcome.log(logging.ERROR, "Sync of %s failed: %s", entity.name.lower(), outcome.error)
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from cleversync.clever.client import RunBreakers
+from cleversync.clever.breaker import RunBreakers
 from cleversync.db.retry import translate
 from cleversync.db.school.entities import ENTITIES
 from cleversync.db.school.store import EngineFactory

@@ -11,8 +11,10 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from cleversync.clever.client import CleverClient, FieldReport, build_http_client
+from cleversync.clever.client import CleverClient
+from cleversync.clever.http import build_http_client
 from cleversync.clever.models import User
+from cleversync.clever.pages import FieldReport
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.errors import (
     CleverAuthError,

@@ -13,7 +13,9 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from cleversync.clever.client import CleverClient, DistrictBreaker, build_http_client
+from cleversync.clever.breaker import DistrictBreaker
+from cleversync.clever.client import CleverClient
+from cleversync.clever.http import build_http_client
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.clever.tokens import DistrictRef, TokenProvider
 from cleversync.errors import (

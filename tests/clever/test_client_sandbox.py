@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from cleversync.clever.client import CleverClient, build_http_client
+from cleversync.clever.client import CleverClient
+from cleversync.clever.http import build_http_client
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.clever.tokens import DistrictRef, TokenProvider
 from cleversync.errors import (

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
 
-from cleversync.clever.client import FieldReport
 from cleversync.clever.models import Event
+from cleversync.clever.pages import FieldReport
 from cleversync.db.engines import engine_for
 from cleversync.db.retry import in_transaction
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER

@@ -1,0 +1,118 @@
+"""Pages of Clever records: as Clever sent them, and parsed into typed records.
+
+An entry that is not an object, or a record that does not fit its model, becomes a
+``RecordError`` on its page (skipped and counted); fields Clever sends that the models do not
+know are reported once per run per entity (``FieldReport``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from cleversync.clever.models import CleverModel, Event, parse, parse_event, unknown_fields
+from cleversync.errors import RecordError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T", bound=CleverModel)
+
+
+@dataclass
+class Page(Generic[T]):
+    """One page of records: the readable ones, the ones that failed to parse, and how many
+    records were skipped because they do not hold the role asked for."""
+
+    records: list[T] = field(default_factory=list)
+    failures: list[RecordError] = field(default_factory=list)
+    off_role: int = 0
+    last_id: str | None = None  # the id of the page's last entry, readable or not
+
+
+@dataclass
+class RawPage:
+    """One page as Clever sent it: the record objects, and the entries that are not objects."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[RecordError] = field(default_factory=list)
+    last_id: str | None = None
+
+
+class FieldReport:
+    """Unknown fields, reported once per run per entity (names only, EC-008)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def observe(self, entity: str, fields: set[str]) -> None:
+        if not fields:
+            return
+        with self._lock:
+            seen = self._seen.setdefault(entity, set())
+            new = fields - seen
+            seen |= new
+        if new:
+            logger.warning(
+                "Clever sent %s fields this version of CleverSync does not know: %s; the "
+                "fields it maps are still synced (review the schema change)",
+                entity,
+                ", ".join(sorted(new)),
+                extra={"EntityType": entity, "UnknownFields": ",".join(sorted(new))},
+            )
+
+    def fields(self, entity: str) -> set[str]:
+        with self._lock:
+            return set(self._seen.get(entity, ()))
+
+
+def raw_page(items: list[Any], what: str) -> RawPage:
+    """The record objects of a page's ``data`` array (each entry's ``data``)."""
+    page = RawPage()
+    for item in items:
+        raw = item.get("data") if isinstance(item, dict) else None
+        if not isinstance(raw, dict):
+            page.failures.append(RecordError("", f"an entry of {what} is not an object"))
+            continue
+        if isinstance(raw.get("id"), str):
+            page.last_id = raw["id"]
+        page.records.append(raw)
+    return page
+
+
+def parse_page(
+    raws: list[dict[str, Any]],
+    model: type[T],
+    entity: str,
+    role: str | None,
+    field_report: FieldReport,
+) -> Page[T]:
+    """Typed records (unreadable ones as failures, records without ``role`` left out)."""
+    page: Page[T] = Page()
+    unknown: set[str] = set()
+    for raw in raws:
+        try:
+            record = parse_event(raw) if model is Event else parse(model, raw)
+        except RecordError as exc:
+            page.failures.append(exc)
+            continue
+        if role is not None and getattr(record.roles, role) is None:  # type: ignore[attr-defined]
+            page.off_role += 1  # `next` links may not carry the role filter
+            continue
+        if model is not Event:
+            unknown |= unknown_fields(record)
+        page.records.append(record)  # type: ignore[arg-type]
+    field_report.observe(entity, unknown)
+    return page
+
+
+def parse_raw(
+    raw: RawPage, model: type[T], entity: str, role: str | None, field_report: FieldReport
+) -> Page[T]:
+    """``raw`` parsed (``parse_page``), its unreadable entries first among the failures."""
+    page = parse_page(raw.records, model, entity, role, field_report)
+    page.failures[:0] = raw.failures
+    page.last_id = raw.last_id
+    return page
