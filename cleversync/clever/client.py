@@ -142,7 +142,7 @@ _KINDS: dict[str, tuple[str, str | None, type[CleverModel], str]] = {
 
 
 class FieldReport:
-    """Unknown fields, reported once per run per entity (names only, EC-008)."""
+    """Unknown fields, reported once per run per entity, by name only (never their values)."""
 
     def __init__(self) -> None:
         self._seen: dict[str, set[str]] = {}

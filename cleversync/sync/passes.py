@@ -34,7 +34,6 @@ from cleversync.errors import (
 )
 from cleversync.settings import Settings
 from cleversync.sync.entities import SECTION, STUDENT, TEACHER, Entity
-from cleversync.sync.history import PARTIAL
 from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
@@ -47,6 +46,7 @@ from cleversync.sync.writer import (
     write_refusing,
 )
 from cleversync.timeutil import parse_clever_time
+from cleversync.vocabulary import RunStatus
 
 # Errors that end the whole school's run; anything else from Clever fails one entity.
 SCHOOL_LEVEL = (
@@ -205,7 +205,7 @@ def _until_incomplete(
 def _incomplete(outcome: EntityOutcome, exc: CleverIncompleteListError, *, delete: bool) -> None:
     """Partial, saying why; the school's run flags a full sync for it."""
     outcome.incomplete = True
-    outcome.status = PARTIAL
+    outcome.status = RunStatus.PARTIAL
     held = "nothing deleted; " if delete else ""
     outcome.notes.append(f"{exc}; {held}a full sync is flagged for the next run")
     outcome.log(logging.WARNING, "Incomplete %s list: %s", outcome.entity.lower(), exc)

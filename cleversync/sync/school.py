@@ -1,10 +1,10 @@
-"""One school's sync run: lease, mode, history, and the full, data or events pass (design §6).
+"""One school's sync run: lease, mode, history, and the full, data or events pass.
 
 Full sync reads the event baseline first, streams every page, upserts in batches, and only
 when every page arrived removes what Clever no longer has (unless that would remove more
 than ``MaxDeletePercent``). Incremental sync applies events after the stored cursor, or,
 when the district has not enabled events, compares the data and writes only real changes;
-it never deletes. Every run writes one SyncHistory row per entity.
+it never deletes. Every run writes one SyncHistory row per entity (README: 'How a sync works').
 """
 
 from __future__ import annotations
@@ -39,16 +39,16 @@ from cleversync.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.settings import Settings
 from cleversync.sync.entities import ENTITIES
 from cleversync.sync.events import apply_events
-from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
+from cleversync.sync.history import Counts, History, sanitize
 from cleversync.sync.lease import Lease, Leases
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.passes import PassContext, run_passes
 from cleversync.sync.plan import ModeDecision, choose_mode, expects_rows
 from cleversync.timeutil import utcnow
+from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncMode, SyncType
 
 logger = logging.getLogger(__name__)
 
-SKIPPED = "Skipped"
 INTERRUPTED = "interrupted: the run was asked to stop (Ctrl-C or SIGTERM) after the current batch"
 WAIT_SLICE_SECONDS = 10.0  # a long wait for Clever renews the lease and checks the budget
 
@@ -72,8 +72,8 @@ class SchoolResult:
     school_id: int
     name: str
     district_id: int
-    status: str  # Success | Partial | Failed | Skipped
-    mode: str | None = None
+    status: RunStatus  # Success | Partial | Failed | Skipped
+    mode: SyncMode | None = None
     reason: str | None = None
     error: str | None = None
     entities: list[EntityOutcome] = field(default_factory=list)
@@ -148,11 +148,11 @@ class SchoolSync:
         self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
     ) -> SchoolResult:
         began = time.perf_counter()
-        result = SchoolResult(school.school_id, school.name, district.district_id, FAILED)
+        result = SchoolResult(school.school_id, school.name, district.district_id, RunStatus.FAILED)
         try:
             lease = self.leases.acquire(school.school_id, self._owner)
         except LeaseHeldError as exc:
-            result.status, result.error = SKIPPED, str(exc)
+            result.status, result.error = RunStatus.SKIPPED, str(exc)
             logger.info(
                 "Skipped school %s: %s", school.school_id, exc, extra=_dims(school, request)
             )
@@ -169,7 +169,7 @@ class SchoolSync:
         try:
             self._run(school, district, request, lease, result)
         except Exception as exc:  # history could not be written: say so in the result and logs
-            result.status, result.error = FAILED, sanitize(_describe(exc))
+            result.status, result.error = RunStatus.FAILED, sanitize(_describe(exc))
             logger.exception(
                 "School %s failed: %s", school.school_id, result.error, extra=_dims(school, request)
             )
@@ -218,7 +218,7 @@ class SchoolSync:
             retention_days=self._settings.sync.event_retention_days,
         )
         decision = choose()
-        sync_type = "Full" if decision.mode == "full" else "Incremental"
+        sync_type = SyncType.FULL if decision.mode == SyncMode.FULL else SyncType.INCREMENTAL
         ids = self.history.open_run(
             school_id=school.school_id,
             entities=[e.name for e in ENTITIES],
@@ -279,7 +279,7 @@ class SchoolSync:
                 # until the next run (the engine reconnects then).
                 run.engine.dispose()
 
-    def _execute(self, run: _Run, decision: ModeDecision) -> str:
+    def _execute(self, run: _Run, decision: ModeDecision) -> SyncMode:
         hint = f"cleversync db upgrade --school-id {run.school.school_id}"
         try:
             run.engine = self._school_engine(run.school)
@@ -303,7 +303,7 @@ class SchoolSync:
             wait=lambda seconds: self._clever_wait(run, seconds),
             breaker=breakers.district(run.district.district_id) if breakers else None,
         )
-        if decision.mode != "full":
+        if decision.mode != SyncMode.FULL:
             emptied = self._emptied(run)
             if emptied:
                 decision = run.choose(empty_entities=emptied)
@@ -314,24 +314,24 @@ class SchoolSync:
                     decision.reason,
                     extra=_dims(run.school, run.request),
                 )
-        if decision.mode == "events":
+        if decision.mode == SyncMode.EVENTS:
             try:
                 self._events(run, run.cursor)
-                return "events"
+                return SyncMode.EVENTS
             except EventCursorExpiredError as exc:
                 self._switch_to_full(run, f"{exc}; fell back to a full sync")
                 self._full(run)
-                return "full"
+                return SyncMode.FULL
             except EventsNotEnabledError as exc:
                 run.reason = f"compared data: {exc}"
                 self._fallback_note(run, exc)
                 self._data(run, baseline_known_disabled=True)
-                return "data"
-        if decision.mode == "data":
+                return SyncMode.DATA
+        if decision.mode == SyncMode.DATA:
             self._data(run)
-            return "data"
+            return SyncMode.DATA
         self._full(run)
-        return "full"
+        return SyncMode.FULL
 
     def _emptied(self, run: _Run) -> list[str]:
         """Entities whose table holds no active rows though their history says it must."""
@@ -356,9 +356,13 @@ class SchoolSync:
         """The run becomes a full sync (its history rows say so, with the reason)."""
         run.reason = reason
         self._note_all(run, reason)
-        self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
+        self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], SyncType.FULL)
         for outcome in run.outcomes.values():
-            outcome.sync_type, outcome.status, outcome.counts = ("Full", "InProgress", Counts())
+            outcome.sync_type, outcome.status, outcome.counts = (
+                SyncType.FULL,
+                RunStatus.IN_PROGRESS,
+                Counts(),
+            )
 
     # --- modes --------------------------------------------------------------------------
 
@@ -487,14 +491,14 @@ class SchoolSync:
             seconds -= step
             self._checkpoint(run)
 
-    def _close(self, run: _Run, mode: str, result: SchoolResult) -> None:
+    def _close(self, run: _Run, mode: SyncMode, result: SchoolResult) -> None:
         # A write that fails here is reported after the run's own error, never instead of
         # it: "writing 7 student rows: ..." is what the operator must read first.
         unwritten: list[str] = []
         for outcome in run.outcomes.values():
             if not outcome.done:
                 outcome.fail("the run stopped before this entity was synced")
-            good = outcome.status in GOOD
+            good = outcome.status in GOOD_STATUSES
             try:
                 self.history.close(
                     outcome.sync_id,
@@ -518,12 +522,14 @@ class SchoolSync:
         result.entities = outcomes
         statuses = {o.status for o in outcomes}
         result.status = (
-            FAILED if FAILED in statuses else ("Partial" if "Partial" in statuses else "Success")
+            RunStatus.FAILED
+            if RunStatus.FAILED in statuses
+            else (RunStatus.PARTIAL if RunStatus.PARTIAL in statuses else RunStatus.SUCCESS)
         )
         result.mode, result.reason = mode, run.reason
         result.error = next((o.error for o in outcomes if o.error), None)
         incomplete = any(o.incomplete for o in outcomes)
-        if mode == "full":
+        if mode == SyncMode.FULL:
             needs_full = not all(o.completed for o in outcomes)
         else:  # an incomplete list in any mode: only a full sync removes what is gone
             needs_full = run.flagged or incomplete
@@ -533,10 +539,10 @@ class SchoolSync:
             except Exception as exc:
                 unwritten.append(_describe(exc))
         if unwritten:
-            result.status = FAILED
+            result.status = RunStatus.FAILED
             note = f"its sync record could not be written: {unwritten[0]}"
             result.error = sanitize(f"{result.error}; and {note}" if result.error else note)
-        level = logging.ERROR if result.status == FAILED else logging.INFO
+        level = logging.ERROR if result.status == RunStatus.FAILED else logging.INFO
         logger.log(
             level,
             "School %s (%s) finished: %s%s",
