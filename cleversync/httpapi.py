@@ -31,6 +31,7 @@ from cleversync.errors import (
 )
 from cleversync.health.checks import ServicesProbe, starting_report
 from cleversync.redaction import redact as process_redact
+from cleversync.vocabulary import HealthStatus, RunStatus
 
 if TYPE_CHECKING:
     from cleversync.orchestrator import RunResult
@@ -151,10 +152,8 @@ def correlation_id_from(headers: Mapping[str, str]) -> str:
 
 
 def _raise_if_skipped(school_id: int, run: RunResult) -> None:
-    from cleversync.sync.school import SKIPPED
-
     for school in run.schools:
-        if school.school_id == school_id and school.status == SKIPPED:
+        if school.school_id == school_id and school.status == RunStatus.SKIPPED:
             raise LeaseHeldError(school.error or f"school {school_id} is already being synced")
 
 
@@ -214,7 +213,7 @@ def _health(runtime: Runtime | None, *, detailed: bool) -> Response:
         )
     except Exception as exc:
         logger.exception("The health endpoint failed")
-        failed: dict[str, Any] = {"status": "Unhealthy", "checkedAt": None, "checks": {}}
+        failed: dict[str, Any] = {"status": HealthStatus.UNHEALTHY, "checkedAt": None, "checks": {}}
         if detailed:
             failed["error"] = f"the health check itself failed ({type(exc).__name__}); see the logs"
         return 503, failed, headers

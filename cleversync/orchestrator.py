@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cleversync.clever.breaker import RunBreakers
-from cleversync.db.sessiondb.history import FAILED, PARTIAL, SUCCESS, sanitize
+from cleversync.db.sessiondb.history import sanitize
 from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.errors import CleverSyncError, UsageError
 from cleversync.settings import Settings
-from cleversync.sync.school import SKIPPED, SchoolResult, SchoolSync, SyncRequest
+from cleversync.sync.school import SchoolResult, SchoolSync, SyncRequest
 from cleversync.timeutil import utcnow
+from cleversync.vocabulary import RunStatus
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ ONE_SCHOOL_OVERRIDE = "the mass-delete override applies to exactly one school: g
 @dataclass
 class RunResult:
     correlation_id: str
-    status: str  # Success | Partial | Failed | Skipped (no school ran)
+    status: RunStatus  # Success | Partial | Failed | Skipped (no school ran)
     duration_ms: int
     schools: list[SchoolResult] = field(default_factory=list)
     alerts: list[int] = field(default_factory=list)  # school ids alerted in this run
@@ -176,7 +177,7 @@ class Orchestrator:
                 school.school_id,
                 school.name,
                 district.district_id,
-                FAILED,
+                RunStatus.FAILED,
                 error=sanitize(f"unexpected {type(exc).__name__}: {exc}"),
             )
 
@@ -184,7 +185,7 @@ class Orchestrator:
         threshold = self._settings.monitoring.alert_after_consecutive_failures
         alerted = []
         for result in results:
-            if result.status != FAILED:
+            if result.status != RunStatus.FAILED:
                 continue
             try:
                 streak = self.history.failure_streak(result.school_id, limit=threshold + 1)
@@ -208,7 +209,7 @@ class Orchestrator:
                         "DistrictId": result.district_id,
                         "ConsecutiveFailures": streak,
                         "CorrelationId": correlation_id,
-                        "Status": FAILED,
+                        "Status": RunStatus.FAILED,
                     },
                 )
         return alerted
@@ -237,14 +238,14 @@ def _collect(
     return [result for result in done if result is not None]
 
 
-def overall_status(results: list[SchoolResult]) -> str:
+def overall_status(results: list[SchoolResult]) -> RunStatus:
     """Failed, Partial or Success over the schools that ran; Skipped when there were schools
     and none of them ran (a run that synced nothing must not look like a success)."""
-    statuses = {r.status for r in results} - {SKIPPED}
+    statuses = {r.status for r in results} - {RunStatus.SKIPPED}
     if results and not statuses:
-        return SKIPPED
-    if FAILED in statuses:
-        return FAILED
-    if PARTIAL in statuses:
-        return PARTIAL
-    return SUCCESS
+        return RunStatus.SKIPPED
+    if RunStatus.FAILED in statuses:
+        return RunStatus.FAILED
+    if RunStatus.PARTIAL in statuses:
+        return RunStatus.PARTIAL
+    return RunStatus.SUCCESS

@@ -1,6 +1,6 @@
 """One rendering of a run's result, shared by the HTTP endpoint, the CLI and the logs.
 
-The JSON shape is design §8's: ``{"correlationId", "status", "durationMs", "schools": [{
+The JSON shape (README: 'HTTP API') is ``{"correlationId", "status", "durationMs", "schools": [{
 "schoolId", "name", "status", "entities": [{"entityType", "syncType", "status", "syncId",
 "processed", "inserted", "updated", "deleted", "failed", "error"}]}]}``. Every message in
 it has passed through the redactor.
@@ -13,6 +13,7 @@ from typing import Any
 from cleversync.db.sessiondb.history import sanitize
 from cleversync.orchestrator import RunResult
 from cleversync.sync.school import SchoolResult
+from cleversync.vocabulary import RunStatus
 
 
 def run_json(run: RunResult) -> dict[str, Any]:
@@ -99,7 +100,7 @@ def problems(run: RunResult) -> list[str]:
         bad = [
             (o.entity, sanitize(o.message()))
             for o in school.entities
-            if o.status in ("Failed", "Partial") and o.message()
+            if o.status in (RunStatus.FAILED, RunStatus.PARTIAL) and o.message()
         ]
         if len({message for _, message in bad}) == 1 and len(bad) > 1:
             lines.append(f"school {school.school_id} ({school.name}): {bad[0][1]}")

@@ -1,6 +1,6 @@
 """Settings from environment variables (``CleverSync__Section__Key``), validated, with defaults.
 
-Two traps are closed here (design §3): nested settings are matched to the model by their
+Two traps are closed here: nested settings are matched to the model by their
 PascalCase names, case-insensitively, by our own source rather than by field-name guessing;
 and a ``CleverSync__`` variable that matches no setting is collected in
 ``Settings.unknown_variables`` so the entry points can warn about a misspelling.
@@ -173,7 +173,7 @@ class LoggingSettings(_Section):
 
 
 class Settings(BaseSettings):
-    """Every setting of design §3, with its default and range."""
+    """Every setting of the README's 'Configuration', with its default and range."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 

@@ -24,13 +24,14 @@ from sqlalchemy import event, insert, select, update
 from cleversync import runtime
 from cleversync.db.schema import School, SyncHistory
 from cleversync.errors import ConfigurationError
-from cleversync.health.checks import DEGRADED, HEALTHY, PENDING, UNHEALTHY, ServicesProbe
+from cleversync.health.checks import ServicesProbe
 from cleversync.runtime import Runtime
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services
 from cleversync.settings import SCHEDULE_VARIABLE, Settings
 from cleversync.timeutil import utcnow
+from cleversync.vocabulary import HealthStatus
 from tests.fakes import FakeClock, InlineExecutor, MemorySecretStore, QueuedExecutor
 from tests.test_health import FakeWaits
 from tests.world import World, make_world
@@ -212,7 +213,7 @@ def test_a_runtime_that_cannot_be_built_answers_unhealthy() -> None:
     assert get_health()[0] == 200  # starting
     assert "could not start (ImportError)" in str(runtime.current().config_error)
     status, body = settled()
-    assert status == 503 and body["status"] == UNHEALTHY
+    assert status == 503 and body["status"] == HealthStatus.UNHEALTHY
     assert "could not start (ImportError)" in body["checks"]["configuration"]["error"]
     assert post_sync({"schoolId": "1"})[0] == 500
 
@@ -380,7 +381,7 @@ def test_a_configuration_error_is_a_500_and_unhealthy_naming_the_setting(
     assert body["setting"] == "CleverSync__Sync__PageSize"
     assert "CleverSync__Sync__PageSize" in body["error"]
     status, body = settled()
-    assert status == 503 and body["status"] == UNHEALTHY
+    assert status == 503 and body["status"] == HealthStatus.UNHEALTHY
     assert body["checks"]["configuration"]["setting"] == "CleverSync__Sync__PageSize"
     assert get_health() == (503, public_view(body))
 
@@ -476,15 +477,15 @@ def test_health_after_a_sync_is_healthy(world: World) -> None:
     runtime.reset(Runtime(world.make_services(), executor=InlineExecutor()))
     post_sync()
     status, body = get_health_details()
-    assert status == 200 and body["status"] == HEALTHY
+    assert status == 200 and body["status"] == HealthStatus.HEALTHY
     assert set(body["checks"]) == {"configuration", "secretStore", "sessionDb", "cleverAuth"}
     assert body["lastSuccessfulAuthentication"].endswith("Z") and body["lastError"] is None
     assert [d["hasToken"] for d in body["checks"]["cleverAuth"]["districts"]] == [True, True]
     status, public = get_health()
     assert status == 200 and public == {
-        "status": HEALTHY,
+        "status": HealthStatus.HEALTHY,
         "checkedAt": body["checkedAt"],
-        "checks": {name: {"status": HEALTHY} for name in body["checks"]},
+        "checks": {name: {"status": HealthStatus.HEALTHY} for name in body["checks"]},
     }
 
 
@@ -509,9 +510,9 @@ def test_the_first_health_call_answers_while_the_runtime_is_still_being_built(
     finally:
         release.set()
     starting = {
-        "status": DEGRADED,
+        "status": HealthStatus.DEGRADED,
         "checkedAt": None,
-        "checks": {name: {"status": PENDING} for name in ServicesProbe.names},
+        "checks": {name: {"status": HealthStatus.PENDING} for name in ServicesProbe.names},
     }
     assert answers[0] == answers[2] == (200, starting)
     status, details = answers[1]
@@ -521,7 +522,7 @@ def test_the_first_health_call_answers_while_the_runtime_is_still_being_built(
     assert len(builders) == 1 and builders[0] is not threading.current_thread()
     # The first check ran as soon as the Runtime was built: the next probe has it.
     assert get_health() == (200, public_view(built.health.report().body))
-    assert get_health()[1]["status"] == HEALTHY
+    assert get_health()[1]["status"] == HealthStatus.HEALTHY
 
 
 def test_the_anonymous_health_body_names_no_district_secret_path_or_host(
@@ -591,12 +592,12 @@ def test_health_degrades_then_fails_as_dependencies_go(world: World) -> None:
     installed = Runtime(world.make_services(), clock=clock, executor=InlineExecutor())
     runtime.reset(installed)
     post_sync()
-    assert get_health()[1]["status"] == HEALTHY
+    assert get_health()[1]["status"] == HealthStatus.HEALTHY
     world.secrets.down = True
-    assert get_health()[1]["status"] == HEALTHY  # cached for 30 s
+    assert get_health()[1]["status"] == HealthStatus.HEALTHY  # cached for 30 s
     clock.advance(31)
     status, body = get_health_details()
-    assert status == 200 and body["status"] == DEGRADED
+    assert status == 200 and body["status"] == HealthStatus.DEGRADED
     assert body["checks"]["secretStore"]["cachedValuesServe"] is True
     engine = installed.services.session_engine()
 
@@ -609,7 +610,7 @@ def test_health_degrades_then_fails_as_dependencies_go(world: World) -> None:
         status, body = get_health_details()
     finally:
         event.remove(engine, "before_cursor_execute", unreachable)
-    assert status == 503 and body["status"] == UNHEALTHY
+    assert status == 503 and body["status"] == HealthStatus.UNHEALTHY
     assert body["checks"]["sessionDb"]["reachable"] is False
     assert "unable to open database file" in body["checks"]["sessionDb"]["error"]
     assert get_health() == (503, public_view(body))
@@ -618,12 +619,12 @@ def test_health_degrades_then_fails_as_dependencies_go(world: World) -> None:
 def test_an_expired_health_cache_starts_exactly_one_refresh(world: World) -> None:
     clock, executor = FakeClock(), QueuedExecutor()
     runtime.reset(Runtime(world.make_services(), clock=clock, executor=executor, first_wait=0))
-    assert get_health()[1]["checks"]["sessionDb"]["status"] == PENDING
+    assert get_health()[1]["checks"]["sessionDb"]["status"] == HealthStatus.PENDING
     executor.run_all()
     clock.advance(31)
     answers = [get_health_details() for _ in range(5)]
     assert len(executor.queue) == 1
-    assert all(a[1]["status"] == HEALTHY and a[1]["ageSeconds"] == 31 for a in answers)
+    assert all(a[1]["status"] == HealthStatus.HEALTHY and a[1]["ageSeconds"] == 31 for a in answers)
 
 
 def test_health_answers_at_once_while_the_secret_store_hangs(world: World) -> None:
@@ -637,9 +638,9 @@ def test_health_answers_at_once_while_the_secret_store_hangs(world: World) -> No
     try:
         status, body = get_health_details()  # the first call waits its 80 ms, no more
         assert clock() - 1000.0 == pytest.approx(0.08)
-        assert status == 200 and body["status"] == DEGRADED
-        assert body["checks"]["configuration"]["status"] == HEALTHY
-        assert body["checks"]["secretStore"]["status"] == PENDING
+        assert status == 200 and body["status"] == HealthStatus.DEGRADED
+        assert body["checks"]["configuration"]["status"] == HealthStatus.HEALTHY
+        assert body["checks"]["secretStore"]["status"] == HealthStatus.PENDING
         for _ in range(20):  # 0.4 s more, a call every 20 ms
             clock.advance(0.02)
             before = clock()
@@ -647,7 +648,7 @@ def test_health_answers_at_once_while_the_secret_store_hangs(world: World) -> No
             assert clock() - before <= 0.08 + 1e-9
         assert body["checks"]["secretStore"]["error"] == "no answer within 0.3 s"
         assert body["checks"]["secretStore"]["cachedValuesServe"] is True
-        assert status == 200 and body["status"] == DEGRADED
+        assert status == 200 and body["status"] == HealthStatus.DEGRADED
     finally:
         store.release.set()
 
@@ -669,9 +670,9 @@ def test_health_is_unhealthy_when_session_db_hangs(world: World) -> None:
         assert get_health()[0] == 200  # the first call: still checking SessionDb
         clock.advance(0.3)
         status, body = get_health_details()
-        assert status == 503 and body["status"] == UNHEALTHY
+        assert status == 503 and body["status"] == HealthStatus.UNHEALTHY
         assert body["checks"]["sessionDb"] == {
-            "status": UNHEALTHY,
+            "status": HealthStatus.UNHEALTHY,
             "reachable": False,
             "error": "no answer within 0.3 s",
         }
@@ -689,7 +690,7 @@ def test_no_secret_leaves_in_a_health_body(world: World) -> None:
     runtime.reset(installed)
     post_sync()  # District-2 is refused: its error is in the body
     status, body = get_health_details()
-    assert status == 200 and body["status"] == DEGRADED
+    assert status == 200 and body["status"] == HealthStatus.DEGRADED
     text = json.dumps(body)
     assert "refused the credentials" in text
     assert secret not in text and world.secrets.get(names.client_secret("District-2")) not in text

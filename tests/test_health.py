@@ -14,11 +14,6 @@ import pytest
 from cleversync.clever.tokens import TokenState
 from cleversync.errors import ConfigurationError, SecretStoreUnavailableError
 from cleversync.health.checks import (
-    DEGRADED,
-    HEALTHY,
-    PENDING,
-    UNHEALTHY,
-    UNKNOWN,
     ProbeTargets,
     ServicesProbe,
     district_status,
@@ -31,6 +26,7 @@ from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services
 from cleversync.settings import Settings
+from cleversync.vocabulary import HealthStatus
 from tests.fakes import FakeClock, InlineExecutor, MemorySecretStore, QueuedExecutor
 from tests.world import World, make_world
 
@@ -42,7 +38,10 @@ class ScriptedProbe:
     names = ("first", "second")
 
     def __init__(self) -> None:
-        self.results = {"first": {"status": HEALTHY}, "second": {"status": HEALTHY}}
+        self.results = {
+            "first": {"status": HealthStatus.HEALTHY},
+            "second": {"status": HealthStatus.HEALTHY},
+        }
         self.block_on: str | None = None
         self.gate = threading.Event()
         self.blocked = threading.Event()
@@ -57,7 +56,7 @@ class ScriptedProbe:
             record(name, dict(self.results[name]))
 
     def timed_out(self, name: str, seconds: float) -> dict[str, Any]:
-        return {"status": UNHEALTHY, "error": f"no answer within {seconds:g} s"}
+        return {"status": HealthStatus.UNHEALTHY, "error": f"no answer within {seconds:g} s"}
 
     def summary(self, checks: Any) -> dict[str, Any]:
         return {}
@@ -121,12 +120,15 @@ def join(executor: CountingThreads) -> None:
 @pytest.mark.parametrize(
     ("statuses", "expected"),
     [
-        ([HEALTHY, HEALTHY], HEALTHY),
-        ([HEALTHY, DEGRADED], DEGRADED),
-        ([DEGRADED, UNHEALTHY, HEALTHY], UNHEALTHY),
-        ([HEALTHY, PENDING], DEGRADED),
-        ([HEALTHY, "Skipped", UNKNOWN], HEALTHY),
-        ([], DEGRADED),
+        ([HealthStatus.HEALTHY, HealthStatus.HEALTHY], HealthStatus.HEALTHY),
+        ([HealthStatus.HEALTHY, HealthStatus.DEGRADED], HealthStatus.DEGRADED),
+        (
+            [HealthStatus.DEGRADED, HealthStatus.UNHEALTHY, HealthStatus.HEALTHY],
+            HealthStatus.UNHEALTHY,
+        ),
+        ([HealthStatus.HEALTHY, HealthStatus.PENDING], HealthStatus.DEGRADED),
+        ([HealthStatus.HEALTHY, "Skipped", HealthStatus.UNKNOWN], HealthStatus.HEALTHY),
+        ([], HealthStatus.DEGRADED),
     ],
 )
 def test_the_overall_status_is_the_worst_check(statuses: list[str], expected: str) -> None:
@@ -136,11 +138,14 @@ def test_the_overall_status_is_the_worst_check(statuses: list[str], expected: st
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        (TokenState(has_token=True, last_success_at=1.0), HEALTHY),
-        (TokenState(has_token=True, last_error="refresh failed", last_error_at=2.0), DEGRADED),
-        (TokenState(last_error="refused", last_error_at=2.0), UNHEALTHY),
-        (TokenState(last_success_at=1.0), HEALTHY),
-        (TokenState(), UNKNOWN),
+        (TokenState(has_token=True, last_success_at=1.0), HealthStatus.HEALTHY),
+        (
+            TokenState(has_token=True, last_error="refresh failed", last_error_at=2.0),
+            HealthStatus.DEGRADED,
+        ),
+        (TokenState(last_error="refused", last_error_at=2.0), HealthStatus.UNHEALTHY),
+        (TokenState(last_success_at=1.0), HealthStatus.HEALTHY),
+        (TokenState(), HealthStatus.UNKNOWN),
     ],
 )
 def test_a_district_is_judged_by_its_token_cache(state: TokenState, expected: str) -> None:
@@ -150,12 +155,12 @@ def test_a_district_is_judged_by_its_token_cache(state: TokenState, expected: st
 @pytest.mark.parametrize(
     ("statuses", "expected"),
     [
-        ([], HEALTHY),
-        ([HEALTHY, UNKNOWN], HEALTHY),
-        ([HEALTHY, UNHEALTHY], DEGRADED),
-        ([DEGRADED], DEGRADED),
-        ([UNHEALTHY, UNHEALTHY], UNHEALTHY),
-        ([UNKNOWN, UNHEALTHY], DEGRADED),
+        ([], HealthStatus.HEALTHY),
+        ([HealthStatus.HEALTHY, HealthStatus.UNKNOWN], HealthStatus.HEALTHY),
+        ([HealthStatus.HEALTHY, HealthStatus.UNHEALTHY], HealthStatus.DEGRADED),
+        ([HealthStatus.DEGRADED], HealthStatus.DEGRADED),
+        ([HealthStatus.UNHEALTHY, HealthStatus.UNHEALTHY], HealthStatus.UNHEALTHY),
+        ([HealthStatus.UNKNOWN, HealthStatus.UNHEALTHY], HealthStatus.DEGRADED),
     ],
 )
 def test_no_district_able_to_authenticate_is_unhealthy(statuses: list[str], expected: str) -> None:
@@ -173,8 +178,11 @@ def test_the_first_call_gets_a_fast_first_check() -> None:
     )
     report, spent = waited(clock, monitor)
     assert spent == 0 and waits.asked == pytest.approx([0.08])  # the check was done: no time waited
-    assert report.status == HEALTHY and report.http_status == 200
-    assert report.body["checks"] == {"first": {"status": HEALTHY}, "second": {"status": HEALTHY}}
+    assert report.status == HealthStatus.HEALTHY and report.http_status == 200
+    assert report.body["checks"] == {
+        "first": {"status": HealthStatus.HEALTHY},
+        "second": {"status": HealthStatus.HEALTHY},
+    }
     assert report.body["checkedAt"].endswith("Z")
 
 
@@ -186,42 +194,42 @@ def test_the_first_call_waits_at_most_80_ms_then_reports_what_it_knows() -> None
     try:
         report, spent = waited(clock, monitor)
         assert spent == pytest.approx(0.08) and waits.asked == pytest.approx([0.08])
-        assert report.status == DEGRADED and report.http_status == 200
+        assert report.status == HealthStatus.DEGRADED and report.http_status == 200
         assert report.body["checks"] == {
-            "first": {"status": HEALTHY},
-            "second": {"status": PENDING},
+            "first": {"status": HealthStatus.HEALTHY},
+            "second": {"status": HealthStatus.PENDING},
         }
         assert report.body["checkedAt"] is None
         assert report.body["refresh"]["state"] == "Running"
         report, spent = waited(clock, monitor)  # later calls wait only what is left: none
         assert spent == 0 and waits.asked == pytest.approx([0.08])
-        assert report.status == DEGRADED
+        assert report.status == HealthStatus.DEGRADED
     finally:
         probe.gate.set()
     join(executor)
-    assert monitor.report().status == HEALTHY
+    assert monitor.report().status == HealthStatus.HEALTHY
     assert probe.runs == 1
 
 
 def test_an_expired_cache_starts_exactly_one_background_refresh() -> None:
     probe, clock, executor = ScriptedProbe(), FakeClock(1000.0), QueuedExecutor()
     monitor = HealthMonitor(probe, cache_seconds=30, clock=clock, executor=executor, first_wait=0)
-    assert monitor.report().status == DEGRADED  # nothing known yet
+    assert monitor.report().status == HealthStatus.DEGRADED  # nothing known yet
     executor.run_all()
     for _ in range(5):
         clock.advance(5)
-        assert monitor.report().status == HEALTHY
+        assert monitor.report().status == HealthStatus.HEALTHY
     assert monitor.refreshes_started == 1 and not executor.queue
-    probe.results["second"] = {"status": UNHEALTHY, "error": "down"}
+    probe.results["second"] = {"status": HealthStatus.UNHEALTHY, "error": "down"}
     clock.advance(6)  # 31 s old
     answers = [monitor.report() for _ in range(5)]
     assert len(executor.queue) == 1 and monitor.refreshes_started == 2
     # ...and the callers are answered at once from the cache
-    assert {a.status for a in answers} == {HEALTHY}
+    assert {a.status for a in answers} == {HealthStatus.HEALTHY}
     assert answers[0].body["ageSeconds"] == 31 and answers[0].body["refresh"]["state"] == "Running"
     executor.run_all()
     report = monitor.report()
-    assert report.status == UNHEALTHY and report.http_status == 503
+    assert report.status == HealthStatus.UNHEALTHY and report.http_status == 503
     assert report.body["ageSeconds"] == 0 and monitor.refreshes_started == 2
 
 
@@ -237,8 +245,11 @@ def test_a_refresh_that_overruns_is_abandoned_and_threads_do_not_pile_up() -> No
     clock.advance(11)
     report = monitor.report()
     assert monitor.refreshes_abandoned == 1 and monitor.refreshes_started == 3
-    assert report.status == UNHEALTHY
-    assert report.body["checks"]["first"] == {"status": UNHEALTHY, "error": "no answer within 10 s"}
+    assert report.status == HealthStatus.UNHEALTHY
+    assert report.body["checks"]["first"] == {
+        "status": HealthStatus.UNHEALTHY,
+        "error": "no answer within 10 s",
+    }
     assert report.body["refresh"]["abandoned"]["check"] == "first"
     clock.advance(11)
     report = monitor.report()  # refresh 3 abandoned too: both threads stuck, no fourth
@@ -249,10 +260,10 @@ def test_a_refresh_that_overruns_is_abandoned_and_threads_do_not_pile_up() -> No
         monitor.report()
     assert monitor.refreshes_started == 3
     executor.run_all()  # the stuck checks return late: their results are dropped...
-    assert monitor.report().status == UNHEALTHY
+    assert monitor.report().status == HealthStatus.UNHEALTHY
     assert monitor.refreshes_started == 4  # ...and their threads are free again
     executor.run_all()
-    assert monitor.report().status == HEALTHY
+    assert monitor.report().status == HealthStatus.HEALTHY
     assert "abandoned" not in monitor.report().body["refresh"]
 
 
@@ -264,7 +275,7 @@ def test_a_refresh_overdue_only_because_the_instance_was_frozen_is_kept() -> Non
         probe, cache_seconds=30, clock=clock, wait=waits, executor=executor, timeout=10
     )
     try:
-        assert monitor.report().status == DEGRADED  # the first check, still running
+        assert monitor.report().status == HealthStatus.DEGRADED  # the first check, still running
         clock.advance(600)  # frozen for ten minutes mid-check...
         # ...and once thawed, it finishes while the caller gives it its last moment
         waits.instead = lambda event: probe.gate.set() or event.wait(10)
@@ -272,7 +283,7 @@ def test_a_refresh_overdue_only_because_the_instance_was_frozen_is_kept() -> Non
     finally:
         probe.gate.set()
     assert waits.asked[1:] == pytest.approx([0.05])  # the grace, within the call's 80 ms
-    assert report.status == HEALTHY and monitor.refreshes_abandoned == 0
+    assert report.status == HealthStatus.HEALTHY and monitor.refreshes_abandoned == 0
     join(executor)
 
 
@@ -289,9 +300,9 @@ def test_an_overdue_refresh_that_does_not_finish_in_its_grace_is_abandoned() -> 
         report, spent = waited(clock, monitor)
         assert waits.asked[1] == pytest.approx(0.05) and spent <= 0.08
         assert monitor.refreshes_abandoned == 1
-        assert report.body["checks"]["first"] == {"status": HEALTHY}
+        assert report.body["checks"]["first"] == {"status": HealthStatus.HEALTHY}
         assert report.body["checks"]["second"] == {
-            "status": UNHEALTHY,
+            "status": HealthStatus.UNHEALTHY,
             "error": "no answer within 10 s",
         }
     finally:
@@ -315,7 +326,9 @@ def test_no_call_waits_more_than_80_ms_while_a_dependency_hangs() -> None:
         assert max(spent) <= 0.08 + 1e-9 and spent[0] == pytest.approx(0.08)
         assert executor.started == 2  # one, then one more after it was abandoned; no more
         assert monitor.refreshes_abandoned == 2
-        assert report.status == UNHEALTHY and report.body["refresh"]["state"] == "Blocked"
+        assert (
+            report.status == HealthStatus.UNHEALTHY and report.body["refresh"]["state"] == "Blocked"
+        )
         assert report.body["checks"]["first"]["error"] == "no answer within 0.2 s"
     finally:
         probe.gate.set()
@@ -331,12 +344,14 @@ def test_a_hanging_dependency_still_answers_within_a_second_in_real_time() -> No
         began = time.monotonic()
         first = monitor.report()
         assert time.monotonic() - began < 1.0
-        assert first.status == DEGRADED and first.body["checks"]["first"] == {"status": PENDING}
+        assert first.status == HealthStatus.DEGRADED and first.body["checks"]["first"] == {
+            "status": HealthStatus.PENDING
+        }
         time.sleep(0.25)
         began = time.monotonic()
         later = monitor.report()
         assert time.monotonic() - began < 1.0
-        assert later.status == UNHEALTHY
+        assert later.status == HealthStatus.UNHEALTHY
         assert later.body["checks"]["first"]["error"] == "no answer within 0.2 s"
     finally:
         probe.gate.set()
@@ -346,12 +361,12 @@ def test_a_hanging_dependency_still_answers_within_a_second_in_real_time() -> No
 def test_a_probe_that_crashes_is_reported_not_raised() -> None:
     class Broken(ScriptedProbe):
         def run(self, record: Callable[[str, dict[str, Any]], None]) -> None:
-            record("first", {"status": HEALTHY})
+            record("first", {"status": HealthStatus.HEALTHY})
             raise RuntimeError("bug")
 
     monitor = HealthMonitor(Broken(), cache_seconds=30, executor=InlineExecutor())
     report = monitor.report()
-    assert report.status == DEGRADED
+    assert report.status == HealthStatus.DEGRADED
     assert "stopped" in report.body["checks"]["second"]["error"]
 
 
@@ -378,36 +393,42 @@ def probe(services: Services | None, error: ConfigurationError | None = None):
 def test_a_synced_installation_is_healthy(world: World) -> None:
     world.sync()
     status, checks = probe(world.services)
-    assert status == HEALTHY
+    assert status == HealthStatus.HEALTHY
     assert checks["secretStore"]["reachable"] is True
     assert checks["sessionDb"] == {
-        "status": HEALTHY,
+        "status": HealthStatus.HEALTHY,
         "reachable": True,
         "districts": 2,
         "activeSchools": 2,
     }
     clever = checks["cleverAuth"]
-    assert [d["status"] for d in clever["districts"]] == [HEALTHY, HEALTHY]
+    assert [d["status"] for d in clever["districts"]] == [
+        HealthStatus.HEALTHY,
+        HealthStatus.HEALTHY,
+    ]
     assert all(d["hasToken"] and d["lastSuccessAt"] for d in clever["districts"])
     assert clever["lastSuccessfulAuthentication"].endswith("Z") and clever["lastError"] is None
 
 
 def test_districts_not_used_yet_are_judged_by_their_credentials(world: World) -> None:
     status, checks = probe(world.make_services())  # a fresh instance: nothing cached
-    assert status == HEALTHY
+    assert status == HealthStatus.HEALTHY
     rows = checks["cleverAuth"]["districts"]
-    assert [r["status"] for r in rows] == [UNKNOWN, UNKNOWN]
+    assert [r["status"] for r in rows] == [HealthStatus.UNKNOWN, HealthStatus.UNKNOWN]
     assert rows[0]["credentials"] == (
         f"{names.client_id('District-1')} and {names.client_secret('District-1')}"
     )
     world.secrets.values.pop(names.client_secret("District-2"))
     status, checks = probe(world.make_services())
-    assert status == DEGRADED
-    assert checks["cleverAuth"]["districts"][1]["status"] == UNHEALTHY
+    assert status == HealthStatus.DEGRADED
+    assert checks["cleverAuth"]["districts"][1]["status"] == HealthStatus.UNHEALTHY
     assert "no Clever credentials" in checks["cleverAuth"]["districts"][1]["error"]
     world.secrets.values.pop(names.client_secret("District-1"))
     status, checks = probe(world.make_services())
-    assert status == UNHEALTHY and checks["cleverAuth"]["status"] == UNHEALTHY
+    assert (
+        status == HealthStatus.UNHEALTHY
+        and checks["cleverAuth"]["status"] == HealthStatus.UNHEALTHY
+    )
 
 
 def test_districts_failing_to_authenticate(world: World) -> None:
@@ -415,16 +436,19 @@ def test_districts_failing_to_authenticate(world: World) -> None:
     world.secrets.set(secret, "not-the-right-secret")
     world.sync()
     status, checks = probe(world.services)
-    assert status == DEGRADED
+    assert status == HealthStatus.DEGRADED
     rows = checks["cleverAuth"]["districts"]
-    assert [r["status"] for r in rows] == [HEALTHY, UNHEALTHY]
+    assert [r["status"] for r in rows] == [HealthStatus.HEALTHY, HealthStatus.UNHEALTHY]
     assert "refused the credentials" in rows[1]["lastError"]
     assert checks["cleverAuth"]["lastError"]["districtId"] == rows[1]["districtId"]
     world.secrets.set(names.client_secret("District-1"), "not-the-right-secret-either")
     services = world.make_services()
     world.sync(services)
     status, checks = probe(services)
-    assert status == UNHEALTHY and checks["cleverAuth"]["status"] == UNHEALTHY
+    assert (
+        status == HealthStatus.UNHEALTHY
+        and checks["cleverAuth"]["status"] == HealthStatus.UNHEALTHY
+    )
     assert "not-the-right-secret" not in str(checks)
 
 
@@ -432,10 +456,10 @@ def test_an_unreachable_secret_store_degrades_while_cached_values_serve(world: W
     world.sync()
     world.secrets.down = True
     status, checks = probe(world.services)
-    assert status == DEGRADED
-    assert checks["secretStore"]["status"] == DEGRADED
+    assert status == HealthStatus.DEGRADED
+    assert checks["secretStore"]["status"] == HealthStatus.DEGRADED
     assert checks["secretStore"]["cachedValuesServe"] is True
-    assert checks["sessionDb"]["status"] == HEALTHY
+    assert checks["sessionDb"]["status"] == HealthStatus.HEALTHY
 
 
 def test_an_unreachable_secret_store_with_nothing_cached_is_unhealthy(world: World) -> None:
@@ -443,9 +467,9 @@ def test_an_unreachable_secret_store_with_nothing_cached_is_unhealthy(world: Wor
     store.down = True
     services = Services(Settings.load(world.env), secret_store=store)
     status, checks = probe(services)
-    assert status == UNHEALTHY
-    assert checks["secretStore"]["status"] == UNHEALTHY
-    assert checks["sessionDb"]["status"] == UNHEALTHY
+    assert status == HealthStatus.UNHEALTHY
+    assert checks["secretStore"]["status"] == HealthStatus.UNHEALTHY
+    assert checks["sessionDb"]["status"] == HealthStatus.UNHEALTHY
 
 
 def test_an_unreachable_session_db_is_unhealthy(world: World, tmp_path: Path) -> None:
@@ -453,7 +477,7 @@ def test_an_unreachable_session_db_is_unhealthy(world: World, tmp_path: Path) ->
         {names.SESSIONDB_CONNECTION_STRING: f"sqlite:///{tmp_path / 'gone' / 'x.sqlite'}"}
     )
     status, checks = probe(Services(Settings.load(world.env), secret_store=store))
-    assert status == UNHEALTHY
+    assert status == HealthStatus.UNHEALTHY
     assert checks["sessionDb"]["reachable"] is False
     assert "does not exist" in checks["sessionDb"]["error"]
     assert checks["cleverAuth"]["status"] == "Skipped"
@@ -465,7 +489,7 @@ def test_a_configuration_error_is_unhealthy_and_names_the_setting() -> None:
     except ConfigurationError as exc:
         error = exc
     status, checks = probe(None, error)
-    assert status == UNHEALTHY
+    assert status == HealthStatus.UNHEALTHY
     assert checks["configuration"]["setting"] == "CleverSync__Sync__PageSize"
     assert "CleverSync__Sync__PageSize" in checks["configuration"]["error"]
     assert checks["sessionDb"]["status"] == "Skipped"
@@ -486,7 +510,9 @@ def test_no_secret_reaches_a_check(world: World) -> None:
     store.down = True
     services = Services(Settings.load(world.env), secret_store=store, redactor=world.redactor)
     status, checks = probe(services)
-    assert status == DEGRADED and checks["secretStore"]["status"] == DEGRADED
+    assert (
+        status == HealthStatus.DEGRADED and checks["secretStore"]["status"] == HealthStatus.DEGRADED
+    )
     assert leaked not in str(checks) and "***" in checks["secretStore"]["error"]
 
 
@@ -497,7 +523,7 @@ def test_the_anonymous_view_picks_the_statuses_and_nothing_else() -> None:
     clock = FakeClock(1000.0)
     probe = ScriptedProbe()
     probe.results["second"] = {
-        "status": DEGRADED,
+        "status": HealthStatus.DEGRADED,
         "error": "no Clever credentials: set CleverSyncSOS--North--ClientSecret",
         "districts": [{"name": "North District"}],
     }
@@ -506,18 +532,21 @@ def test_the_anonymous_view_picks_the_statuses_and_nothing_else() -> None:
     assert report.body["checks"]["second"]["districts"]  # the detailed view has it all
     public = report.public_body()
     assert public == {
-        "status": DEGRADED,
+        "status": HealthStatus.DEGRADED,
         "checkedAt": report.body["checkedAt"],
-        "checks": {"first": {"status": HEALTHY}, "second": {"status": DEGRADED}},
+        "checks": {
+            "first": {"status": HealthStatus.HEALTHY},
+            "second": {"status": HealthStatus.DEGRADED},
+        },
     }
 
 
 def test_a_starting_process_is_degraded_with_every_check_pending() -> None:
     report = starting_report(ServicesProbe.names)
-    assert report.status == DEGRADED and report.http_status == 200
+    assert report.status == HealthStatus.DEGRADED and report.http_status == 200
     assert report.public_body() == {
-        "status": DEGRADED,
+        "status": HealthStatus.DEGRADED,
         "checkedAt": None,
-        "checks": {name: {"status": PENDING} for name in ServicesProbe.names},
+        "checks": {name: {"status": HealthStatus.PENDING} for name in ServicesProbe.names},
     }
     assert report.body["refresh"]["state"] == "Starting"

@@ -10,7 +10,7 @@ import pytest
 from cleversync.errors import ConfigurationError
 from cleversync.settings import Settings, all_variables
 
-# Every setting of design §3, a non-default value, and how to read it back.
+# Every setting (README: 'Configuration'), a non-default value, and how to read it back.
 EVERY_VARIABLE = {
     "CleverSync__Clever__ApiBaseUrl": (
         "http://127.0.0.1:9999",

@@ -1,7 +1,7 @@
 """Typed Clever v3.0 payloads: users (students, teachers), sections, schools, events.
 
-Every field of Clever's v3.0 schema (reference §3, plus what the recordings show) is declared,
-so ``unknown_fields`` can report only what Clever added since: a schema change (EC-008) is
+Every field of Clever's v3.0 schema (Clever's docs, plus what the recordings show) is declared,
+so ``unknown_fields`` can report only what Clever added since: a schema change is
 logged by field name, and the sync goes on with the fields it maps. Optional fields are
 optional because real payloads omit them, send ``""`` or ``null``.
 """

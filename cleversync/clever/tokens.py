@@ -1,6 +1,6 @@
 """Clever access tokens per district: fetched, cached, refreshed ahead of time, dropped on 401.
 
-Where a token comes from, in order (design §4, §7): the district's pre-issued
+Where a token comes from, in order (README: 'Secrets'): the district's pre-issued
 ``{DistrictPrefix}--AccessToken`` secret; the global ``Clever--AccessToken`` when exactly one
 district is registered; otherwise the token endpoint with the district's app credentials, or
 the global app's. ``district_tokens`` mode lists the app's district tokens (Clever's real

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from cleversync.cli.args import identifier
 from cleversync.cli.output import table
+from cleversync.vocabulary import STORED_STATUSES, HealthStatus, RunStatus
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
     from cleversync.orchestrator import RunResult
     from cleversync.sync.school import Progress
 
-STATUSES = ("InProgress", "Success", "Failed", "Partial")
+STATUSES = [s.value for s in STORED_STATUSES]  # values: argparse shows repr() of a bad one
 
 
 def register(commands: Any) -> None:
@@ -137,9 +138,9 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
 def exit_status(run: RunResult, *, single_school: bool) -> int:
     """0 when every school succeeded (skipped ones aside), 1 when one failed or was partial,
     or when no school ran at all (the run is Skipped)."""
-    if run.status != "Success":
+    if run.status != RunStatus.SUCCESS:
         return 1
-    if single_school and any(s.status == "Skipped" for s in run.schools):
+    if single_school and any(s.status == RunStatus.SKIPPED for s in run.schools):
         return 1
     return 0
 
@@ -150,7 +151,7 @@ def _verdict(run: RunResult) -> str:
         counts[school.status] = counts.get(school.status, 0) + 1
     parts = ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
     verdict = f"Run {run.correlation_id}: {run.status} in {run.duration_ms / 1000:.1f} s ({parts})"
-    if run.status == "Skipped":
+    if run.status == RunStatus.SKIPPED:
         verdict += ": nothing was synced; every school was skipped (the reasons are above)"
     return verdict
 
@@ -277,7 +278,7 @@ def _first_line(text: str | None, width: int = 70) -> str:
 def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
     """The checks of GET /health/clever-auth, run now; exit 1 when Unhealthy."""
     from cleversync.errors import ConfigurationError
-    from cleversync.health.checks import UNHEALTHY, ProbeTargets, ServicesProbe, overall
+    from cleversync.health.checks import ProbeTargets, ServicesProbe, overall
     from cleversync.redaction import redact
 
     try:
@@ -301,11 +302,11 @@ def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
             print(f"  {name}: {_check_line(name, check)}")
             for row in check.get("districts") or [] if name == "cleverAuth" else []:
                 error = f" - {row['lastError']}" if row.get("lastError") else ""
-                if row["status"] == "Unknown" and not error:
+                if row["status"] == HealthStatus.UNKNOWN and not error:
                     error = " - credentials present, not used yet (--authenticate tries them)"
                 label = f"{row['districtId']} {row.get('name') or ''}".strip()
                 print(f"    district {label}: {row['status']}{error}")
-    return 1 if status == UNHEALTHY else 0
+    return 1 if status == HealthStatus.UNHEALTHY else 0
 
 
 def _authenticate_all(services: Any) -> None:

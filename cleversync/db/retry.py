@@ -1,4 +1,4 @@
-"""Database retries for transient errors only, classified per dialect (design §3, issue 5)."""
+"""Database retries for transient errors only, classified per dialect."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tables of SessionDb and of the school databases; names and widths are a contract (design §5).
+"""Tables of SessionDb and of the school databases; names and widths are a contract.
 
 Other SOS applications read the school databases, so table and column names are PascalCase
 exactly as documented, and so are the attribute names here. ``Unicode`` is ``nvarchar`` on
@@ -28,6 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mssql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from cleversync.vocabulary import STORED_STATUSES, SyncType
+
 # Deterministic constraint names on every dialect, so migrations can refer to them.
 NAMING = {
     "ix": "IX_%(table_name)s_%(column_0_N_name)s",
@@ -42,8 +44,8 @@ UtcDateTime = DateTime().with_variant(mssql.DATETIME2(), "mssql")
 LongText = UnicodeText().with_variant(mssql.NVARCHAR(None), "mssql")
 
 ENTITY_TYPES = ("Student", "Teacher", "Section")
-SYNC_TYPES = ("Full", "Incremental")
-STATUSES = ("InProgress", "Success", "Failed", "Partial")
+SYNC_TYPES = tuple(t.value for t in SyncType)
+STATUSES = tuple(s.value for s in STORED_STATUSES)  # Skipped is never stored
 RUN_TRIGGERS = ("timer", "http", "cli")
 RUN_SCHOOL_STATUSES = ("Queued", "Running", "Success", "Partial", "Failed", "Skipped")
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from cleversync.db.errors import database_error
 from cleversync.errors import CleverSyncError, ConfigurationError
+from cleversync.vocabulary import HealthStatus
 
 if TYPE_CHECKING:
     from cleversync.clever.tokens import TokenState
@@ -42,38 +43,38 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-HEALTHY, DEGRADED, UNHEALTHY = "Healthy", "Degraded", "Unhealthy"
-PENDING, SKIPPED, UNKNOWN = "Pending", "Skipped", "Unknown"
-_RANK = {HEALTHY: 0, DEGRADED: 1, UNHEALTHY: 2}
+_RANK = {HealthStatus.HEALTHY: 0, HealthStatus.DEGRADED: 1, HealthStatus.UNHEALTHY: 2}
 _COUNTS_AS = {
-    HEALTHY: HEALTHY,
-    UNKNOWN: HEALTHY,
-    SKIPPED: HEALTHY,
-    PENDING: DEGRADED,
-    DEGRADED: DEGRADED,
-    UNHEALTHY: UNHEALTHY,
+    HealthStatus.HEALTHY: HealthStatus.HEALTHY,
+    HealthStatus.UNKNOWN: HealthStatus.HEALTHY,
+    HealthStatus.SKIPPED: HealthStatus.HEALTHY,
+    HealthStatus.PENDING: HealthStatus.DEGRADED,
+    HealthStatus.DEGRADED: HealthStatus.DEGRADED,
+    HealthStatus.UNHEALTHY: HealthStatus.UNHEALTHY,
 }
 
 Check = dict[str, Any]
 Record = Callable[[str, Check], None]
 
 
-def overall(checks: Mapping[str, Check]) -> str:
+def overall(checks: Mapping[str, Check]) -> HealthStatus:
     """The worst check status (Pending counts as Degraded; nothing known is Degraded)."""
     if not checks:
-        return DEGRADED
-    statuses = (_COUNTS_AS.get(check.get("status", ""), DEGRADED) for check in checks.values())
+        return HealthStatus.DEGRADED
+    statuses = (
+        _COUNTS_AS.get(check.get("status", ""), HealthStatus.DEGRADED) for check in checks.values()
+    )
     return max(statuses, key=_RANK.__getitem__)
 
 
 @dataclass(frozen=True)
 class HealthReport:
-    status: str
+    status: HealthStatus
     body: dict[str, Any]
 
     @property
     def http_status(self) -> int:
-        return 503 if self.status == UNHEALTHY else 200
+        return 503 if self.status == HealthStatus.UNHEALTHY else 200
 
     def public_body(self) -> dict[str, Any]:
         """The anonymous view: statuses and when they were checked, nothing else.
@@ -95,9 +96,9 @@ def starting_report(names: tuple[str, ...]) -> HealthReport:
     Degraded (200), like a first check that has not finished: a starting instance is not
     known to be broken, and a 503 here would make every cold start look like an outage.
     """
-    checks: dict[str, Check] = {name: {"status": PENDING} for name in names}
+    checks: dict[str, Check] = {name: {"status": HealthStatus.PENDING} for name in names}
     body: dict[str, Any] = {
-        "status": DEGRADED,
+        "status": HealthStatus.DEGRADED,
         "checkedAt": None,
         "ageSeconds": None,
         "lastSuccessfulAuthentication": None,
@@ -108,7 +109,7 @@ def starting_report(names: tuple[str, ...]) -> HealthReport:
         },
         "checks": checks,
     }
-    return HealthReport(DEGRADED, body)
+    return HealthReport(HealthStatus.DEGRADED, body)
 
 
 @dataclass(frozen=True)
@@ -157,17 +158,19 @@ class ServicesProbe:
         targets = self._targets
         if targets is None:
             error = self._config_error or ConfigurationError("no services")
-            check: Check = {"status": UNHEALTHY, "error": self._redact(str(error))}
+            check: Check = {"status": HealthStatus.UNHEALTHY, "error": self._redact(str(error))}
             if error.setting:
                 check["setting"] = error.setting
             record("configuration", check)
             for name in self.names[1:]:
-                record(name, {"status": SKIPPED, "reason": "the configuration is invalid"})
+                record(
+                    name, {"status": HealthStatus.SKIPPED, "reason": "the configuration is invalid"}
+                )
             return
         record(
             "configuration",
             {
-                "status": HEALTHY,
+                "status": HealthStatus.HEALTHY,
                 "store": targets.store_kind,
                 "unknownSettings": list(targets.unknown_settings),
             },
@@ -178,16 +181,16 @@ class ServicesProbe:
         try:
             clever = self._clever_auth(targets, districts)
         except Exception as exc:
-            clever = {"status": DEGRADED, "error": self._message(exc)}
+            clever = {"status": HealthStatus.DEGRADED, "error": self._message(exc)}
         record("cleverAuth", clever)
 
     def timed_out(self, name: str, seconds: float) -> Check:
         error = f"no answer within {seconds:g} s"
         if name == "sessionDb":
-            return {"status": UNHEALTHY, "reachable": False, "error": error}
+            return {"status": HealthStatus.UNHEALTHY, "reachable": False, "error": error}
         if name == "secretStore" and self._targets is not None:
             return _store_unreachable(self._targets, error)
-        return {"status": DEGRADED, "error": error}
+        return {"status": HealthStatus.DEGRADED, "error": error}
 
     def summary(self, checks: Mapping[str, Check]) -> dict[str, Any]:
         clever = checks.get("cleverAuth", {})
@@ -204,7 +207,7 @@ class ServicesProbe:
             store.check()
         except Exception as exc:
             return _store_unreachable(targets, self._message(exc))
-        return {"status": HEALTHY, "store": targets.store_kind, "reachable": True}
+        return {"status": HealthStatus.HEALTHY, "store": targets.store_kind, "reachable": True}
 
     def _session_db(self, targets: ProbeTargets) -> tuple[Check, list[DistrictRecord] | None]:
         try:
@@ -212,8 +215,12 @@ class ServicesProbe:
             districts = registry.list_districts()
             schools = len(registry.list_schools(active_only=True))
         except Exception as exc:
-            return {"status": UNHEALTHY, "reachable": False, "error": self._message(exc)}, None
-        check = {"status": HEALTHY, "reachable": True, "districts": len(districts)}
+            return {
+                "status": HealthStatus.UNHEALTHY,
+                "reachable": False,
+                "error": self._message(exc),
+            }, None
+        check = {"status": HealthStatus.HEALTHY, "reachable": True, "districts": len(districts)}
         return {**check, "activeSchools": schools}, districts
 
     def _clever_auth(self, targets: ProbeTargets, districts: list[DistrictRecord] | None) -> Check:
@@ -221,7 +228,7 @@ class ServicesProbe:
 
         states = targets.token_states()
         if districts is None and not states:
-            return {"status": SKIPPED, "reason": "the districts could not be read"}
+            return {"status": HealthStatus.SKIPPED, "reason": "the districts could not be read"}
         known: dict[int, DistrictRecord | None] = (
             {d.district_id: d for d in districts}
             if districts is not None
@@ -269,7 +276,7 @@ class ServicesProbe:
             "lastErrorAt": iso_utc(state.last_error_at) if error else None,
             "expiresInSeconds": round(expires) if expires is not None else None,
         }
-        if row["status"] == UNKNOWN and record is not None:
+        if row["status"] == HealthStatus.UNKNOWN and record is not None:
             row.update(self._credentials(targets, record, count))
         return row
 
@@ -288,7 +295,7 @@ class ServicesProbe:
             return {"credentials": None, "error": self._message(exc)}
         if found is None:
             return {
-                "status": UNHEALTHY,
+                "status": HealthStatus.UNHEALTHY,
                 "credentials": None,
                 "error": f"no Clever credentials: set {own[0]} and {own[1]}, or the global "
                 f"{shared[0]} and {shared[1]}, or {token}",
@@ -305,26 +312,32 @@ class ServicesProbe:
         return f"unexpected {type(exc).__name__} (see the logs)"
 
 
-def district_status(state: TokenState) -> str:
+def district_status(state: TokenState) -> HealthStatus:
     """One district from its token cache state (Unknown: not used on this instance yet)."""
     if state.has_token:
-        return DEGRADED if state.last_error else HEALTHY  # a failed refresh; the token serves
+        # a failed refresh; the token serves
+        return HealthStatus.DEGRADED if state.last_error else HealthStatus.HEALTHY
     if state.last_error:
-        return UNHEALTHY
-    return HEALTHY if state.last_success_at is not None else UNKNOWN  # aged out unused
+        return HealthStatus.UNHEALTHY
+    # aged out unused
+    return HealthStatus.HEALTHY if state.last_success_at is not None else HealthStatus.UNKNOWN
 
 
-def districts_status(statuses: list[str]) -> str:
+def districts_status(statuses: list[str]) -> HealthStatus:
     """Unhealthy when no district can authenticate, Degraded when some cannot."""
-    if statuses and all(s == UNHEALTHY for s in statuses):
-        return UNHEALTHY
-    return DEGRADED if any(s in (UNHEALTHY, DEGRADED) for s in statuses) else HEALTHY
+    if statuses and all(s == HealthStatus.UNHEALTHY for s in statuses):
+        return HealthStatus.UNHEALTHY
+    return (
+        HealthStatus.DEGRADED
+        if any(s in (HealthStatus.UNHEALTHY, HealthStatus.DEGRADED) for s in statuses)
+        else HealthStatus.HEALTHY
+    )
 
 
 def _store_unreachable(targets: ProbeTargets, error: str) -> Check:
     cached = targets.secret_store().has_cached_values()
     return {
-        "status": DEGRADED if cached else UNHEALTHY,
+        "status": HealthStatus.DEGRADED if cached else HealthStatus.UNHEALTHY,
         "store": targets.store_kind,
         "reachable": False,
         "cachedValuesServe": cached,

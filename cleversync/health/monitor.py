@@ -29,15 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cleversync.health.checks import (
-    DEGRADED,
-    PENDING,
-    SKIPPED,
     Check,
     HealthReport,
     Record,
     iso_utc,
     overall,
 )
+from cleversync.vocabulary import HealthStatus
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +215,10 @@ class HealthMonitor:
                 if refresh in self._stuck:
                     self._stuck.remove(refresh)
             else:
-                missing = {"status": DEGRADED, "error": "not checked: the health check stopped"}
+                missing = {
+                    "status": HealthStatus.DEGRADED,
+                    "error": "not checked: the health check stopped",
+                }
                 checks = {n: refresh.results.get(n, missing) for n in self._probe.names}
                 self._snapshot = _Snapshot(checks, now, wall)
                 self._overrun = None
@@ -263,13 +264,17 @@ class HealthMonitor:
             checks[overrun.check] = self._probe.timed_out(overrun.check, self._timeout)
             for name in names[names.index(overrun.check) + 1 :]:
                 checks.setdefault(
-                    name, {"status": SKIPPED, "reason": "not reached: an earlier check hung"}
+                    name,
+                    {
+                        "status": HealthStatus.SKIPPED,
+                        "reason": "not reached: an earlier check hung",
+                    },
                 )
         if snapshot is None:
             if self._current is not None:
                 checks.update(self._current.results)
             for name in names:
-                checks.setdefault(name, {"status": PENDING})
+                checks.setdefault(name, {"status": HealthStatus.PENDING})
         checks = {name: copy.deepcopy(checks[name]) for name in names if name in checks}
         status = overall(checks)
         body: dict[str, Any] = {

@@ -1,7 +1,7 @@
 """A local fake of Clever's API v3.0 (OAuth tokens, Data API, Events API), stdlib only.
 
-The sandbox is built from Clever's documented and recorded behaviour (docs in
-``reference/clever-api.md``, real answers in ``tests/fixtures/clever_recordings``), not from
+The sandbox is built from Clever's documented and recorded behaviour (docs at
+dev.clever.com, real answers in ``tests/fixtures/clever_recordings``), not from
 what our client expects, and it imports nothing else from ``cleversync``.
 
 Python API::

@@ -32,7 +32,7 @@ def _port(text: str) -> int:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``cleversync sandbox serve`` (design §9)."""
+    """The options of ``cleversync sandbox serve`` (README: 'Command line')."""
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument(
         "--port", type=_port, default=0, help="port, 0 to 65535 (default 0: any free one)"

@@ -169,7 +169,7 @@ class Sandbox:
         return RunningServer(self.wsgi_app, host, port)
 
     def connection_info(self, running: RunningServer) -> dict[str, Any]:
-        """The JSON line ``sandbox serve`` prints (design §9)."""
+        """The JSON line ``sandbox serve`` prints (README: 'Command line')."""
         return {
             "apiBaseUrl": running.api_base_url,
             "tokenUrl": running.token_url,

@@ -30,6 +30,7 @@ from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.passes import PassContext, run_passes
 from cleversync.sync.plan import ModeDecision, choose_mode, expects_rows
 from cleversync.sync.rollup import compared_data_note, events_fallback, no_events_note
+from cleversync.vocabulary import RunStatus, SyncMode, SyncType
 
 if TYPE_CHECKING:
     from cleversync.sync.school import SyncRequest
@@ -108,7 +109,7 @@ class Modes:
             wait=lambda seconds: self._clever_wait(run, seconds),
             breaker=breakers.district(run.district.district_id) if breakers else None,
         )
-        if decision.mode != "full":
+        if decision.mode != SyncMode.FULL:
             emptied = self._emptied(run)
             if emptied:
                 decision = run.choose(empty_entities=emptied)
@@ -119,25 +120,25 @@ class Modes:
                     decision.reason,
                     extra=dims(run.school, run.request),
                 )
-        if decision.mode == "events":
+        if decision.mode == SyncMode.EVENTS:
             try:
                 self._events(run, run.cursor)
-                return "events"
+                return SyncMode.EVENTS
             except (EventCursorExpiredError, EventsNotEnabledError) as exc:
                 fallback = events_fallback(exc)
-            if fallback.mode == "full":
+            if fallback.mode == SyncMode.FULL:
                 self._switch_to_full(run, fallback.reason)
                 self._full(run)
-                return "full"
+                return SyncMode.FULL
             run.reason = fallback.reason
             self._fallback_note(run, fallback.note or "")
             self._data(run, baseline_known_disabled=True)
-            return "data"
-        if decision.mode == "data":
+            return SyncMode.DATA
+        if decision.mode == SyncMode.DATA:
             self._data(run)
-            return "data"
+            return SyncMode.DATA
         self._full(run)
-        return "full"
+        return SyncMode.FULL
 
     def _emptied(self, run: Run) -> list[str]:
         """Entities whose table holds no active rows though their history says it must."""
@@ -149,9 +150,13 @@ class Modes:
         """The run becomes a full sync (its history rows say so, with the reason)."""
         run.reason = reason
         self._note_all(run, reason)
-        self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], "Full")
+        self.history.set_sync_type([o.sync_id for o in run.outcomes.values()], SyncType.FULL)
         for outcome in run.outcomes.values():
-            outcome.sync_type, outcome.status, outcome.counts = ("Full", "InProgress", Counts())
+            outcome.sync_type, outcome.status, outcome.counts = (
+                SyncType.FULL,
+                RunStatus.IN_PROGRESS,
+                Counts(),
+            )
 
     # --- modes --------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from cleversync.db.sessiondb.history import FAILED, IN_PROGRESS, PARTIAL, SUCCESS, Counts, sanitize
+from cleversync.db.sessiondb.history import Counts, sanitize
 from cleversync.errors import RecordError
+from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncType
 
 logger = logging.getLogger("cleversync.sync")
 
@@ -15,13 +16,13 @@ logger = logging.getLogger("cleversync.sync")
 @dataclass
 class EntityOutcome:
     entity: str
-    sync_type: str
+    sync_type: SyncType
     sync_id: int
     district_id: int
     school_id: int
     correlation_id: str
     counts: Counts = field(default_factory=Counts)
-    status: str = IN_PROGRESS
+    status: RunStatus = RunStatus.IN_PROGRESS
     error: str | None = None
     held_back: str | None = None  # the mass-delete guard's message
     incomplete: bool = False  # Clever's list was incomplete: nothing deleted, full sync due
@@ -30,17 +31,17 @@ class EntityOutcome:
 
     @property
     def done(self) -> bool:
-        return self.status != IN_PROGRESS
+        return self.status != RunStatus.IN_PROGRESS
 
     @property
     def completed(self) -> bool:
         """Ran to its end: Success, or Partial only for skipped records. What the guard held
         back, a list Clever did not send whole, a failure or an unfinished pass leaves the school
         needing a full sync."""
-        return self.status in (SUCCESS, PARTIAL) and not self.held_back and not self.incomplete
+        return self.status in GOOD_STATUSES and not self.held_back and not self.incomplete
 
     def dimensions(self, **extra: Any) -> dict[str, Any]:
-        """The structured attributes of design §10 (App Insights custom dimensions)."""
+        """The structured attributes of every sync log line (App Insights custom dimensions)."""
         return {
             "SyncId": self.sync_id,
             "CorrelationId": self.correlation_id,
@@ -69,11 +70,13 @@ class EntityOutcome:
 
     def finish(self) -> None:
         """Settle the status of an entity that ran to its end."""
-        if self.status == IN_PROGRESS:
-            self.status = PARTIAL if (self.counts.failed or self.held_back) else SUCCESS
+        if self.status == RunStatus.IN_PROGRESS:
+            self.status = (
+                RunStatus.PARTIAL if (self.counts.failed or self.held_back) else RunStatus.SUCCESS
+            )
 
     def fail(self, error: BaseException | str) -> None:
-        self.status = FAILED
+        self.status = RunStatus.FAILED
         self.error = sanitize(str(error)) or type(error).__name__
 
     def message(self) -> str | None:

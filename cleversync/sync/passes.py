@@ -29,7 +29,6 @@ from cleversync.db.school.writer import (
     stored_versions,
     write_refusing,
 )
-from cleversync.db.sessiondb.history import PARTIAL
 from cleversync.errors import (
     CleverIncompleteListError,
     CleverSyncError,
@@ -40,6 +39,7 @@ from cleversync.sync.mapping import Row, section_row, storable, student_row, tea
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
 from cleversync.timeutil import parse_clever_time
+from cleversync.vocabulary import RunStatus
 
 # Raw records held for one read of their stored versions (within SQL Server's parameters).
 VERSION_CHECK_SIZE = MAX_IN
@@ -186,7 +186,7 @@ def _until_incomplete(
 def _incomplete(outcome: EntityOutcome, exc: CleverIncompleteListError, *, delete: bool) -> None:
     """Partial, saying why; the school's run flags a full sync for it."""
     outcome.incomplete = True
-    outcome.status = PARTIAL
+    outcome.status = RunStatus.PARTIAL
     held = "nothing deleted; " if delete else ""
     outcome.notes.append(f"{exc}; {held}a full sync is flagged for the next run")
     outcome.log(logging.WARNING, "Incomplete %s list: %s", outcome.entity.lower(), exc)

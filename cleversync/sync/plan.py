@@ -8,11 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from cleversync.sync.mapping import Row, clean
-
-Mode = Literal["full", "events", "data"]
+from cleversync.vocabulary import SyncMode, SyncType
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ class LastRun:
 
 @dataclass(frozen=True)
 class ModeDecision:
-    mode: Mode
+    mode: SyncMode
     reason: str
 
 
@@ -158,7 +157,7 @@ def expects_rows(runs: Sequence[EntityRun]) -> bool:
     full sync stored nothing) is left alone.
     """
     for run in runs:
-        if run.sync_type != "Full":
+        if run.sync_type != SyncType.FULL:
             if run.inserted or run.updated:
                 return True
             continue
@@ -180,29 +179,31 @@ def choose_mode(
     emptied or replaced, and an incremental run would leave it so), or with an expired
     cursor; events when a cursor is stored; otherwise a data comparison."""
     if requested_full:
-        return ModeDecision("full", "a full sync was requested")
+        return ModeDecision(SyncMode.FULL, "a full sync was requested")
     if requires_full_sync:
-        return ModeDecision("full", "the school is flagged RequiresFullSync")
+        return ModeDecision(SyncMode.FULL, "the school is flagged RequiresFullSync")
     if last is None:
-        return ModeDecision("full", "the school has no successful sync yet")
+        return ModeDecision(SyncMode.FULL, "the school has no successful sync yet")
     if empty_entities:
         which = " and ".join(empty_entities)
         return ModeDecision(
-            "full",
+            SyncMode.FULL,
             f"the school database holds no active {which} rows although the last successful "
             "sync stored some: the database looks emptied or replaced",
         )
     if last.last_event_id is None:
-        return ModeDecision("data", "no event cursor (Events API not enabled at the last sync)")
+        return ModeDecision(
+            SyncMode.DATA, "no event cursor (Events API not enabled at the last sync)"
+        )
     read_at = last.last_sync_timestamp or last.started_at
     age = now - read_at
     if age > timedelta(days=retention_days):
         return ModeDecision(
-            "full",
+            SyncMode.FULL,
             f"the event cursor is expired: the feed was last read {age.days} days ago, more "
             f"than CleverSync__Sync__EventRetentionDays={retention_days:g} (Clever keeps 30)",
         )
-    return ModeDecision("events", "events since the stored cursor")
+    return ModeDecision(SyncMode.EVENTS, "events since the stored cursor")
 
 
 def latest_per_record(records: Iterable[tuple[str, Any]]) -> dict[str, Any]:

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cleversync.db.sessiondb.history import FAILED, PARTIAL, SUCCESS, sanitize
+from cleversync.db.sessiondb.history import sanitize
 from cleversync.errors import EventCursorExpiredError, EventsNotEnabledError
+from cleversync.vocabulary import RunStatus, SyncMode
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,8 @@ def events_fallback(exc: EventCursorExpiredError | EventsNotEnabledError) -> Fal
     """An expired cursor needs a full sync (events were missed); events not enabled for the
     district leave comparing the data (which never deletes)."""
     if isinstance(exc, EventCursorExpiredError):
-        return Fallback("full", f"{exc}; fell back to a full sync")
-    return Fallback("data", f"compared data: {exc}", compared_data_note(exc))
+        return Fallback(SyncMode.FULL, f"{exc}; fell back to a full sync")
+    return Fallback(SyncMode.DATA, f"compared data: {exc}", compared_data_note(exc))
 
 
 def compared_data_note(exc: Exception) -> str:
@@ -66,9 +67,13 @@ def roll_up(outcomes: Sequence[Finished], *, mode: str, flagged: bool) -> Rollup
     if it was flagged already or a list Clever sent was incomplete (only a full sync
     removes what is gone)."""
     statuses = {o.status for o in outcomes}
-    status = FAILED if FAILED in statuses else (PARTIAL if PARTIAL in statuses else SUCCESS)
+    status = (
+        RunStatus.FAILED
+        if RunStatus.FAILED in statuses
+        else (RunStatus.PARTIAL if RunStatus.PARTIAL in statuses else RunStatus.SUCCESS)
+    )
     error = next((o.error for o in outcomes if o.error), None)
-    if mode == "full":
+    if mode == SyncMode.FULL:
         needs_full = not all(o.completed for o in outcomes)
     else:
         needs_full = flagged or any(o.incomplete for o in outcomes)

@@ -1,10 +1,10 @@
-"""One school's sync run: lease, mode, history, and the full, data or events pass (design §6).
+"""One school's sync run: lease, mode, history, and the full, data or events pass.
 
 Full sync reads the event baseline first, streams every page, upserts in batches, and only
 when every page arrived removes what Clever no longer has (unless that would remove more
 than ``MaxDeletePercent``). Incremental sync applies events after the stored cursor, or,
 when the district has not enabled events, compares the data and writes only real changes;
-it never deletes. Every run writes one SyncHistory row per entity.
+it never deletes. Every run writes one SyncHistory row per entity (README: 'How a sync works').
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cleversync.db.retry import translate
 from cleversync.db.school.entities import ENTITIES
 from cleversync.db.school.store import EngineFactory
 from cleversync.db.sessiondb import SessionEngine
-from cleversync.db.sessiondb.history import FAILED, GOOD, History, sanitize
+from cleversync.db.sessiondb.history import History, sanitize
 from cleversync.db.sessiondb.lease import Lease, Leases
 from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.errors import CleverSyncError, LeaseHeldError, LeaseLostError
@@ -33,10 +33,9 @@ from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import choose_mode
 from cleversync.sync.rollup import roll_up, unwritten_failure
 from cleversync.timeutil import utcnow
+from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncMode, SyncType
 
 logger = logging.getLogger(__name__)
-
-SKIPPED = "Skipped"
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,8 @@ class SchoolResult:
     school_id: int
     name: str
     district_id: int
-    status: str  # Success | Partial | Failed | Skipped
-    mode: str | None = None
+    status: RunStatus  # Success | Partial | Failed | Skipped
+    mode: SyncMode | None = None
     reason: str | None = None
     error: str | None = None
     entities: list[EntityOutcome] = field(default_factory=list)
@@ -125,11 +124,11 @@ class SchoolSync:
         self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
     ) -> SchoolResult:
         began = time.perf_counter()
-        result = SchoolResult(school.school_id, school.name, district.district_id, FAILED)
+        result = SchoolResult(school.school_id, school.name, district.district_id, RunStatus.FAILED)
         try:
             lease = self.leases.acquire(school.school_id, self._owner)
         except LeaseHeldError as exc:
-            result.status, result.error = SKIPPED, str(exc)
+            result.status, result.error = RunStatus.SKIPPED, str(exc)
             logger.info("Skipped school %s: %s", school.school_id, exc, extra=dims(school, request))
             return result
         except CleverSyncError as exc:
@@ -144,7 +143,7 @@ class SchoolSync:
         try:
             self._run(school, district, request, lease, result)
         except Exception as exc:  # history could not be written: say so in the result and logs
-            result.status, result.error = FAILED, sanitize(_describe(exc))
+            result.status, result.error = RunStatus.FAILED, sanitize(_describe(exc))
             logger.exception(
                 "School %s failed: %s", school.school_id, result.error, extra=dims(school, request)
             )
@@ -193,7 +192,7 @@ class SchoolSync:
             retention_days=self._settings.sync.event_retention_days,
         )
         decision = choose()
-        sync_type = "Full" if decision.mode == "full" else "Incremental"
+        sync_type = SyncType.FULL if decision.mode == SyncMode.FULL else SyncType.INCREMENTAL
         ids = self.history.open_run(
             school_id=school.school_id,
             entities=[e.name for e in ENTITIES],
@@ -261,7 +260,7 @@ class SchoolSync:
         for outcome in run.outcomes.values():
             if not outcome.done:
                 outcome.fail("the run stopped before this entity was synced")
-            good = outcome.status in GOOD
+            good = outcome.status in GOOD_STATUSES
             try:
                 self.history.close(
                     outcome.sync_id,
@@ -291,8 +290,11 @@ class SchoolSync:
             except Exception as exc:
                 unwritten.append(_describe(exc))
         if unwritten:
-            result.status, result.error = FAILED, unwritten_failure(result.error, unwritten)
-        level = logging.ERROR if result.status == FAILED else logging.INFO
+            result.status, result.error = (
+                RunStatus.FAILED,
+                unwritten_failure(result.error, unwritten),
+            )
+        level = logging.ERROR if result.status == RunStatus.FAILED else logging.INFO
         logger.log(
             level,
             "School %s (%s) finished: %s%s",

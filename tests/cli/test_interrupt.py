@@ -198,7 +198,11 @@ def test_a_second_signal_exits_at_once_and_frees_the_lease(
     assert code == 0, err
     stopped = [r for r in history(capsys) if r["Status"] == "Failed"]
     assert len(stopped) == 3  # the next run closed the rows the stopped one left open
-    assert all("abandoned" in r["ErrorMessage"] for r in stopped)
+    # An entity may already have closed itself at a batch boundary between the two signals.
+    assert all(
+        "abandoned" in r["ErrorMessage"] or "interrupted" in r["ErrorMessage"] for r in stopped
+    )
+    assert any("abandoned" in r["ErrorMessage"] for r in stopped)
 
 
 def test_a_lease_of_a_gone_process_of_this_host_is_taken_over_at_once(

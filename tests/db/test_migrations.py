@@ -1,4 +1,4 @@
-"""Migrations build the schema of design §5 on SQLite and PostgreSQL, and compile for SQL Server."""
+"""Migrations build the schema of ``cleversync/db/schema.py`` on SQLite and PostgreSQL, and compile for SQL Server."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ EXPECTED_COLUMNS = {
     },
 }
 
-# nvarchar widths of design §5 (None: unbounded).
+# nvarchar widths, a contract with the applications that read these tables (None: unbounded).
 EXPECTED_NVARCHAR = {
     "Districts": {"CleverDistrictId": 50, "Name": 200, "DistrictPrefix": 100},
     "Schools": {

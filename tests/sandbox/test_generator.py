@@ -29,7 +29,7 @@ MS_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 @pytest.fixture(scope="module")
 def district() -> Sandbox:
-    return Sandbox(seed=11)  # the §9 defaults: 3 schools of 300 students, 20 teachers, 15 sections
+    return Sandbox(seed=11)  # the defaults: 3 schools of 300 students, 20 teachers, 15 sections
 
 
 def _everyone(sandbox: Sandbox) -> tuple[list[dict], list[dict], list[dict]]:

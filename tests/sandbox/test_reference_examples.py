@@ -1,6 +1,6 @@
-"""The sandbox against the JSON examples of the team's Clever reference (§8 of clever-api.md).
+"""The sandbox against the JSON examples of the team's Clever API notes.
 
-The reference lives outside the repository, so the parts of its examples checked here are
+Those notes live outside the repository, so the parts of their examples checked here are
 copied in as literals, with ids replaced by ``{id}``.
 """
 

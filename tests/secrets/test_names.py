@@ -1,4 +1,4 @@
-"""Secret names and the prefix rules of design §4."""
+"""Secret names and their prefix rules (README: 'Secrets')."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import event, func, select, update
 
 from cleversync.db.schema import School, Student
-from cleversync.db.sessiondb.history import IN_PROGRESS
 from cleversync.sandbox import Fault
+from cleversync.vocabulary import RunStatus
 from tests.world import World, expected_students, stored_students
 
 
@@ -112,7 +112,7 @@ def test_a_killed_run_is_recovered_by_the_next(world: World) -> None:
         assert row["Status"] == "Failed"
         assert "abandoned" in row["ErrorMessage"]
         assert "dead-host:1234:deadbeef" in row["ErrorMessage"]
-    assert not [r for r in world.history(school_id=1) if r["Status"] == IN_PROGRESS]
+    assert not [r for r in world.history(school_id=1) if r["Status"] == RunStatus.IN_PROGRESS]
     with world.services.session_engine().connect() as conn:
         assert conn.scalar(select(School.SyncLeaseOwner).where(School.SchoolId == 1)) is None
     del lease

@@ -22,9 +22,8 @@ from cleversync.redaction import redact
 from cleversync.settings import RetryPolicy
 from cleversync.sync.plan import EntityRun, LastRun
 from cleversync.timeutil import utcnow
+from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncType
 
-IN_PROGRESS, SUCCESS, FAILED, PARTIAL = "InProgress", "Success", "Failed", "Partial"
-GOOD = (SUCCESS, PARTIAL)
 MAX_MESSAGE = 4000
 _TABLE = SyncHistory.__table__
 
@@ -83,7 +82,7 @@ class History:
         *,
         school_id: int,
         entities: Sequence[str],
-        sync_type: str,
+        sync_type: SyncType,
         started_at: datetime,
         correlation_id: str,
     ) -> dict[str, int]:
@@ -100,7 +99,7 @@ class History:
                             "EntityType": entity,
                             "SyncType": sync_type,
                             "SyncStartTime": started_at,
-                            "Status": IN_PROGRESS,
+                            "Status": RunStatus.IN_PROGRESS,
                             "RecordsProcessed": 0,
                             "RecordsInserted": 0,
                             "RecordsUpdated": 0,
@@ -115,7 +114,7 @@ class History:
             run, policy=self._policy, what="opening SyncHistory rows", sleep=self._sleep
         )
 
-    def set_sync_type(self, sync_ids: Sequence[int], sync_type: str) -> None:
+    def set_sync_type(self, sync_ids: Sequence[int], sync_type: SyncType) -> None:
         self._write(
             "updating SyncHistory",
             update(_TABLE).where(_TABLE.c.SyncId.in_(list(sync_ids))).values(SyncType=sync_type),
@@ -125,7 +124,7 @@ class History:
         self,
         sync_id: int,
         *,
-        status: str,
+        status: RunStatus,
         counts: Counts,
         error: str | None,
         last_event_id: str | None,
@@ -154,8 +153,10 @@ class History:
         result = self._write(
             "closing abandoned SyncHistory rows",
             update(_TABLE)
-            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status == IN_PROGRESS)
-            .values(Status=FAILED, SyncEndTime=self._clock(), ErrorMessage=sanitize(message)),
+            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status == RunStatus.IN_PROGRESS)
+            .values(
+                Status=RunStatus.FAILED, SyncEndTime=self._clock(), ErrorMessage=sanitize(message)
+            ),
         )
         return result.rowcount or 0
 
@@ -172,7 +173,7 @@ class History:
                 schools.c.SyncLeaseExpiresAt < now,
             )
         )
-        expired = (_TABLE.c.Status == IN_PROGRESS, _TABLE.c.SchoolId.in_(dead))
+        expired = (_TABLE.c.Status == RunStatus.IN_PROGRESS, _TABLE.c.SchoolId.in_(dead))
 
         def close(conn: Any) -> dict[int, int]:
             counts = select(_TABLE.c.SchoolId, func.count()).where(*expired)
@@ -184,7 +185,9 @@ class History:
                 conn.execute(
                     update(_TABLE)
                     .where(*expired)
-                    .values(Status=FAILED, SyncEndTime=now, ErrorMessage=sanitize(message))
+                    .values(
+                        Status=RunStatus.FAILED, SyncEndTime=now, ErrorMessage=sanitize(message)
+                    )
                 )
             return found
 
@@ -197,7 +200,7 @@ class History:
         )
 
     def last_good_run(self, school_id: int) -> LastRun | None:
-        bad = func.sum(case((_TABLE.c.Status.in_(GOOD), 0), else_=1))
+        bad = func.sum(case((_TABLE.c.Status.in_(GOOD_STATUSES), 0), else_=1))
         query = (
             select(
                 _TABLE.c.SyncStartTime,
@@ -227,7 +230,7 @@ class History:
                 _TABLE.c.RecordsUpdated,
                 _TABLE.c.RecordsFailed,
             )
-            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status.in_(GOOD))
+            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status.in_(GOOD_STATUSES))
             .order_by(_TABLE.c.SyncStartTime.desc(), _TABLE.c.SyncId.desc())
             .limit(limit)
         )
@@ -239,13 +242,13 @@ class History:
             )
         return runs
 
-    def run_statuses(self, school_id: int, limit: int = 50) -> list[str]:
+    def run_statuses(self, school_id: int, limit: int = 50) -> list[RunStatus]:
         """The school's latest runs, newest first, each as Failed, Partial or Success."""
         worst = func.max(
             case(
-                (_TABLE.c.Status == FAILED, 3),
-                (_TABLE.c.Status == IN_PROGRESS, 2),
-                (_TABLE.c.Status == PARTIAL, 1),
+                (_TABLE.c.Status == RunStatus.FAILED, 3),
+                (_TABLE.c.Status == RunStatus.IN_PROGRESS, 2),
+                (_TABLE.c.Status == RunStatus.PARTIAL, 1),
                 else_=0,
             )
         )
@@ -257,16 +260,21 @@ class History:
             .limit(limit)
         )
         rows = self._read("reading SyncHistory", lambda conn: conn.execute(query).all())
-        names = {3: FAILED, 2: IN_PROGRESS, 1: PARTIAL, 0: SUCCESS}
+        names = {
+            3: RunStatus.FAILED,
+            2: RunStatus.IN_PROGRESS,
+            1: RunStatus.PARTIAL,
+            0: RunStatus.SUCCESS,
+        }
         return [names[int(level)] for _, level in rows]
 
     def failure_streak(self, school_id: int, limit: int = 50) -> int:
         """Failed runs since the last Success (Partial runs neither count nor reset)."""
         streak = 0
         for status in self.run_statuses(school_id, limit):
-            if status == SUCCESS:
+            if status == RunStatus.SUCCESS:
                 break
-            if status == FAILED:
+            if status == RunStatus.FAILED:
                 streak += 1
         return streak
 
@@ -274,7 +282,7 @@ class History:
         result = self._write(
             "purging old SyncHistory rows",
             delete(_TABLE).where(
-                _TABLE.c.SyncStartTime < older_than, _TABLE.c.Status != IN_PROGRESS
+                _TABLE.c.SyncStartTime < older_than, _TABLE.c.Status != RunStatus.IN_PROGRESS
             ),
         )
         return result.rowcount or 0
