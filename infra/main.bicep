@@ -1,0 +1,59 @@
+// What `azd up` provisions for CleverSync: a resource group holding a Flex Consumption
+// function app (Python 3.11) with a user-assigned identity, its storage (no shared keys),
+// Key Vault, Application Insights and the ConsecutiveSyncFailures alert. Laid out like
+// Microsoft's azd Flex Consumption Python quickstart, with plain resources instead of
+// registry modules.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; a hash of it (with the subscription and region) names the resources.')
+param environmentName string
+
+@minLength(1)
+@description('Region for every resource; it must offer the Flex Consumption plan.')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@minLength(3)
+@description('Email address that receives the ConsecutiveSyncFailures alert.')
+param alertEmail string
+
+@description('Object id of whoever runs azd (azd fills it in): granted Key Vault Secrets Officer, to store the secrets with the cleversync CLI. Empty: nobody.')
+param principalId string = ''
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module resources 'resources.bicep' = {
+  name: 'resources'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    alertEmail: alertEmail
+    principalId: principalId
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_NAME string = resources.outputs.functionAppName
+// For Azure SQL: the contained user's name and the connection string's User Id.
+output AZURE_FUNCTION_IDENTITY_NAME string = resources.outputs.identityName
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = resources.outputs.identityClientId
+output AZURE_KEY_VAULT_ENDPOINT string = resources.outputs.keyVaultUrl
