@@ -352,7 +352,11 @@ class CleverClient:
             except RecordError as exc:
                 page.failures.append(exc)
                 continue
-            if role is not None and getattr(record.roles, role) is None:  # type: ignore[attr-defined]
+            if (
+                role is not None
+                and isinstance(record, User)
+                and getattr(record.roles, role) is None
+            ):
                 page.off_role += 1  # `next` links may not carry the role filter
                 continue
             if model is not Event:
@@ -507,7 +511,7 @@ class CleverClient:
         base = self._policy.backoff_base
         if base <= 0:
             return 0.0
-        wait = base * 2 ** min(state.attempt_number - 1, 30) + random.uniform(0, base / 2)
+        wait: float = base * 2 ** min(state.attempt_number - 1, 30) + random.uniform(0, base / 2)
         return min(wait, self._max_wait)
 
     def _log_retry(self, state: RetryCallState) -> None:

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.engine import Connection
 
@@ -30,7 +29,13 @@ from cleversync.sync.mapping import (
     teacher_row,
 )
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.writer import refused_data, write_refusing, write_rows, write_sections
+from cleversync.sync.writer import (
+    Transaction,
+    refused_data,
+    write_refusing,
+    write_rows,
+    write_sections,
+)
 
 _USER_ROLES = (("student", STUDENT.name, student_row), ("teacher", TEACHER.name, teacher_row))
 
@@ -54,7 +59,7 @@ def apply_events(
     cursor: str,
     page_size: int,
     outcomes: dict[str, EntityOutcome],
-    transaction: Callable[[str, Callable[[Connection], Any]], Any],
+    transaction: Transaction,
     now: Callable[[], datetime],
     after_page: Callable[[], None],
 ) -> str:
@@ -70,10 +75,11 @@ def apply_events(
             _reduce(event, school_clever_id, pending, outcomes, client)
         if not pending.empty():
             try:
-                written = transaction(
-                    f"applying {len(page.records)} Clever events",
-                    lambda conn, pending=pending: _write(conn, pending, now()),
-                )
+
+                def write(conn: Connection, pending: PendingPage = pending) -> _Written:
+                    return _write(conn, pending, now())
+
+                written = transaction(f"applying {len(page.records)} Clever events", write)
             except Exception as exc:
                 if not refused_data(exc):
                     raise
@@ -107,7 +113,7 @@ def _reduce(
     client: CleverClient,
 ) -> None:
     if event.record_type == "users":
-        roles = event.object.get("roles") if isinstance(event.object.get("roles"), dict) else {}
+        roles = event.object["roles"] if isinstance(event.object.get("roles"), dict) else {}
         touched = [(role, name, mapper) for role, name, mapper in _USER_ROLES if role in roles]
         if not touched:
             return
@@ -142,7 +148,7 @@ def _reduce(
             client.field_report.observe(SECTION.name, unknown_fields(section))
             if section.school != school:
                 return
-            row = section_row(section)  # type: ignore[arg-type]
+            row = section_row(section)
         except RecordError as error:
             outcome.record_failure(error)
             return
@@ -150,7 +156,10 @@ def _reduce(
         pending.sections[row.clever_id] = row
 
 
-def _write(conn: Connection, pending: PendingPage, now: datetime) -> dict[str, tuple[int, int]]:
+_Written = dict[str, tuple[int, int]]  # (inserted, updated) by entity
+
+
+def _write(conn: Connection, pending: PendingPage, now: datetime) -> _Written:
     """Write one page's rows; returns (inserted, updated) by entity."""
     written: dict[str, tuple[int, int]] = {}
     # Users first, so the sections of this page can link to students created in it.

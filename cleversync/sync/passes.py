@@ -40,6 +40,7 @@ from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
 from cleversync.sync.writer import (
     MAX_IN,
+    Transaction,
     chunks,
     missing_rows,
     remove_rows,
@@ -69,7 +70,7 @@ class PassContext:
     """What a pass needs from its run: settings, transactions, the checkpoint, progress."""
 
     settings: Settings
-    transaction: Callable[[str, Callable[[Connection], Any]], Any]
+    transaction: Transaction
     checkpoint: Callable[[], None]
     clock: Callable[[], datetime]
     allow_mass_delete: bool
@@ -233,7 +234,7 @@ def _changed(
     role = source.kind[:-1]  # students -> student
     changed = []
     for raw in raws:
-        version = stored.get(raw.get("id"))  # type: ignore[call-overload]
+        version = stored.get(raw["id"]) if isinstance(raw.get("id"), str) else None
         roles = raw.get("roles")
         if (
             version is not None
@@ -276,9 +277,12 @@ def _delete(
         outcome.log(logging.WARNING, "Mass-delete guard: %s", decision.message)
         return
     for part in chunks(missing, ctx.settings.sync.batch_size):
+
+        def remove(conn: Connection, part: list[int] = part) -> int:
+            return remove_rows(conn, entity, part, mode=mode, now=ctx.clock())
+
         outcome.counts.deleted += ctx.transaction(
-            f"removing {len(part)} {entity.name.lower()} rows",
-            lambda conn, p=part: remove_rows(conn, entity, p, mode=mode, now=ctx.clock()),
+            f"removing {len(part)} {entity.name.lower()} rows", remove
         )
         ctx.checkpoint()
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
@@ -43,7 +43,7 @@ from cleversync.sync.history import FAILED, GOOD, Counts, History, sanitize
 from cleversync.sync.lease import Lease, Leases
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.passes import PassContext, run_passes
-from cleversync.sync.plan import ModeDecision, choose_mode, expects_rows
+from cleversync.sync.plan import Mode, ModeDecision, choose_mode, expects_rows
 from cleversync.timeutil import utcnow
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ WAIT_SLICE_SECONDS = 10.0  # a long wait for Clever renews the lease and checks 
 # (district, field report, *, wait=, breaker=) -> client
 ClientFactory = Callable[..., CleverClient]
 EngineFactory = Callable[[SchoolRecord], Engine]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,7 @@ class SchoolSync:
                 # until the next run (the engine reconnects then).
                 run.engine.dispose()
 
-    def _execute(self, run: _Run, decision: ModeDecision) -> str:
+    def _execute(self, run: _Run, decision: ModeDecision) -> Mode:
         hint = f"cleversync db upgrade --school-id {run.school.school_id}"
         try:
             run.engine = self._school_engine(run.school)
@@ -448,7 +449,7 @@ class SchoolSync:
 
     # --- plumbing -----------------------------------------------------------------------
 
-    def _transaction(self, run: _Run, what: str, fn: Callable[[Connection], Any]) -> Any:
+    def _transaction(self, run: _Run, what: str, fn: Callable[[Connection], _T]) -> _T:
         assert run.engine is not None
         return in_transaction(
             run.engine,
