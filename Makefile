@@ -30,6 +30,7 @@ test: $(STAMP) $(TOOLS) lint
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Re-lock requirements.txt after editing requirements.in (pins already there are kept;
 # UPGRADE=1 moves every package to its newest allowed version).

@@ -142,7 +142,7 @@ def product(spec: dict[str, Any]) -> dict[str, Any]:
     wall = time.perf_counter() - began
     cpu = cpu_seconds() - cpu
     collector.stop()
-    schools = []
+    schools: list[dict[str, Any]] = []
     for school in run.schools:
         schools.append(
             {
@@ -163,8 +163,8 @@ def product(spec: dict[str, Any]) -> dict[str, Any]:
             }
         )
     totals = dict.fromkeys(("processed", "inserted", "updated", "deleted", "failed"), 0)
-    for school in schools:
-        for counts in school["entities"].values():
+    for row in schools:
+        for counts in row["entities"].values():
             for key in totals:
                 totals[key] += counts[key]
     return {

@@ -201,8 +201,8 @@ def load(backend: str, target: str, fetched: Fetched) -> int:
         for member in dict.fromkeys([*lead, *(section.get("teachers") or ())]):
             if member in teacher_keys:
                 teacher_links.append((n, teacher_keys[member]))
-    columns = ("SectionId", "CleverSectionId", *SECTION_COLUMNS, *TRAILER)
-    written += db.executemany(db.insert_sql("Sections", columns), section_rows)
+    section_columns = ("SectionId", "CleverSectionId", *SECTION_COLUMNS, *TRAILER)
+    written += db.executemany(db.insert_sql("Sections", section_columns), section_rows)
     links = db.insert_sql("SectionStudents", ("SectionId", "StudentId"))
     written += db.executemany(links, student_links)
     links = db.insert_sql("SectionTeachers", ("SectionId", "TeacherId"))

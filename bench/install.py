@@ -175,7 +175,9 @@ class Installation:
         finally:
             engine.dispose()
 
-    def env(self, api_base_url: str, token_url: str, *, page_size: int, parallel: int) -> dict:
+    def env(
+        self, api_base_url: str, token_url: str, *, page_size: int, parallel: int
+    ) -> dict[str, str]:
         """The ``CleverSync__`` variables a CLI run or the Functions app would be given."""
         return {
             "CleverSync__DataDir": str(self.data_dir),
@@ -208,8 +210,8 @@ def fingerprint(url: str) -> dict[str, Any]:
                     )
                 ).one()
                 out[table.name] = [count, str(newest), int(active or 0)]
-            for model in (SectionStudent, SectionTeacher):
-                table = model.__table__
+            for link in (SectionStudent, SectionTeacher):
+                table = link.__table__
                 out[table.name] = conn.scalar(select(func.count()).select_from(table))
     finally:
         engine.dispose()

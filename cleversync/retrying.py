@@ -31,7 +31,7 @@ def backoff_seconds(
     """The wait after failed attempt ``attempt`` (1 for the first call)."""
     if base <= 0:
         return 0.0
-    wait = base * 2 ** min(attempt - 1, 30) + uniform(0, base * jitter)
+    wait: float = base * 2 ** min(attempt - 1, 30) + uniform(0, base * jitter)
     return min(wait, max_wait)
 
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from cleversync.errors import ConfigurationError
 from cleversync.redaction import process_redactor
@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     from cleversync.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+class _MonitorWaits(TypedDict, total=False):
+    """The HealthMonitor's waits a caller overrides (the others keep its defaults)."""
+
+    first_wait: float
+    timeout: float
 
 
 class Runtime:
@@ -55,7 +62,7 @@ class Runtime:
         self._services = services
         self.config_error = config_error
         health_settings = services.settings.health if services else HealthSettings()
-        options: dict[str, float] = {}
+        options: _MonitorWaits = {}
         if first_wait is not None:
             options["first_wait"] = first_wait
         if refresh_timeout is not None:

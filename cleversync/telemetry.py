@@ -107,7 +107,7 @@ def configure_logging(
     # The Azure SDKs log every request at INFO (URLs, headers): keep them to warnings.
     logging.getLogger("azure").setLevel(max(level, logging.WARNING))
     if stream is not None and not any(getattr(h, _HANDLER_MARK, False) for h in root.handlers):
-        handler = logging.StreamHandler(stream)
+        handler: logging.Handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         setattr(handler, _HANDLER_MARK, True)
         root.addHandler(handler)

@@ -54,8 +54,8 @@ def run(
         runs.append(
             bench.product(site, installation, f"case1-{backend.name}", school_id=school.school_id)
         )
-        target = [{"clever_id": school.clever_id, "target": floor_db.target}]
-        floors.append(bench.floor(site, backend, "full", target))
+        targets = [{"clever_id": school.clever_id, "target": floor_db.target}]
+        floors.append(bench.floor(site, backend, "full", targets))
         if attempt < bench.repeat - 1:
             installation.drop()
             backend.drop(floor_db)

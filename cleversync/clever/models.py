@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import typing
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -156,7 +156,7 @@ class Event(CleverModel):
 
 def parse_event(raw: dict[str, Any]) -> Event:
     """An event from the feed: Clever nests ``object`` and ``previous_attributes`` in ``data``."""
-    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    data: dict[str, Any] = raw["data"] if isinstance(raw.get("data"), dict) else {}
     try:
         return Event(
             id=raw["id"],
@@ -169,7 +169,10 @@ def parse_event(raw: dict[str, Any]) -> Event:
         raise RecordError(str(raw.get("id", "")), f"unreadable event ({_problem(exc)})") from None
 
 
-def parse(model: type[CleverModel], raw: Any) -> CleverModel:
+_Model = TypeVar("_Model", bound=CleverModel)
+
+
+def parse(model: type[_Model], raw: Any) -> _Model:
     """Validate one record; a record that does not fit raises RecordError naming its fields."""
     clever_id = str(raw.get("id", "")) if isinstance(raw, dict) else ""
     try:

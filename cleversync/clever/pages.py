@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from cleversync.clever.models import CleverModel, Event, parse, parse_event, unknown_fields
+from cleversync.clever.models import CleverModel, Event, User, parse, parse_event, unknown_fields
 from cleversync.errors import RecordError
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def parse_page(
         except RecordError as exc:
             page.failures.append(exc)
             continue
-        if role is not None and getattr(record.roles, role) is None:  # type: ignore[attr-defined]
+        if role is not None and isinstance(record, User) and getattr(record.roles, role) is None:
             page.off_role += 1  # `next` links may not carry the role filter
             continue
         if model is not Event:

@@ -83,8 +83,8 @@ def _odbc_driver(url: URL) -> str | None:
         text = raw if isinstance(raw, str) else raw[0]
         driver = {k.lower(): v for k, v in parse_keyvalues(text)}.get("driver")
     else:
-        raw = query.get("driver")
-        driver = raw if isinstance(raw, str) or raw is None else raw[0]
+        named = query.get("driver")
+        driver = named if isinstance(named, str) or named is None else named[0]
     return driver.strip("{}") if driver else None
 
 
@@ -129,7 +129,7 @@ def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoo
     # Take transaction control from pysqlite (it defers BEGIN and can't upgrade read locks
     # without failing), turn on foreign keys (for ON DELETE CASCADE) and WAL (readers never
     # block the writer, which matters when several schools record history at once).
-    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from cleversync.errors import ConfigurationError, DatabaseError, DatabaseUnavailableError
 
@@ -18,6 +18,15 @@ VERSION_TABLES: dict[Kind, str] = {
     "sessiondb": "alembic_version_sessiondb",
     "school": "alembic_version_school",
 }
+
+
+class _EnvironmentOptions(TypedDict):
+    """What both environments pass to alembic's ``context.configure`` (checked per key)."""
+
+    target_metadata: MetaData
+    version_table: str
+    render_as_batch: bool
+    compare_type: bool
 
 
 def metadata_for(kind: Kind) -> MetaData:
@@ -159,7 +168,7 @@ def run_environment(kind: Kind) -> None:
     from sqlalchemy import create_engine
 
     config = context.config
-    options = {
+    options: _EnvironmentOptions = {
         "target_metadata": metadata_for(kind),
         "version_table": VERSION_TABLES[kind],
         "render_as_batch": True,  # SQLite can only change tables by copying them

@@ -87,7 +87,7 @@ def classify(exc: BaseException) -> type[DatabaseError] | None:
             return DatabaseTransientError
         return None
     if module == "pyodbc":
-        args = getattr(orig, "args", ())
+        args: tuple[object, ...] = getattr(orig, "args", ())
         state = str(args[0]) if args else ""
         numbers = {int(n) for n in _MSSQL_NUMBER.findall(str(args[1]) if len(args) > 1 else "")}
         if state in MSSQL_TRANSIENT_STATES or numbers & MSSQL_TRANSIENT_NUMBERS:

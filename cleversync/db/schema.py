@@ -8,6 +8,7 @@ SQL Server and ``varchar`` elsewhere; timestamps are naive UTC ``datetime2``.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from sqlalchemy import (
     Boolean,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Table,
     Unicode,
     UnicodeText,
     column,
@@ -65,10 +67,12 @@ def _one_of(name: str, values: tuple[str, ...]) -> CheckConstraint:
 
 class SessionBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    __table__: ClassVar[Table]  # every model here maps a Table (the library says FromClause)
 
 
 class SchoolBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
+    __table__: ClassVar[Table]  # every model here maps a Table (the library says FromClause)
 
 
 # --- SessionDb ---------------------------------------------------------------------------

@@ -141,7 +141,7 @@ class ProbeTargets:
 class ServicesProbe:
     """What is checked: the installation's dependencies, or a configuration error."""
 
-    names = ("configuration", "secretStore", "sessionDb", "cleverAuth")
+    names: tuple[str, ...] = ("configuration", "secretStore", "sessionDb", "cleverAuth")
 
     def __init__(
         self,

@@ -76,7 +76,19 @@ Command line: ``add_serve_arguments(parser)`` and ``run_serve(args)`` implement
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the same names for type checkers, which do not run __getattr__
+    from cleversync.sandbox.app import RequestLog as RequestLog
+    from cleversync.sandbox.app import RequestRecord as RequestRecord
+    from cleversync.sandbox.cli import add_serve_arguments as add_serve_arguments
+    from cleversync.sandbox.cli import run_serve as run_serve
+    from cleversync.sandbox.faults import Fault as Fault
+    from cleversync.sandbox.faults import FaultKind as FaultKind
+    from cleversync.sandbox.sandbox import DistrictInfo as DistrictInfo
+    from cleversync.sandbox.sandbox import Sandbox as Sandbox
+    from cleversync.sandbox.sandbox import SchoolInfo as SchoolInfo
+    from cleversync.sandbox.server import RunningServer as RunningServer
 
 # Exports load on first use (PEP 562), so `cleversync --help` does not pay for the sandbox.
 _EXPORTS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -186,7 +187,7 @@ class SandboxApp:
             applies=lambda fault: fault.record_id is None or fault.record_id in ids,
         )
         for fault in fired:
-            payload = _map_records(payload, lambda record, f=fault: _bad_value(record, f))
+            payload = _map_records(payload, functools.partial(_bad_value, fault=fault))
         return payload
 
     def _data(self, request: Request) -> Response:
@@ -366,7 +367,7 @@ def _bad_value(record: dict[str, Any], fault: Fault) -> dict[str, Any]:
         return record
     *parents, name = fault.record_field.split(".")
 
-    def put(obj: Any, path: list[str]) -> dict[str, Any]:
+    def put(obj: object, path: list[str]) -> dict[str, Any]:
         obj = dict(obj) if isinstance(obj, dict) else {}
         if path:
             obj[path[0]] = put(obj.get(path[0]), path[1:])

@@ -106,7 +106,7 @@ def run_serve(args: argparse.Namespace, *, out: IO[str] | None = None) -> int:
     return 0
 
 
-def _stop_on_sigterm(stop: threading.Event) -> Callable[[], None]:
+def _stop_on_sigterm(stop: threading.Event) -> Callable[[], object]:
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())

@@ -236,7 +236,7 @@ class Sandbox:
             user = make(state.id, school_id, school_ids, now, kind, **_strings(names))
             user = merge(user, changes)
             state.add_user(user, now)
-            return user["id"]
+            return str(user["id"])
 
     def add_section(
         self,
@@ -274,7 +274,7 @@ class Sandbox:
             )
             section = merge(section, fields)
             state.add_section(section, now)
-            return section["id"]
+            return str(section["id"])
 
     def update_user(self, user_id: str, changes: dict[str, Any]) -> None:
         """Apply a nested partial (``None`` removes a field); emits ``users.updated``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypedDict
 
 from cleversync.errors import SecretError, SecretStoreUnavailableError
 from cleversync.redaction import Redactor
@@ -18,10 +18,18 @@ if TYPE_CHECKING:
     from azure.core.pipeline.transport import HttpTransport
     from azure.keyvault.secrets import SecretClient
 
+
+class _Timeouts(TypedDict):
+    """azure-core's per-request transport options (SecretClient takes them as **kwargs)."""
+
+    connection_timeout: float
+    read_timeout: float
+
+
 # A vault that does not answer must fail a sync in seconds, not minutes: the SDK's defaults
 # (300 s to connect, 10 retries, waits up to 120 s) would hold a school's thread for long.
 # Passed with every call, so they reach whichever transport the client has.
-TIMEOUTS = {"connection_timeout": 5.0, "read_timeout": 15.0}
+TIMEOUTS: _Timeouts = {"connection_timeout": 5.0, "read_timeout": 15.0}
 MAX_BACKOFF_SECONDS = 30.0
 
 READ_ROLE = "Key Vault Secrets User"
@@ -52,7 +60,7 @@ class KeyVaultSecretStore(SecretStore):
         redactor: Redactor | None = None,
         clock: Callable[[], float] | None = None,
         credential: TokenCredential | None = None,
-        transport: HttpTransport | None = None,
+        transport: HttpTransport[Any, Any] | None = None,  # azure-core's own are unparametrized
     ) -> None:
         kwargs = {"clock": clock} if clock is not None else {}
         super().__init__(cache_seconds=cache_seconds, redactor=redactor, **kwargs)

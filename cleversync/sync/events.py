@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cleversync.clever.client import CleverClient
 from cleversync.clever.models import Event, Section, User, parse, unknown_fields
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
-from cleversync.db.school.store import write_page
+from cleversync.db.school.store import SchoolConnection, write_page
 from cleversync.db.school.writer import Transaction, refused_data, write_refusing
 from cleversync.errors import RecordError
 from cleversync.sync.mapping import (
@@ -68,16 +69,17 @@ def apply_events(
             _reduce(event, school_clever_id, pending, outcomes, client)
         if not pending.empty():
             try:
-                written = transaction(
-                    f"applying {len(page.records)} Clever events",
-                    lambda conn, p=pending: write_page(
+
+                def write(conn: SchoolConnection, p: PendingPage = pending) -> Any:
+                    return write_page(
                         conn,
                         list(p.students.values()),
                         list(p.teachers.values()),
                         list(p.sections.values()),
                         now(),
-                    ),
-                )
+                    )
+
+                written = transaction(f"applying {len(page.records)} Clever events", write)
             except Exception as exc:
                 if not refused_data(exc):
                     raise
@@ -111,7 +113,7 @@ def _reduce(
     client: CleverClient,
 ) -> None:
     if event.record_type == "users":
-        roles = event.object.get("roles") if isinstance(event.object.get("roles"), dict) else {}
+        roles = event.object["roles"] if isinstance(event.object.get("roles"), dict) else {}
         touched = [(role, name, mapper) for role, name, mapper in _USER_ROLES if role in roles]
         if not touched:
             return
@@ -146,7 +148,7 @@ def _reduce(
             client.field_report.observe(SECTION.name, unknown_fields(section))
             if section.school != school:
                 return
-            row = section_row(section)  # type: ignore[arg-type]
+            row = section_row(section)
         except RecordError as error:
             outcome.record_failure(error)
             return

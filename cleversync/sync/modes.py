@@ -87,7 +87,7 @@ class Modes:
         self._sleep = sleep
         self._on_progress = on_progress
 
-    def execute(self, run: Run, decision: ModeDecision) -> str:
+    def execute(self, run: Run, decision: ModeDecision) -> SyncMode:
         hint = f"cleversync db upgrade --school-id {run.school.school_id}"
         try:
             engine = self._school_engine(run.school)

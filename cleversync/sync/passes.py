@@ -19,7 +19,7 @@ from typing import Any
 from cleversync.clever.client import CleverClient
 from cleversync.clever.pages import RawPage
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
-from cleversync.db.school.store import count_active
+from cleversync.db.school.store import SchoolConnection, count_active
 from cleversync.db.school.writer import (
     MAX_IN,
     Transaction,
@@ -214,7 +214,7 @@ def _changed(
     role = source.kind[:-1]  # students -> student
     changed = []
     for raw in raws:
-        version = stored.get(raw.get("id"))  # type: ignore[call-overload]
+        version = stored.get(raw["id"]) if isinstance(raw.get("id"), str) else None
         roles = raw.get("roles")
         if (
             version is not None
@@ -257,9 +257,12 @@ def _delete(
         outcome.log(logging.WARNING, "Mass-delete guard: %s", decision.message)
         return
     for part in chunks(missing, ctx.settings.sync.batch_size):
+
+        def remove(conn: SchoolConnection, part: list[int] = part) -> int:
+            return remove_rows(conn, entity, part, mode=mode, now=ctx.clock())
+
         outcome.counts.deleted += ctx.transaction(
-            f"removing {len(part)} {entity.name.lower()} rows",
-            lambda conn, p=part: remove_rows(conn, entity, p, mode=mode, now=ctx.clock()),
+            f"removing {len(part)} {entity.name.lower()} rows", remove
         )
         ctx.checkpoint()
 

@@ -19,7 +19,7 @@ from cleversync.vocabulary import RunStatus, SyncMode
 class Fallback:
     """What an events run does instead: a full sync, or a data comparison."""
 
-    mode: str  # full | data
+    mode: SyncMode  # full | data
     reason: str  # the run's reason, as the result reports it
     note: str | None = None  # for every entity's history row (a full switch notes its reason)
 
@@ -56,12 +56,12 @@ class Finished(Protocol):
 
 @dataclass(frozen=True)
 class Rollup:
-    status: str  # Success | Partial | Failed
+    status: RunStatus  # Success | Partial | Failed
     error: str | None
     needs_full: bool  # RequiresFullSync as it should be after the run
 
 
-def roll_up(outcomes: Sequence[Finished], *, mode: str, flagged: bool) -> Rollup:
+def roll_up(outcomes: Sequence[Finished], *, mode: SyncMode, flagged: bool) -> Rollup:
     """The school's status (its worst entity), its first error, and whether the next run
     must be a full one: after a full sync, unless every entity completed; after any other,
     if it was flagged already or a list Clever sent was incomplete (only a full sync

@@ -253,7 +253,7 @@ class SchoolSync:
                 # until the next run (the engine reconnects then).
                 run.db.dispose()
 
-    def _close(self, run: Run, mode: str, result: SchoolResult) -> None:
+    def _close(self, run: Run, mode: SyncMode, result: SchoolResult) -> None:
         # A write that fails here is reported after the run's own error, never instead of
         # it: "writing 7 student rows: ..." is what the operator must read first.
         unwritten: list[str] = []

@@ -25,6 +25,8 @@ from cleversync.sync.mapping import Row, SectionRow
 
 # What runs inside one transaction; what runs it is a ``Transaction``: (what, work) -> result.
 Work: TypeAlias = Callable[[Connection], Any]
+# What a unit of work receives: sync/ names it without importing SQLAlchemy.
+SchoolConnection: TypeAlias = Connection
 SchoolEngine: TypeAlias = Engine
 EngineFactory: TypeAlias = Callable[[SchoolRecord], SchoolEngine]
 
@@ -67,7 +69,7 @@ class SchoolDb:
             return []
 
         def empty(conn: Connection) -> list[str]:
-            return [
+            names: list[str] = [
                 e.name
                 for e in expected
                 if conn.execute(
@@ -75,8 +77,10 @@ class SchoolDb:
                 ).first()
                 is None
             ]
+            return names
 
-        return self.transaction("looking for active rows", empty)
+        names: list[str] = self.transaction("looking for active rows", empty)
+        return names
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.sql.dml import Delete, Update
 
 from cleversync.db.retry import classify
 from cleversync.db.schema import SectionStudent, SectionTeacher
@@ -48,7 +49,10 @@ class Written:
         return len(self.updated_keys)
 
 
-def chunks(items: Sequence[str] | Sequence[int], size: int = MAX_IN) -> Iterator[list]:
+_Key = TypeVar("_Key", str, int)
+
+
+def chunks(items: Sequence[_Key], size: int = MAX_IN) -> Iterator[list[_Key]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
 
@@ -268,7 +272,7 @@ def remove_rows(
     removed = 0
     for part in chunks(list(keys)):
         if mode == "Deactivate":
-            statement = (
+            statement: Update | Delete = (
                 update(table)
                 .where(one_of(conn, table.c[entity.key], part))
                 .values(IsActive=False, DeactivatedAt=now, UpdatedAt=now)
@@ -283,7 +287,13 @@ def remove_rows(
 # database (a schema out of step, a broken rule), not a few records, and the batch fails.
 MAX_REFUSED = 10
 
-Transaction = Callable[[str, Callable[[Connection], Any]], Any]
+_T = TypeVar("_T")
+
+
+class Transaction(Protocol):
+    """Runs ``work`` in one transaction (retried if transient); ``what`` names it in errors."""
+
+    def __call__(self, what: str, work: Callable[[Connection], _T], /) -> _T: ...
 
 
 def write_refusing(
@@ -377,6 +387,6 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         todo += [error.__cause__, error.__context__, getattr(error, "orig", None)]
 
 
-def _pairs(result: Result[Any]) -> dict[str, int]:
+def _pairs(result: Result[str, int]) -> dict[str, int]:
     # Not dict(result): a Result has keys(), so dict() would take it for a mapping.
     return {first: second for first, second in result}  # noqa: C416

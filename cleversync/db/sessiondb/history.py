@@ -11,10 +11,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import case, delete, func, insert, or_, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncHistory
@@ -45,6 +45,9 @@ def sanitize(message: str | None) -> str | None:
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
+_T = TypeVar("_T")
+
+
 class History:
     """Reads and writes SyncHistory; every write is its own transaction, retried if transient."""
 
@@ -70,8 +73,8 @@ class History:
             sleep=self._sleep,
         )
 
-    def _read(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        def run() -> Any:
+    def _read(self, what: str, fn: Callable[[Connection], _T]) -> _T:
+        def run() -> _T:
             with self._engine.connect() as conn:
                 return fn(conn)
 
