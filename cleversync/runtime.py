@@ -1,4 +1,5 @@
-"""The Functions host's composition root: built lazily on first use, cached, resettable by tests.
+"""The Functions host's Runtime around the composition root (``Services``): built lazily on
+first use, cached, resettable by tests.
 
 Building it (reading the settings, importing the database and HTTP stacks, wiring the
 clients) takes about half a second in a fresh process. Work that needs it (a sync, the timer)
