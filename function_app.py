@@ -8,11 +8,16 @@ it before anything is configured); the shared clients are built on the first inv
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
 from cleversync import httpapi, runtime
+from cleversync.redaction import mask_credentials
+
+if TYPE_CHECKING:
+    from cleversync.health.monitor import HealthMonitor
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -25,7 +30,8 @@ sync_api = func.Blueprint()
     route="api/sync", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION
 )
 def sync(req: func.HttpRequest) -> func.HttpResponse:
-    return _render(httpapi.sync(req.params, req.headers, runtime.current()))
+    current = runtime.current()
+    return _render(httpapi.sync(req.params, req.headers, current.orchestrator, current.redact))
 
 
 # GET /health/clever-auth, for Azure Monitor's probes: statuses only, anonymous.
@@ -39,7 +45,7 @@ health_api = func.Blueprint()
     route="health/clever-auth", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS
 )
 def health_clever_auth(req: func.HttpRequest) -> func.HttpResponse:
-    return _render(httpapi.health(runtime.ready()))
+    return _render(httpapi.health(*_health_parts()))
 
 
 @health_api.function_name("health")
@@ -47,7 +53,7 @@ def health_clever_auth(req: func.HttpRequest) -> func.HttpResponse:
     route="api/health", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION
 )
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    return _render(httpapi.health_details(runtime.ready()))
+    return _render(httpapi.health_details(*_health_parts()))
 
 
 # The daily sync of every active school. The schedule is the flat app setting
@@ -60,12 +66,21 @@ schedule = func.Blueprint()
     arg_name="timer", schedule="%CleverSyncSchedule%", run_on_startup=False, use_monitor=True
 )
 def scheduled_sync(timer: func.TimerRequest) -> None:
-    httpapi.scheduled_sync(runtime.current(), past_due=timer.past_due)
+    current = runtime.current()
+    httpapi.scheduled_sync(current.orchestrator, current.redact, past_due=timer.past_due)
 
 
 app.register_functions(sync_api)
 app.register_functions(health_api)
 app.register_functions(schedule)
+
+
+def _health_parts() -> tuple[HealthMonitor | None, Callable[[str], str]]:
+    """The built Runtime's monitor and redaction; while it is being built, (None, the patterns)."""
+    built = runtime.ready()
+    if built is None:
+        return None, mask_credentials
+    return built.health, built.redact
 
 
 def _render(response: tuple[int, dict[str, Any], dict[str, str]]) -> func.HttpResponse:

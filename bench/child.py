@@ -120,11 +120,11 @@ def product(spec: dict[str, Any]) -> dict[str, Any]:
     from cleversync.settings import Settings
     from cleversync.telemetry import configure_logging
 
-    settings = Settings.load()
-    configure_logging(None, stream=sys.stderr, level=logging.WARNING)  # what the CLI does
+    services = Services(Settings.load())
+    # what the CLI does
+    configure_logging(None, stream=sys.stderr, level=logging.WARNING, redactor=services.redactor)
     if spec.get("profile"):
         _profile_schools(spec["profile"])
-    services = Services(settings)
     orchestrator = services.orchestrator()
     prepare_process()  # what `cleversync sync` does once its modules are loaded
     collector = GcTimer()

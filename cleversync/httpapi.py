@@ -1,8 +1,10 @@
 """The Functions app's handlers, free of azure.functions: POST /api/sync, the two health
 routes, the timer.
 
-HTTP handlers take plain mappings and return ``(status, json_body, headers)``; nothing they
-call can make them raise, and every string in a body passes through the redactor. One
+HTTP handlers take plain mappings and the parts of the Runtime they use (an orchestrator
+factory, the health monitor, the composition root's ``redact``) and return ``(status,
+json_body, headers)``; nothing they call can make them raise, and every string in a body
+passes through ``redact``. One
 helper, ``error_response``, maps our error types to status codes and JSON bodies::
 
     UsageError 400 · NotFoundError 404 · LeaseHeldError 409 · ConfigurationError 500 (names
@@ -30,17 +32,17 @@ from cleversync.errors import (
     UsageError,
 )
 from cleversync.health.checks import ServicesProbe, starting_report
-from cleversync.redaction import redact as process_redact
 from cleversync.vocabulary import HealthStatus, RunStatus
 
 if TYPE_CHECKING:
-    from cleversync.orchestrator import RunResult
-    from cleversync.runtime import Runtime
+    from cleversync.health.monitor import HealthMonitor
+    from cleversync.orchestrator import Orchestrator, RunResult
 
 logger = logging.getLogger(__name__)
 
 Response = tuple[int, dict[str, Any], dict[str, str]]
 Redact = Callable[[str], str]
+OrchestratorFactory = Callable[[], "Orchestrator"]
 
 CORRELATION_HEADER = "x-correlation-id"
 _SANE_CORRELATION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -77,14 +79,21 @@ class SyncParams:
 # --- POST /api/sync -----------------------------------------------------------------------
 
 
-def sync(params: Mapping[str, str], headers: Mapping[str, str], runtime: Runtime) -> Response:
-    """Run a sync; 200 with the run's JSON whatever its outcome, else an error response."""
+def sync(
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    orchestrator: OrchestratorFactory,
+    redact: Redact,
+) -> Response:
+    """Run a sync; 200 with the run's JSON whatever its outcome, else an error response.
+
+    ``orchestrator`` builds one (raising the configuration error when the settings are bad).
+    """
     correlation_id = correlation_id_from(headers)
     response_headers = {CORRELATION_HEADER: correlation_id}
     try:
         request = parse_sync_params(params)
-        orchestrator = runtime.services.orchestrator()
-        run = orchestrator.run(
+        run = orchestrator().run(
             school_id=request.school_id,
             district_id=request.district_id,
             full=request.full,
@@ -96,13 +105,11 @@ def sync(params: Mapping[str, str], headers: Mapping[str, str], runtime: Runtime
             _raise_if_skipped(request.school_id, run)
         from cleversync.report import run_json
 
-        status, body = 200, run_json(run)
+        status, body = 200, run_json(run, redact)
     except Exception as exc:
-        status, body, extra = error_response(
-            exc, redact=runtime.redact, correlation_id=correlation_id
-        )
+        status, body, extra = error_response(exc, redact=redact, correlation_id=correlation_id)
         response_headers.update(extra)
-    return status, _scrub(body, runtime.redact), response_headers
+    return status, _scrub(body, redact), response_headers
 
 
 def parse_sync_params(params: Mapping[str, str]) -> SyncParams:
@@ -184,33 +191,27 @@ def _shown(text: str, width: int = 40) -> str:
 # --- GET /health/clever-auth (anonymous) and GET /api/health (function key) ----------------
 
 
-def health(runtime: Runtime | None) -> Response:
+def health(monitor: HealthMonitor | None, redact: Redact) -> Response:
     """The anonymous probe: the overall status, ``checkedAt`` and each check's status only.
 
-    200 Healthy or Degraded, 503 Unhealthy. ``runtime`` is None while the process is still
-    building it: the answer is then "starting" (Degraded, every check Pending), at once.
+    200 Healthy or Degraded, 503 Unhealthy. ``monitor`` is None while the process is still
+    building its clients: the answer is then "starting" (Degraded, every check Pending), at
+    once (no secret has been read yet: the credential patterns are all ``redact`` needs).
     """
-    return _health(runtime, detailed=False)
+    return _health(monitor, redact, detailed=False)
 
 
-def health_details(runtime: Runtime | None) -> Response:
+def health_details(monitor: HealthMonitor | None, redact: Redact) -> Response:
     """The same report with everything behind it (districts, errors); for function-key callers."""
-    return _health(runtime, detailed=True)
+    return _health(monitor, redact, detailed=True)
 
 
-def _health(runtime: Runtime | None, *, detailed: bool) -> Response:
+def _health(monitor: HealthMonitor | None, redact: Redact, *, detailed: bool) -> Response:
     headers = {"Cache-Control": "no-store"}
     try:
-        if runtime is None:
-            report = starting_report(ServicesProbe.names)
-        else:
-            report = runtime.health.report()
+        report = starting_report(ServicesProbe.names) if monitor is None else monitor.report()
         body = report.body if detailed else report.public_body()
-        return (
-            report.http_status,
-            _scrub(body, runtime.redact if runtime else process_redact),
-            headers,
-        )
+        return report.http_status, _scrub(body, redact), headers
     except Exception as exc:
         logger.exception("The health endpoint failed")
         failed: dict[str, Any] = {"status": HealthStatus.UNHEALTHY, "checkedAt": None, "checks": {}}
@@ -222,7 +223,9 @@ def _health(runtime: Runtime | None, *, detailed: bool) -> Response:
 # --- the timer ----------------------------------------------------------------------------
 
 
-def scheduled_sync(runtime: Runtime, *, past_due: bool) -> RunResult | None:
+def scheduled_sync(
+    orchestrator_factory: OrchestratorFactory, redact: Redact, *, past_due: bool
+) -> RunResult | None:
     """Sync every active school, then purge old history; logs every failure, raises none."""
     correlation_id = uuid.uuid4().hex
     dims = {"CorrelationId": correlation_id, "Trigger": "timer", "PastDue": past_due}
@@ -233,19 +236,19 @@ def scheduled_sync(runtime: Runtime, *, past_due: bool) -> RunResult | None:
     else:
         logger.info("Scheduled sync starting", extra=dims)
     try:
-        orchestrator = runtime.services.orchestrator()
+        orchestrator = orchestrator_factory()
     except Exception as exc:
-        _log_failure("The scheduled sync could not start", exc, dims, runtime.redact)
+        _log_failure("The scheduled sync could not start", exc, dims, redact)
         return None
     run = None
     try:
         run = orchestrator.run(trigger="timer", correlation_id=correlation_id)
     except Exception as exc:
-        _log_failure("The scheduled sync failed", exc, dims, runtime.redact)
+        _log_failure("The scheduled sync failed", exc, dims, redact)
     try:
         orchestrator.purge_history()
     except Exception as exc:
-        _log_failure("Purging old sync history failed", exc, dims, runtime.redact)
+        _log_failure("Purging old sync history failed", exc, dims, redact)
     return run
 
 
@@ -253,7 +256,7 @@ def scheduled_sync(runtime: Runtime, *, past_due: bool) -> RunResult | None:
 
 
 def error_response(
-    exc: BaseException, *, redact: Redact = process_redact, correlation_id: str | None = None
+    exc: BaseException, *, redact: Redact, correlation_id: str | None = None
 ) -> Response:
     """The one mapping of errors to HTTP: status, ``{"error", "setting"?, "correlationId"?}``."""
     ours = _translate(exc)

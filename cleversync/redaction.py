@@ -1,9 +1,12 @@
 """Removes secrets from text: registered secret values, bearer/Basic credentials, passwords.
 
-Every secret value a secret store returns and every token the token provider issues is
-registered here; the logging filter, ``SyncHistory.ErrorMessage`` and HTTP error bodies all
-pass through ``redact``. Patterns catch what was never registered (a password inside a
-connection string, an ``Authorization`` header).
+One ``Redactor`` per composition root (``Services``), handed to what needs it: every secret
+value its secret store returns and every token its token provider issues is registered there,
+and what leaves the process passes through it (the logging filter, ``SyncHistory.ErrorMessage``,
+HTTP bodies, CLI output). There is no process-wide registry. ``mask_credentials`` applies the
+patterns alone, which catch what was never registered (a password inside a connection string,
+an ``Authorization`` header): the database layer uses it on driver messages, which it builds
+before any of those boundaries.
 """
 
 from __future__ import annotations
@@ -79,19 +82,16 @@ class Redactor:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(MASK, text)
-        for regex, replacement in _PATTERNS:
-            text = regex.sub(replacement, text)
-        return text
+        return mask_credentials(text)
 
     def __contains__(self, value: object) -> bool:
         return value in self._values
 
 
-# The process's registry. Secrets are process-wide (one Key Vault, one token cache), and
-# the logging filter installed at start-up must see every value registered later.
-process_redactor = Redactor()
-
-
-def redact(text: str) -> str:
-    """Mask secrets in ``text`` with the process's registry."""
-    return process_redactor.redact(text)
+def mask_credentials(text: str) -> str:
+    """The text with every credential pattern masked (no registered values: a pure function)."""
+    if not text:
+        return text
+    for regex, replacement in _PATTERNS:
+        text = regex.sub(replacement, text)
+    return text

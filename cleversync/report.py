@@ -3,11 +3,12 @@
 The JSON shape (README: 'HTTP API') is ``{"correlationId", "status", "durationMs", "schools": [{
 "schoolId", "name", "status", "entities": [{"entityType", "syncType", "status", "syncId",
 "processed", "inserted", "updated", "deleted", "failed", "error"}]}]}``. Every message in
-it has passed through the redactor.
+it has passed through the caller's redactor (``redact``, its composition root's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from cleversync.db.sessiondb.history import sanitize
@@ -15,23 +16,25 @@ from cleversync.orchestrator import RunResult
 from cleversync.sync.school import SchoolResult
 from cleversync.vocabulary import RunStatus
 
+Redact = Callable[[str], str]
 
-def run_json(run: RunResult) -> dict[str, Any]:
+
+def run_json(run: RunResult, redact: Redact) -> dict[str, Any]:
     return {
         "correlationId": run.correlation_id,
         "status": run.status,
         "durationMs": run.duration_ms,
-        "schools": [school_json(school) for school in run.schools],
+        "schools": [school_json(school, redact) for school in run.schools],
     }
 
 
-def school_json(school: SchoolResult) -> dict[str, Any]:
+def school_json(school: SchoolResult, redact: Redact) -> dict[str, Any]:
     return {
         "schoolId": school.school_id,
         "name": school.name,
         "status": school.status,
         "mode": school.mode,
-        "error": sanitize(school.error),
+        "error": sanitize(school.error, redact),
         "entities": [
             {
                 "entityType": o.entity,
@@ -43,14 +46,14 @@ def school_json(school: SchoolResult) -> dict[str, Any]:
                 "updated": o.counts.updated,
                 "deleted": o.counts.deleted,
                 "failed": o.counts.failed,
-                "error": sanitize(o.message()),
+                "error": sanitize(o.message(), redact),
             }
             for o in school.entities
         ],
     }
 
 
-def summary_rows(run: RunResult) -> list[tuple[object, ...]]:
+def summary_rows(run: RunResult, redact: Redact) -> list[tuple[object, ...]]:
     """One row per school and entity, for the CLI's summary table."""
     rows: list[tuple[object, ...]] = []
     for school in run.schools:
@@ -67,7 +70,7 @@ def summary_rows(run: RunResult) -> list[tuple[object, ...]]:
                     "",
                     "",
                     "",
-                    sanitize(school.error) or "",
+                    sanitize(school.error, redact) or "",
                 )
             )
             continue
@@ -84,21 +87,23 @@ def summary_rows(run: RunResult) -> list[tuple[object, ...]]:
                     o.counts.updated,
                     o.counts.deleted,
                     o.counts.failed,
-                    _short(sanitize(o.message())),
+                    _short(sanitize(o.message(), redact)),
                 )
             )
     return rows
 
 
-def problems(run: RunResult) -> list[str]:
+def problems(run: RunResult, redact: Redact) -> list[str]:
     """Full messages of what went wrong, for below the summary table: one line per school
     when its entities failed for the same reason, one per entity otherwise."""
     lines = []
     for school in run.schools:
         if not school.entities and school.error:
-            lines.append(f"school {school.school_id} ({school.name}): {sanitize(school.error)}")
+            lines.append(
+                f"school {school.school_id} ({school.name}): {sanitize(school.error, redact)}"
+            )
         bad = [
-            (o.entity, sanitize(o.message()))
+            (o.entity, sanitize(o.message(), redact))
             for o in school.entities
             if o.status in (RunStatus.FAILED, RunStatus.PARTIAL) and o.message()
         ]

@@ -1,4 +1,5 @@
-"""The Functions host's composition root: built lazily on first use, cached, resettable by tests.
+"""The Functions host's Runtime around the composition root (``Services``): built lazily on
+first use, cached, resettable by tests.
 
 Building it (reading the settings, importing the database and HTTP stacks, wiring the
 clients) takes about half a second in a fresh process. Work that needs it (a sync, the timer)
@@ -16,10 +17,11 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, TypedDict
 
 from cleversync.errors import ConfigurationError
-from cleversync.redaction import process_redactor
+from cleversync.redaction import Redactor
 
 if TYPE_CHECKING:
     from cleversync.health.monitor import HealthMonitor, Wait
+    from cleversync.orchestrator import Orchestrator
     from cleversync.services import Services
     from cleversync.settings import Settings
 
@@ -34,7 +36,8 @@ class _MonitorWaits(TypedDict, total=False):
 
 
 class Runtime:
-    """What every invocation of this process shares: the Services and the HealthMonitor.
+    """What every invocation of this process shares: the Services (the composition root)
+    and the HealthMonitor over them; the handlers get the parts they use.
 
     When the settings are invalid there are no Services: ``config_error`` holds the error,
     health reports Unhealthy naming the setting, and every other use raises it (so the app
@@ -61,6 +64,8 @@ class Runtime:
             raise ValueError("give either services or a configuration error")
         self._services = services
         self.config_error = config_error
+        # Without Services no secret was ever read: a registry of its own masks the patterns.
+        self.redactor = services.redactor if services else Redactor()
         health_settings = services.settings.health if services else HealthSettings()
         options: _MonitorWaits = {}
         if first_wait is not None:
@@ -90,24 +95,28 @@ class Runtime:
         try:
             settings = Settings.load(environ)
         except ConfigurationError as exc:
-            configure_logging(None)
+            runtime = cls(config_error=exc)
+            configure_logging(None, redactor=runtime.redactor)
             logger.error("CleverSync is not configured correctly: %s", exc)
-            return cls(config_error=exc)
+            return runtime
         except Exception as exc:  # whatever goes wrong here must not escape a handler
-            configure_logging(None)
             error = ConfigurationError(
                 f"the settings could not be read ({type(exc).__name__}); see the logs"
             )
+            runtime = cls(config_error=error)
+            configure_logging(None, redactor=runtime.redactor)
             logger.exception("CleverSync could not read its settings")
-            return cls(config_error=error)
-        configure_logging(settings)
+            return runtime
         return cls.for_settings(settings)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Runtime:
+        """The Runtime over new Services, with the process's logging redacted by their Redactor."""
         from cleversync.services import Services
+        from cleversync.telemetry import configure_logging
 
         services = Services(settings)
+        configure_logging(settings, redactor=services.redactor)
         try:
             # Build the shared clients now, under the caller's lock: no network is touched,
             # and concurrent first invocations then share one token cache. A bad Clever URL
@@ -143,11 +152,12 @@ class Runtime:
         return self._services.settings if self._services is not None else None
 
     def redact(self, text: str) -> str:
-        """Mask secrets with the process's registry and, if different, the Services' own."""
-        text = process_redactor.redact(text)
-        if self._services is not None and self._services.redactor is not process_redactor:
-            text = self._services.redactor.redact(text)
-        return text
+        """Mask the secrets the Services registered and the credential patterns."""
+        return self.redactor.redact(text)
+
+    def orchestrator(self) -> Orchestrator:
+        """A new Orchestrator; raises the configuration error when the settings are invalid."""
+        return self.services.orchestrator()
 
     def close(self) -> None:
         if self._services is not None:

@@ -1,7 +1,10 @@
 """The composition root: builds the real I/O clients lazily, once, and hands them out.
 
-Only the entry points (the Functions app and the CLI) create a ``Services``; everything else
-receives what it needs as arguments. Nothing here runs at import time.
+Only the entry points (the Functions app, through ``runtime``, and the CLI) create a
+``Services``; everything else receives what it needs as arguments. It owns the process's one
+``Redactor``: the secret store and token provider register secrets in it, and the logging
+filter, SyncHistory, the HTTP bodies and the CLI's output are cleaned with it. Nothing here
+runs at import time.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from cleversync.errors import ConfigurationError, DatabaseUnavailableError
-from cleversync.redaction import Redactor, process_redactor
+from cleversync.redaction import Redactor
 from cleversync.secrets import names
 
 if TYPE_CHECKING:
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
     from cleversync.clever.pages import FieldReport
     from cleversync.clever.ratelimit import RateLimitPacer
     from cleversync.clever.tokens import TokenProvider
+    from cleversync.db.sessiondb.history import History
     from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
     from cleversync.orchestrator import Orchestrator
     from cleversync.secrets.base import SecretStore
@@ -49,11 +53,15 @@ def prepare_process() -> None:
 
 
 class Services:
-    """Lazily built, cached clients for one process (or one test)."""
+    """Lazily built, cached clients for one process (or one test).
+
+    ``settings`` may be a loader (``Settings.load``), called on first use: the CLI needs the
+    Redactor for its logging and error messages before it knows whether the settings are valid.
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        settings: Settings | Callable[[], Settings],
         *,
         secret_store: SecretStore | None = None,
         redactor: Redactor | None = None,
@@ -64,8 +72,8 @@ class Services:
     ) -> None:
         from cleversync.timeutil import utcnow
 
-        self.settings = settings
-        self.redactor = redactor or process_redactor
+        self._settings = settings
+        self.redactor = redactor or Redactor()
         self._secret_store = secret_store
         self._http_transport = http_transport
         self.sleep = sleep
@@ -78,6 +86,16 @@ class Services:
         self._session_checked = False
         self._school_engines: dict[str, tuple[str, Engine]] = {}
         self._lock = threading.RLock()
+
+    @property
+    def settings(self) -> Settings:
+        settings = self._settings
+        if callable(settings):
+            with self._lock:
+                if callable(self._settings):
+                    self._settings = self._settings()
+                settings = self._settings
+        return settings
 
     # --- secrets ------------------------------------------------------------------------
 
@@ -108,8 +126,8 @@ class Services:
 
     # --- SessionDb ----------------------------------------------------------------------
 
-    def session_connection_string(self, *, create_local: bool = False) -> str:
-        """SessionDb's connection string; on a laptop, ``create_local`` invents a SQLite one."""
+    def session_connection_string(self) -> str:
+        """SessionDb's connection string, from the secret store."""
         store = self.secret_store
         value = store.get(names.SESSIONDB_CONNECTION_STRING)
         if value:
@@ -119,24 +137,19 @@ class Services:
                 f"secret {names.SESSIONDB_CONNECTION_STRING} is missing from Key Vault "
                 f"{self.settings.key_vault.url}; create it with SessionDb's connection string"
             )
-        if not create_local:
-            raise ConfigurationError(
-                f"SessionDb is not set up ({names.SESSIONDB_CONNECTION_STRING} is not in "
-                f"{store.description}); run 'cleversync db upgrade' first"
-            )
-        path = (self.settings.data_dir / "sessiondb.sqlite").resolve()
-        url = f"sqlite:///{path}"
-        store.set(names.SESSIONDB_CONNECTION_STRING, url)
-        return url
+        raise ConfigurationError(
+            f"SessionDb is not set up ({names.SESSIONDB_CONNECTION_STRING} is not in "
+            f"{store.description}); run 'cleversync db upgrade' first"
+        )
 
     def session_engine(self, *, create: bool = False) -> Engine:
-        """The SessionDb engine (``create``: allowed to create the SQLite file and secret)."""
+        """The SessionDb engine (``create``: allowed to create a SQLite file)."""
         if self._session_engine is not None:
             return self._session_engine
         from cleversync.db.engines import engine_for
 
         # Read the secret outside the lock: a slow vault must not block other threads.
-        connection_string = self.session_connection_string(create_local=create)
+        connection_string = self.session_connection_string()
         with self._lock:
             if self._session_engine is None:
                 try:
@@ -164,6 +177,18 @@ class Services:
 
         return Registry(self.checked_session_engine())
 
+    @property
+    def history(self) -> History:
+        from cleversync.db.sessiondb.history import History
+
+        return History(
+            self.checked_session_engine(),
+            policy=self.settings.retry.database,
+            redactor=self.redactor,
+            clock=self.utc_clock,
+            sleep=self.sleep,
+        )
+
     # --- school databases ---------------------------------------------------------------
 
     def school_connection_string(self, school: SchoolRecord) -> str:
@@ -183,23 +208,6 @@ class Services:
         if cached is not None:
             cached[1].dispose()
         return engine
-
-    def local_school_connection_string(self, prefix: str) -> str:
-        """The SQLite URL a laptop school gets when no connection string was given."""
-        path = (self.settings.data_dir / f"school-{prefix}.sqlite").resolve()
-        return f"sqlite:///{path}"
-
-    def known_school_connection_string(self, prefix: str) -> tuple[str | None, bool]:
-        """The school's connection string if the store has one; on a laptop (no Key Vault)
-        otherwise a new local SQLite one. The flag says it is new (to be stored once the
-        school is registered); with Key Vault and no secret, (None, False): nothing is
-        invented."""
-        from cleversync.secrets import names
-
-        existing = self.secret_store.get(names.connection_string(prefix))
-        if existing is not None or self.settings.uses_key_vault:
-            return existing, False
-        return self.local_school_connection_string(prefix), True
 
     # --- Clever -------------------------------------------------------------------------
 
@@ -278,6 +286,7 @@ class Services:
             school_engine=self.school_engine,
             clever=self.clever_client,
             owner=new_owner(),
+            redactor=self.redactor,
             clock=self.utc_clock,
             sleep=self.sleep,
             on_progress=on_progress,

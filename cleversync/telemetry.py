@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cleversync.logcontext import ContextFilter
-from cleversync.redaction import Redactor, process_redactor
+from cleversync.redaction import Redactor
 
 if TYPE_CHECKING:
     from cleversync.settings import Settings
@@ -39,9 +39,9 @@ class RedactingFilter(logging.Filter):
     an exception entry.
     """
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self.redactor = redactor or process_redactor
+        self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
         redact = self.redactor.redact
@@ -69,15 +69,20 @@ class RedactingFilter(logging.Filter):
         return True
 
 
-def install_redaction(
-    redactor: Redactor | None = None, logger: logging.Logger | None = None
-) -> None:
-    """Put the context and redacting filters on every handler of ``logger`` (default: root)."""
+def install_redaction(redactor: Redactor, logger: logging.Logger | None = None) -> None:
+    """Put the context and redacting filters on every handler of ``logger`` (default: root).
+
+    A handler that already redacts is given ``redactor`` instead of its old one: the latest
+    composition root's secrets are the ones this process now holds.
+    """
     target = logger or logging.getLogger()
     for handler in target.handlers:
         if not any(isinstance(f, ContextFilter) for f in handler.filters):
             handler.filters.insert(0, ContextFilter())
-        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+        existing = [f for f in handler.filters if isinstance(f, RedactingFilter)]
+        for redacting in existing:
+            redacting.redactor = redactor
+        if not existing:
             handler.addFilter(RedactingFilter(redactor))
 
 
@@ -90,13 +95,14 @@ def configure_logging(
     *,
     stream: TextIO | None = None,
     level: int | None = None,
-    redactor: Redactor | None = None,
+    redactor: Redactor,
     azure_monitor: AzureMonitorConfigurator | None = None,
 ) -> None:
     """Set up logging once for an entry point: a stream handler if asked, Azure Monitor when
     a connection string is set, redaction and the run's dimensions on every handler.
 
-    ``level`` overrides ``CleverSync__Logging__LogLevel`` (the CLI's --verbose);
+    ``redactor`` is the composition root's (``Services.redactor``); ``level`` overrides
+    ``CleverSync__Logging__LogLevel`` (the CLI's --verbose);
     ``azure_monitor`` replaces ``configure_azure_monitor`` (tests).
     """
     root = logging.getLogger()

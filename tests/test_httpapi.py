@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from cleversync.errors import (
     UsageError,
 )
 from cleversync.orchestrator import RunResult
-from cleversync.redaction import process_redactor
+from cleversync.redaction import Redactor, mask_credentials
 from cleversync.sync.school import SchoolResult
 
 SECRET = "pa55w0rd-that-must-not-leak"
@@ -46,31 +47,20 @@ class FakeOrchestrator:
         return 0
 
 
-class FakeServices:
-    def __init__(self, orchestrator: FakeOrchestrator | BaseException) -> None:
-        self._orchestrator = orchestrator
-
-    def orchestrator(self) -> FakeOrchestrator:
-        if isinstance(self._orchestrator, BaseException):
-            raise self._orchestrator
-        return self._orchestrator
+# The composition root's Redactor, as the handlers receive it.
+REDACTOR = Redactor()
+redact = REDACTOR.redact
 
 
-class FakeRuntime:
-    """What the handlers use of a Runtime: ``services``, ``health`` and ``redact``."""
+def factory(orchestrator: FakeOrchestrator | BaseException) -> Callable[[], FakeOrchestrator]:
+    """An orchestrator factory, as the handlers receive it (raising what building one raises)."""
 
-    def __init__(self, services: FakeServices | BaseException, health: Any = None) -> None:
-        self._services = services
-        self.health = health
+    def build() -> FakeOrchestrator:
+        if isinstance(orchestrator, BaseException):
+            raise orchestrator
+        return orchestrator
 
-    @property
-    def services(self) -> FakeServices:
-        if isinstance(self._services, BaseException):
-            raise self._services
-        return self._services
-
-    def redact(self, text: str) -> str:
-        return process_redactor.redact(text)
+    return build
 
 
 def run_of(*statuses: str, error: str | None = None) -> RunResult:
@@ -83,7 +73,7 @@ def run_of(*statuses: str, error: str | None = None) -> RunResult:
 
 
 def call_sync(orchestrator: FakeOrchestrator, params: dict[str, str], headers=None):
-    return httpapi.sync(params, headers or {}, FakeRuntime(FakeServices(orchestrator)))
+    return httpapi.sync(params, headers or {}, factory(orchestrator), redact)
 
 
 # --- parameters ---------------------------------------------------------------------------
@@ -185,7 +175,7 @@ def test_a_skipped_school_in_a_district_run_is_a_200() -> None:
 
 def test_a_configuration_error_is_a_500_naming_the_setting() -> None:
     error = ConfigurationError("bad page size", setting="CleverSync__Sync__PageSize")
-    status, body, _ = httpapi.sync({}, {}, FakeRuntime(error))
+    status, body, _ = httpapi.sync({}, {}, factory(error), redact)
     assert status == 500
     assert body["setting"] == "CleverSync__Sync__PageSize" and body["error"] == "bad page size"
 
@@ -199,7 +189,7 @@ def test_an_unexpected_error_is_a_500_without_its_message(caplog: pytest.LogCapt
 
 
 def test_no_registered_secret_leaves_in_a_body() -> None:
-    process_redactor.register(SECRET)
+    REDACTOR.register(SECRET)
     result = run_of("Failed", error=f"could not connect with {SECRET}")
     status, body, _ = call_sync(FakeOrchestrator(result), {})
     assert status == 200 and SECRET not in str(body)
@@ -232,7 +222,7 @@ def sqlite_error(message: str) -> OperationalError:
     ],
 )
 def test_the_error_mapping(error: BaseException, status: int) -> None:
-    got, body, headers = httpapi.error_response(error, correlation_id="c-1")
+    got, body, headers = httpapi.error_response(error, redact=redact, correlation_id="c-1")
     assert got == status
     assert set(body) == {"error", "correlationId"} and body["error"]
     assert ("Retry-After" in headers) == (status == 503)
@@ -246,30 +236,28 @@ def test_a_health_endpoint_that_breaks_still_answers() -> None:
         def report(self) -> Any:
             raise RuntimeError("bug")
 
-    broken = FakeRuntime(FakeServices(RuntimeError()), BrokenHealth())
-    status, body, headers = httpapi.health(broken)
+    broken: Any = BrokenHealth()
+    status, body, headers = httpapi.health(broken, redact)
     assert status == 503 and body == {"status": "Unhealthy", "checkedAt": None, "checks": {}}
     assert headers["Cache-Control"] == "no-store"
-    status, body, headers = httpapi.health_details(broken)
+    status, body, headers = httpapi.health_details(broken, redact)
     assert status == 503 and body["status"] == "Unhealthy"
     assert "RuntimeError" in body["error"] and headers["Cache-Control"] == "no-store"
 
 
 def test_health_answers_starting_before_the_runtime_exists() -> None:
-    status, body, headers = httpapi.health(None)
+    status, body, headers = httpapi.health(None, mask_credentials)
     assert status == 200 and body["status"] == "Degraded" and body["checkedAt"] is None
     assert {check["status"] for check in body["checks"].values()} == {"Pending"}
     assert headers["Cache-Control"] == "no-store"
-    status, details, _ = httpapi.health_details(None)
+    status, details, _ = httpapi.health_details(None, mask_credentials)
     assert status == 200 and details["refresh"]["state"] == "Starting"
 
 
 def test_the_timer_purges_even_when_the_run_fails(caplog: pytest.LogCaptureFixture) -> None:
     orchestrator = FakeOrchestrator(DatabaseUnavailableError("SessionDb is down"))
     with caplog.at_level(logging.INFO, logger="cleversync"):
-        assert (
-            httpapi.scheduled_sync(FakeRuntime(FakeServices(orchestrator)), past_due=True) is None
-        )
+        assert httpapi.scheduled_sync(factory(orchestrator), redact, past_due=True) is None
     assert orchestrator.purged == 1 and orchestrator.calls[0]["trigger"] == "timer"
     messages = [r.getMessage() for r in caplog.records]
     assert any("past due" in m for m in messages)
@@ -277,8 +265,8 @@ def test_the_timer_purges_even_when_the_run_fails(caplog: pytest.LogCaptureFixtu
 
 
 def test_the_timer_raises_nothing_when_it_cannot_start() -> None:
-    runtime = FakeRuntime(ConfigurationError("bad", setting="CleverSync__Sync__PageSize"))
-    assert httpapi.scheduled_sync(runtime, past_due=False) is None
+    unbuildable = factory(ConfigurationError("bad", setting="CleverSync__Sync__PageSize"))
+    assert httpapi.scheduled_sync(unbuildable, redact, past_due=False) is None
 
 
 @pytest.mark.parametrize(

@@ -98,11 +98,14 @@ def test_the_log_context_reaches_records_without_overwriting() -> None:
 
 def test_azure_monitor_is_configured_only_with_a_connection_string() -> None:
     calls: list[dict] = []
-    configure_logging(Settings.load({}), azure_monitor=lambda **kw: calls.append(kw))
+    configure_logging(
+        Settings.load({}), redactor=Redactor(), azure_monitor=lambda **kw: calls.append(kw)
+    )
     assert calls == []
     connection = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=http://127.0.0.1:9/"
     configure_logging(
         Settings.load({"APPLICATIONINSIGHTS_CONNECTION_STRING": connection}),
+        redactor=Redactor(),
         azure_monitor=lambda **kw: calls.append(kw),
     )
     assert len(calls) == 1
@@ -124,11 +127,12 @@ OFFLINE_SYNC = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, {root!r})
     from cleversync.sandbox import Sandbox
+    from cleversync.redaction import Redactor
     from cleversync.settings import Settings
     from cleversync.telemetry import configure_logging
     from tests.world import World
 
-    configure_logging(Settings.load())
+    configure_logging(Settings.load(), redactor=Redactor())
     sb = Sandbox(seed=5, districts=1, schools=2, students=200, teachers=10, sections=8)
     tmp = Path(tempfile.mkdtemp())
     with sb.serve() as running:

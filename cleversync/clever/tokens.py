@@ -34,7 +34,7 @@ from cleversync.errors import (
     CleverTransientError,
     ConfigurationError,
 )
-from cleversync.redaction import Redactor, process_redactor
+from cleversync.redaction import Redactor
 from cleversync.secrets import names
 from cleversync.secrets.base import SecretStore
 from cleversync.settings import Settings
@@ -108,7 +108,7 @@ class TokenProvider:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         executor: Executor | None = None,
-        redactor: Redactor | None = None,
+        redactor: Redactor,
     ) -> None:
         self._settings = settings
         self._store = secret_store
@@ -117,7 +117,7 @@ class TokenProvider:
         self._clock = clock
         self._wall_clock = wall_clock
         self._executor = executor
-        self._redactor = redactor or process_redactor
+        self._redactor = redactor
         self._districts: dict[int, _District] = {}
         self._lock = threading.Lock()
 

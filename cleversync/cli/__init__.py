@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cleversync.redaction import Redactor
     from cleversync.services import Services
     from cleversync.settings import Settings
 
@@ -26,36 +27,23 @@ Handler = Callable[[argparse.Namespace, "CliContext"], int]
 
 
 class CliContext:
-    """Settings and services for one command, built on first use."""
+    """One command's arguments and the Services (the composition root) it asks for the rest.
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    The Services read the settings on first use, so a command that needs none (``sandbox``)
+    runs without them, and a bad setting is reported like any other error.
+    """
+
+    def __init__(self, args: argparse.Namespace, services: Services) -> None:
         self.args = args
-        self._settings: Settings | None = None
-        self._services: Services | None = None
+        self.services = services
 
     @property
     def settings(self) -> Settings:
-        if self._settings is None:
-            from cleversync.settings import Settings
-
-            self._settings = Settings.load()
-        return self._settings
-
-    @property
-    def services(self) -> Services:
-        if self._services is None:
-            from cleversync.services import Services
-
-            self._services = Services(self.settings)
-        return self._services
-
-    def close(self) -> None:
-        if self._services is not None:
-            self._services.close()
+        return self.services.settings
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cleversync.cli import admin, demo, run
+    from cleversync.cli import admin, demo, run, schools
 
     parser = argparse.ArgumentParser(
         prog="cleversync",
@@ -69,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cleversync {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     admin.register(commands)
+    schools.register(commands)
     run.register(commands)
     demo.register(commands)
     _register_sandbox(commands)
@@ -100,7 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
-    context = CliContext(args)
+    from cleversync.services import Services
+    from cleversync.settings import Settings
+
+    services = Services(Settings.load)
+    context = CliContext(args, services)
     try:
         _configure_logging(context)
         return handler(args, context)
@@ -112,9 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # every error is reported, sanitized, with an exit status
-        return report_error(exc)
+        return report_error(exc, services.redactor)
     finally:
-        context.close()
+        services.close()
 
 
 def _discard_stdout() -> None:
@@ -129,11 +122,11 @@ def _discard_stdout() -> None:
         pass
 
 
-def report_error(exc: BaseException) -> int:
+def report_error(exc: BaseException, redactor: Redactor) -> int:
     from cleversync.db.errors import database_error
     from cleversync.errors import CleverSyncError, UsageError
-    from cleversync.redaction import redact
 
+    redact = redactor.redact
     exc = database_error(exc, "SessionDb") or exc
     if isinstance(exc, UsageError):
         print(f"cleversync: error: {redact(str(exc))}", file=sys.stderr)
@@ -156,4 +149,4 @@ def _configure_logging(context: CliContext) -> None:
     # (CleverSync__Logging__LogLevel governs the Functions app).
     verbosity = context.args.verbose
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    configure_logging(None, stream=sys.stderr, level=level)
+    configure_logging(None, stream=sys.stderr, level=level, redactor=context.services.redactor)

@@ -117,12 +117,13 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
             )
     finally:
         progress.stop()
+    redact = ctx.services.redactor.redact
     if args.json:
-        json.dump(run_json(run), out, indent=2)
+        json.dump(run_json(run, redact), out, indent=2)
         out.write("\n")
     else:
-        print(table(SUMMARY_HEADERS, summary_rows(run)), file=out)
-        for line in problems(run):
+        print(table(SUMMARY_HEADERS, summary_rows(run, redact)), file=out)
+        for line in problems(run, redact):
             print(f"  {line}", file=out)
         print(_verdict(run), file=out)
     if stop.is_set():
@@ -203,13 +204,12 @@ class ProgressDisplay:
 
 
 def history_command(args: argparse.Namespace, ctx: CliContext) -> int:
-    from cleversync.db.sessiondb.history import History
     from cleversync.timeutil import iso
 
     services = ctx.services
     if args.school_id is not None:
         services.registry.get_school(args.school_id)
-    history = History(services.checked_session_engine(), policy=services.settings.retry.database)
+    history = services.history
     rows = history.rows(
         school_id=args.school_id, since=args.since, status=args.status, limit=args.limit
     )
@@ -279,10 +279,11 @@ def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
     """The checks of GET /health/clever-auth, run now; exit 1 when Unhealthy."""
     from cleversync.errors import ConfigurationError
     from cleversync.health.checks import ProbeTargets, ServicesProbe, overall
-    from cleversync.redaction import redact
 
+    services = ctx.services
+    redact = services.redactor.redact
     try:
-        services = ctx.services
+        services.settings  # noqa: B018 (read now: a bad setting is reported as a check)
     except ConfigurationError as exc:
         probe = ServicesProbe(None, exc, redact=redact)
     else:

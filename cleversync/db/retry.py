@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tenacity import RetryCallState
 
 from cleversync.errors import DatabaseError, DatabaseTransientError, DatabaseUnavailableError
-from cleversync.redaction import redact
+from cleversync.redaction import mask_credentials
 from cleversync.retrying import retrying
 from cleversync.settings import RetryPolicy
 
@@ -106,7 +106,7 @@ def translate(exc: BaseException, what: str) -> DatabaseError | None:
             kind = DatabaseError
         else:
             return None
-    detail = redact(str(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc))
+    detail = mask_credentials(str(exc.orig if isinstance(exc, DBAPIError) and exc.orig else exc))
     detail = detail.splitlines()[0][:500] if detail else type(exc).__name__
     return kind(f"{what}: {detail}")
 
@@ -141,7 +141,7 @@ def run_with_retry(
             what,
             state.attempt_number,
             policy.max_attempts + 1,
-            redact(str(exc)).splitlines()[0] if exc else "",
+            mask_credentials(str(exc)).splitlines()[0] if exc else "",
         )
 
     # waits of base, 2 x base, 4 x base ... plus up to a quarter of base of jitter

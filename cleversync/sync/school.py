@@ -27,6 +27,7 @@ from cleversync.db.sessiondb.lease import Lease, Leases
 from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
 from cleversync.errors import CleverSyncError, LeaseHeldError, LeaseLostError
 from cleversync.logcontext import log_context
+from cleversync.redaction import Redactor
 from cleversync.settings import Settings
 from cleversync.sync.modes import ClientFactory, Modes, Run, dims
 from cleversync.sync.outcome import EntityOutcome
@@ -79,6 +80,7 @@ class SchoolSync:
         school_engine: EngineFactory,
         clever: ClientFactory,
         owner: str,
+        redactor: Redactor,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
         on_progress: Callable[[Progress], None] | None = None,
@@ -92,7 +94,9 @@ class SchoolSync:
         self._on_progress = on_progress
         policy = settings.retry.database
         self.registry = Registry(session_engine, clock=clock)
-        self.history = History(session_engine, policy=policy, clock=clock, sleep=sleep)
+        self.history = History(
+            session_engine, policy=policy, redactor=redactor, clock=clock, sleep=sleep
+        )
         self.leases = Leases(session_engine, policy=policy, clock=clock, sleep=sleep)
         self._modes = Modes(
             settings=settings,

@@ -117,7 +117,11 @@ def open_rows(school_id: int) -> None:
     """History rows of a run that was killed before it could close them."""
     services = Services(Settings.load())
     try:
-        History(services.session_engine(), policy=services.settings.retry.database).open_run(
+        History(
+            services.session_engine(),
+            policy=services.settings.retry.database,
+            redactor=services.redactor,
+        ).open_run(
             school_id=school_id,
             entities=["Student", "Teacher", "Section"],
             sync_type="Full",

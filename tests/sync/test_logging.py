@@ -23,7 +23,9 @@ class Records(logging.Handler):
 def test_sync_records_carry_dimensions_and_the_correlation_id(world: World) -> None:
     handler = Records()
     logging.getLogger().addHandler(handler)
-    configure_logging(world.services.settings, level=logging.DEBUG)
+    configure_logging(
+        world.services.settings, level=logging.DEBUG, redactor=world.services.redactor
+    )
     world.sandbox.faults.add(
         Fault("status", path=f"/v3.0/schools/{clever_school_id(world)}/users", status=503, times=1)
     )

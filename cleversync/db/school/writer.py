@@ -23,7 +23,7 @@ from cleversync.db.retry import classify
 from cleversync.db.schema import SectionStudent, SectionTeacher
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
-from cleversync.redaction import redact
+from cleversync.redaction import mask_credentials
 from cleversync.sync.mapping import Row, SectionRow
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import Existing, plan_batch, plan_links
@@ -370,7 +370,7 @@ def refusal(exc: BaseException) -> str:
             return "a character it cannot encode"
         if isinstance(error, DataError | IntegrityError):
             detail = str(error.orig if error.orig is not None else error)
-            first = redact(detail).splitlines()[0] if detail else type(error).__name__
+            first = mask_credentials(detail).splitlines()[0] if detail else type(error).__name__
             return first[:200]
     return type(exc).__name__
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncHistory
-from cleversync.redaction import redact
+from cleversync.redaction import Redactor, mask_credentials
 from cleversync.settings import RetryPolicy
 from cleversync.sync.plan import EntityRun, LastRun
 from cleversync.timeutil import utcnow
@@ -37,8 +37,13 @@ class Counts:
     failed: int = 0
 
 
-def sanitize(message: str | None) -> str | None:
-    """What may be stored or shown: secrets masked, bounded length."""
+def sanitize(message: str | None, redact: Callable[[str], str] = mask_credentials) -> str | None:
+    """What may be stored or shown: secrets masked, bounded length.
+
+    Without ``redact`` only the credential patterns are masked: results held in memory are
+    cleaned of registered secrets where they leave the process (SyncHistory, HTTP, CLI,
+    logs), by the Redactor of the composition root that built them.
+    """
     if not message:
         return None
     text = redact(message)
@@ -56,11 +61,13 @@ class History:
         engine: Engine,
         *,
         policy: RetryPolicy,
+        redactor: Redactor,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._engine = engine
         self._policy = policy
+        self._redact = redactor.redact
         self._clock = clock
         self._sleep = sleep
 
@@ -145,7 +152,7 @@ class History:
                 RecordsUpdated=counts.updated,
                 RecordsDeleted=counts.deleted,
                 RecordsFailed=counts.failed,
-                ErrorMessage=sanitize(error),
+                ErrorMessage=sanitize(error, self._redact),
                 LastEventId=last_event_id,
                 LastSyncTimestamp=last_sync_timestamp,
             ),
@@ -158,7 +165,9 @@ class History:
             update(_TABLE)
             .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status == RunStatus.IN_PROGRESS)
             .values(
-                Status=RunStatus.FAILED, SyncEndTime=self._clock(), ErrorMessage=sanitize(message)
+                Status=RunStatus.FAILED,
+                SyncEndTime=self._clock(),
+                ErrorMessage=sanitize(message, self._redact),
             ),
         )
         return result.rowcount or 0
@@ -189,7 +198,9 @@ class History:
                     update(_TABLE)
                     .where(*expired)
                     .values(
-                        Status=RunStatus.FAILED, SyncEndTime=now, ErrorMessage=sanitize(message)
+                        Status=RunStatus.FAILED,
+                        SyncEndTime=now,
+                        ErrorMessage=sanitize(message, self._redact),
                     )
                 )
             return found

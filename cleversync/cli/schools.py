@@ -1,0 +1,312 @@
+"""School commands: ``school add|list|flag-full-sync|(de)activate|release-lease|discover``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from cleversync.cli.args import identifier
+from cleversync.cli.laptop import known_school_connection_string
+from cleversync.cli.output import table
+
+if TYPE_CHECKING:
+    from cleversync.cli import CliContext
+    from cleversync.db.sessiondb.registry import SchoolRecord
+
+
+def register(commands: Any) -> None:
+    school = commands.add_parser("school", help="register and list schools")
+    school_commands = school.add_subparsers(dest="school_command", metavar="ACTION", required=True)
+    add = school_commands.add_parser("add", help="register a school")
+    add.add_argument("--district-id", type=identifier, required=True)
+    add.add_argument("--clever-id", required=True, help="the school's Clever id")
+    add.add_argument("--name", required=True)
+    add.add_argument("--prefix", required=True, help="secret-name prefix, e.g. Lincoln-Elementary")
+    add.add_argument(
+        "--database-name", help="the database's name on its server (shown to operators)"
+    )
+    add.add_argument(
+        "--connection-string-stdin",
+        action="store_true",
+        help="read the school database's connection string from standard input and store it",
+    )
+    add.set_defaults(handler=school_add)
+    school_list = school_commands.add_parser("list", help="list registered schools")
+    school_list.add_argument("--district-id", type=identifier)
+    school_list.set_defaults(handler=school_list_command)
+    flag = school_commands.add_parser(
+        "flag-full-sync",
+        help="make the school's next sync a full one (with deletes), e.g. at the start of a year",
+    )
+    flag.add_argument("--school-id", type=identifier, required=True)
+    flag.set_defaults(handler=school_flag_full_sync)
+    for action, active, text in (
+        ("deactivate", False, "leave a school out of every sync run (its data stays)"),
+        ("activate", True, "put a deactivated school back into the sync runs"),
+    ):
+        toggle = school_commands.add_parser(action, help=text)
+        toggle.add_argument("--school-id", type=identifier, required=True)
+        toggle.set_defaults(handler=school_set_active, active=active)
+    release = school_commands.add_parser(
+        "release-lease",
+        help="free a school's sync lease whose run is gone (a killed or crashed sync)",
+        description="A run holds its school's lease for 5 minutes and renews it every 30 s; "
+        "the lease of a run that died expires by itself. This frees it now when its process "
+        "no longer exists on this machine; a lease held from another machine needs --force.",
+    )
+    release.add_argument("--school-id", type=identifier, required=True)
+    release.add_argument(
+        "--force",
+        action="store_true",
+        help="also free a lease held from another machine (its run, if alive, then stops)",
+    )
+    release.set_defaults(handler=school_release_lease)
+    discover = school_commands.add_parser(
+        "discover", help="list a district's schools in Clever (and register the missing ones)"
+    )
+    discover.add_argument("--district-id", type=identifier, required=True)
+    discover.add_argument(
+        "--register", action="store_true", help="register the schools not registered yet"
+    )
+    discover.set_defaults(handler=school_discover)
+
+
+def school_add(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.connstr import database_name, to_url
+    from cleversync.errors import ConfigurationError, UsageError
+    from cleversync.secrets import names
+
+    names.validate_prefix(args.prefix, what="school prefix")
+    services = ctx.services
+    registry = services.registry
+    registry.get_district(args.district_id)
+    store = services.secret_store
+    secret = names.connection_string(args.prefix)
+    if args.connection_string_stdin:
+        connection_string: str | None = sys.stdin.readline().strip()
+        if not connection_string:
+            raise UsageError("no connection string on standard input")
+        is_new = True
+    else:
+        connection_string, is_new = known_school_connection_string(services, args.prefix)
+        if connection_string is None:
+            raise UsageError(
+                f"secret {secret} is not in Key Vault; create it there first, or pass the "
+                "connection string with --connection-string-stdin"
+            )
+    try:
+        url = to_url(connection_string)
+        derived = database_name(connection_string)
+    except ConfigurationError as exc:
+        raise UsageError(f"the school's connection string: {exc}") from None
+    if url.get_backend_name() == "mssql":
+        from cleversync.db.engines import odbc_problem
+
+        problem = odbc_problem(url)
+        if problem is not None:  # fine to register; the machine that syncs needs them
+            print(f"Note: {problem}", file=sys.stderr)
+    school = registry.add_school(
+        district_id=args.district_id,
+        clever_id=args.clever_id,
+        name=args.name,
+        prefix=args.prefix,
+        database_name=args.database_name or derived or args.prefix,
+    )
+    if is_new:
+        store.set(secret, connection_string)
+    print(
+        f"Registered school {school.school_id}: {school.name} (Clever id "
+        f"{school.clever_school_id}, database {school.database_name}, secret {secret})"
+    )
+    print(f"Next: create its tables with 'cleversync db upgrade --school-id {school.school_id}'")
+    return 0
+
+
+def school_list_command(args: argparse.Namespace, ctx: CliContext) -> int:
+    registry = ctx.services.registry
+    if args.district_id is not None:
+        registry.get_district(args.district_id)
+    schools = registry.list_schools(district_id=args.district_id)
+    if not schools:
+        print("No schools registered. Add one with 'cleversync school add'.")
+        return 0
+    rows = [
+        (
+            s.school_id,
+            s.district_id,
+            s.name,
+            s.clever_school_id,
+            s.prefix,
+            s.database_name,
+            s.is_active,
+            s.requires_full_sync,
+        )
+        for s in schools
+    ]
+    headers = [
+        "ID",
+        "DISTRICT",
+        "NAME",
+        "CLEVER ID",
+        "PREFIX",
+        "DATABASE",
+        "ACTIVE",
+        "FULL SYNC NEXT",
+    ]
+    print(table(headers, rows))
+    return 0
+
+
+def school_flag_full_sync(args: argparse.Namespace, ctx: CliContext) -> int:
+    registry = ctx.services.registry
+    school = registry.get_school(args.school_id)
+    registry.set_requires_full_sync(school.school_id, True)
+    print(f"School {school.school_id} ({school.name}) will get a full sync on its next run")
+    return 0
+
+
+def school_set_active(args: argparse.Namespace, ctx: CliContext) -> int:
+    school = ctx.services.registry.set_active(args.school_id, args.active)
+    state = "is synced again" if school.is_active else "is left out of every sync run now"
+    print(f"School {school.school_id} ({school.name}) {state}")
+    return 0
+
+
+def school_release_lease(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.db.sessiondb.lease import (
+        ALIVE,
+        GONE,
+        REMOTE,
+        Leases,
+        owner_process,
+        owner_state,
+    )
+    from cleversync.timeutil import iso, utcnow
+
+    services = ctx.services
+    school = services.registry.get_school(args.school_id)
+    policy = services.settings.retry.database
+    leases = Leases(services.checked_session_engine(), policy=policy)
+    holder, expires = leases.holder(school.school_id)
+    named = f"School {school.school_id} ({school.name})"
+    if holder is None:
+        print(f"{named} holds no sync lease; nothing to release.")
+        return 0
+    state = owner_state(holder)
+    expired = expires is not None and expires < utcnow()
+    process = owner_process(holder)
+    if state == ALIVE and not expired:
+        pid = process[1] if process else "?"
+        print(
+            f"cleversync: error: {named}'s lease is held by {holder}, process {pid} on this "
+            "machine, which is still running: a sync is in progress; stop it (Ctrl-C, or "
+            f"kill {pid}) rather than freeing its lease",
+            file=sys.stderr,
+        )
+        return 1
+    if state == REMOTE and not expired and not args.force:
+        print(
+            f"cleversync: error: {named}'s lease is held by {holder} from another machine "
+            f"until {iso(expires)}; CleverSync cannot tell from here whether that run is "
+            "alive. Wait until then, or free it with --force if you are sure it is gone",
+            file=sys.stderr,
+        )
+        return 1
+    if not leases.release_held(school.school_id, holder):
+        print(f"{named}'s lease changed hands meanwhile; nothing was released.")
+        return 1
+    if state == REMOTE and not expired:
+        print(
+            f"Warning: freed a lease held from another machine ({holder}); if that run is "
+            "still going, it stops at its next lease renewal (within 30 s)",
+            file=sys.stderr,
+        )
+    why = (
+        "it had expired"
+        if expired
+        else "its process no longer exists"
+        if state == GONE
+        else "--force"
+    )
+    closed = services.history.close_abandoned(
+        school.school_id,
+        f"abandoned: the run holding this school's lease ({holder}) stopped without "
+        "finishing; lease released with 'cleversync school release-lease'",
+    )
+    rows = f"; closed its {closed} unfinished history row(s) as Failed" if closed else ""
+    print(f"Released {named}'s sync lease, held by {holder} ({why}){rows}.")
+    return 0
+
+
+def school_discover(args: argparse.Namespace, ctx: CliContext) -> int:
+    from cleversync.secrets import names
+
+    services = ctx.services
+    registry = services.registry
+    district = registry.get_district(args.district_id)
+    client = services.clever_client(district)
+    found = [school for page in client.schools(page_size=100) for school in page.records]
+    registered = {s.clever_school_id: s for s in registry.list_schools()}
+    rows = []
+    added = []
+    for school in found:
+        known = registered.get(school.id)
+        if known is None and args.register:
+            known = _register_discovered(
+                ctx, district.district_id, school.id, school.name or school.id
+            )
+            added.append(known)
+        rows.append(
+            (
+                school.id,
+                school.name,
+                known.school_id if known else None,
+                known.prefix if known else None,
+            )
+        )
+    if not found:
+        print(f"Clever lists no schools for district {district.clever_district_id}.")
+        return 0
+    print(table(["CLEVER ID", "NAME", "SCHOOL ID", "PREFIX"], rows))
+    if added:
+        print(f"Registered {len(added)} school(s). Next: 'cleversync db upgrade --all-schools'.")
+        if services.settings.uses_key_vault:
+            missing = [names.connection_string(s.prefix) for s in added]
+            print("Create their connection strings in Key Vault: " + ", ".join(missing))
+    elif not args.register and len(registered.keys() & {s.id for s in found}) < len(found):
+        print("Add the unregistered ones with --register.")
+    return 0
+
+
+def _register_discovered(
+    ctx: CliContext, district_id: int, clever_id: str, name: str
+) -> SchoolRecord:
+    """Register a school found in Clever with a prefix derived from its name."""
+    from cleversync.connstr import database_name
+    from cleversync.secrets import names
+
+    services = ctx.services
+    registry = services.registry
+    base = names.prefix_from_name(name)[: names.MAX_PREFIX_LENGTH - 4]
+    taken = {s.prefix.lower() for s in registry.list_schools()} | {
+        d.prefix.lower() for d in registry.list_districts()
+    }
+    prefix, n = base, 2
+    while prefix.lower() in taken:
+        prefix, n = f"{base}-{n}", n + 1
+    connection_string, is_new = known_school_connection_string(services, prefix)
+    try:
+        derived = database_name(connection_string) if connection_string else None
+    except Exception:  # a bad stored string is reported by db upgrade and sync, not here
+        derived = None
+    school = registry.add_school(
+        district_id=district_id,
+        clever_id=clever_id,
+        name=name[:200] if name.strip() else clever_id,
+        prefix=prefix,
+        database_name=(derived or prefix)[:100],
+    )
+    if is_new and connection_string is not None:
+        services.secret_store.set(names.connection_string(prefix), connection_string)
+    return school
