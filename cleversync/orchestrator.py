@@ -23,6 +23,7 @@ from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.errors import CleverSyncError, UsageError
 from cleversync.settings import Settings
 from cleversync.sync.school import SchoolResult, SchoolSync, SyncRequest
+from cleversync.threads import bound
 from cleversync.timeutil import utcnow
 from cleversync.vocabulary import RunStatus
 
@@ -116,7 +117,7 @@ class Orchestrator:
             workers = min(self._settings.concurrency.max_schools_in_parallel, len(targets))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="school-sync") as pool:
                 futures = [
-                    pool.submit(self._one, school, district, request)
+                    pool.submit(bound(self._one), school, district, request)
                     for school, district in targets
                 ]
                 results = _collect(futures, stop)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from cleversync.errors import ConfigurationError
 from cleversync.redaction import process_redactor
+from cleversync.threads import start_thread
 
 if TYPE_CHECKING:
     from cleversync.health.monitor import HealthMonitor, Wait
@@ -159,7 +160,7 @@ Start = Callable[[Callable[[], None]], None]
 
 
 def _in_daemon_thread(work: Callable[[], None]) -> None:
-    threading.Thread(target=work, name="cleversync-startup", daemon=True).start()
+    start_thread(work, name="cleversync-startup")
 
 
 class LazyRuntime:
