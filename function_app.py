@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from cleversync import httpapi, runtime
+from cleversync import httpapi, runtime, threads
 from cleversync.redaction import mask_credentials
 
 if TYPE_CHECKING:
     from cleversync.health.monitor import HealthMonitor
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+# Every handler takes the invocation's ``context`` (the worker passes it to a parameter of
+# that name) and binds it: the host shows a log record in the invocation's log only when
+# its thread carries the invocation id, and the threads the app starts get it from there.
 
 # POST /api/sync?schoolId=N | districtId=N [&full=true] [&allowMassDelete=true]
 sync_api = func.Blueprint()
@@ -29,9 +33,10 @@ sync_api = func.Blueprint()
 @sync_api.route(
     route="api/sync", methods=[func.HttpMethod.POST], auth_level=func.AuthLevel.FUNCTION
 )
-def sync(req: func.HttpRequest) -> func.HttpResponse:
-    current = runtime.current()
-    return _render(httpapi.sync(req.params, req.headers, current.orchestrator, current.redact))
+def sync(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with threads.bind_invocation(context):
+        current = runtime.current()
+        return _render(httpapi.sync(req.params, req.headers, current.orchestrator, current.redact))
 
 
 # GET /health/clever-auth, for Azure Monitor's probes: statuses only, anonymous.
@@ -44,16 +49,18 @@ health_api = func.Blueprint()
 @health_api.route(
     route="health/clever-auth", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.ANONYMOUS
 )
-def health_clever_auth(req: func.HttpRequest) -> func.HttpResponse:
-    return _render(httpapi.health(*_health_parts()))
+def health_clever_auth(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with threads.bind_invocation(context):
+        return _render(httpapi.health(*_health_parts()))
 
 
 @health_api.function_name("health")
 @health_api.route(
     route="api/health", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION
 )
-def health(req: func.HttpRequest) -> func.HttpResponse:
-    return _render(httpapi.health_details(*_health_parts()))
+def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with threads.bind_invocation(context):
+        return _render(httpapi.health_details(*_health_parts()))
 
 
 # The daily sync of every active school. The schedule is the flat app setting
@@ -65,9 +72,10 @@ schedule = func.Blueprint()
 @schedule.timer_trigger(
     arg_name="timer", schedule="%CleverSyncSchedule%", run_on_startup=False, use_monitor=True
 )
-def scheduled_sync(timer: func.TimerRequest) -> None:
-    current = runtime.current()
-    httpapi.scheduled_sync(current.orchestrator, current.redact, past_due=timer.past_due)
+def scheduled_sync(timer: func.TimerRequest, context: func.Context) -> None:
+    with threads.bind_invocation(context):
+        current = runtime.current()
+        httpapi.scheduled_sync(current.orchestrator, current.redact, past_due=timer.past_due)
 
 
 app.register_functions(sync_api)

@@ -136,6 +136,7 @@ def product(spec: dict[str, Any]) -> dict[str, Any]:
             district_id=spec.get("district_id"),
             full=spec.get("full", False),
             trigger="cli",
+            within_deadline=False,  # as `cleversync sync`
         )
     finally:
         services.close()

@@ -23,6 +23,7 @@ from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.errors import CleverSyncError, UsageError
 from cleversync.settings import Settings
 from cleversync.sync.school import SchoolResult, SchoolSync, SyncRequest
+from cleversync.threads import bound
 from cleversync.timeutil import utcnow
 from cleversync.vocabulary import RunStatus
 
@@ -89,8 +90,13 @@ class Orchestrator:
         correlation_id: str | None = None,
         trigger: str = "manual",
         stop: threading.Event | None = None,
+        within_deadline: bool = True,
     ) -> RunResult:
+        """``within_deadline``: start no school once ``Sync__RunDeadlineMinutes`` have passed
+        (a run inside the Functions host, which is stopped at functionTimeout); the CLI has no
+        such limit and passes False."""
         began = time.perf_counter()
+        deadline = self._deadline() if within_deadline else None
         if allow_mass_delete and school_id is None:
             raise UsageError(ONE_SCHOOL_OVERRIDE)
         targets = self.targets(school_id=school_id, district_id=district_id)
@@ -116,13 +122,27 @@ class Orchestrator:
             workers = min(self._settings.concurrency.max_schools_in_parallel, len(targets))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="school-sync") as pool:
                 futures = [
-                    pool.submit(self._one, school, district, request)
+                    pool.submit(bound(self._one), school, district, request, deadline)
                     for school, district in targets
                 ]
                 results = _collect(futures, stop)
+        not_run = [r.school_id for r in results if r.error == self._not_run]
+        status = overall_status(results)
+        if not_run:
+            logger.warning(
+                "Sync run %s reached its deadline (CleverSync__Sync__RunDeadlineMinutes=%g): "
+                "%d school(s) not run: %s",
+                request.correlation_id,
+                self._settings.sync.run_deadline_minutes,
+                len(not_run),
+                ", ".join(map(str, not_run)),
+                extra={"CorrelationId": request.correlation_id, "NotRun": len(not_run)},
+            )
+            if status == RunStatus.SUCCESS:  # not every school was synced
+                status = RunStatus.PARTIAL
         run = RunResult(
             correlation_id=request.correlation_id,
-            status=overall_status(results),
+            status=status,
             duration_ms=int((time.perf_counter() - began) * 1000),
             schools=results,
         )
@@ -160,11 +180,37 @@ class Orchestrator:
                 extra={"CorrelationId": correlation_id, "SchoolId": school_id},
             )
 
+    def _deadline(self) -> datetime | None:
+        minutes = self._settings.sync.run_deadline_minutes
+        return self._clock() + timedelta(minutes=minutes) if minutes > 0 else None
+
+    @property
+    def _not_run(self) -> str:
+        return (
+            "not run: the run deadline (CleverSync__Sync__RunDeadlineMinutes="
+            f"{self._settings.sync.run_deadline_minutes:g}) was reached before its turn; "
+            "a later run syncs it"
+        )
+
     def _one(
-        self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
+        self,
+        school: SchoolRecord,
+        district: DistrictRecord,
+        request: SyncRequest,
+        deadline: datetime | None = None,
     ) -> SchoolResult | None:
         if request.stop is not None and request.stop.is_set():
             return None  # asked to stop: no new school starts
+        if deadline is not None and self._clock() >= deadline:
+            # Skipped, not Failed: nothing is wrong with the school, so it writes no history
+            # and never counts toward ConsecutiveSyncFailures; the run's warning says why.
+            return SchoolResult(
+                school.school_id,
+                school.name,
+                district.district_id,
+                RunStatus.SKIPPED,
+                error=self._not_run,
+            )
         try:
             return self._sync.run(school, district, request)
         except Exception as exc:  # a bug in one school's run must not stop the others

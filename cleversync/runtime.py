@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from cleversync.errors import ConfigurationError
 from cleversync.redaction import Redactor
+from cleversync.threads import start_thread
 
 if TYPE_CHECKING:
     from cleversync.health.monitor import HealthMonitor, Wait
@@ -169,7 +170,7 @@ Start = Callable[[Callable[[], None]], None]
 
 
 def _in_daemon_thread(work: Callable[[], None]) -> None:
-    threading.Thread(target=work, name="cleversync-startup", daemon=True).start()
+    start_thread(work, name="cleversync-startup")
 
 
 class LazyRuntime:

@@ -109,6 +109,9 @@ class SyncSettings(_Section):
     page_size: int = Field(100, ge=1, le=10000, alias="PageSize")
     batch_size: int = Field(500, ge=1, le=2000, alias="BatchSize")
     timeout_minutes: float = Field(30, gt=0, alias="TimeoutMinutes")
+    # A run inside the Functions host starts no school after this many minutes (host.json's
+    # functionTimeout, 30, minus a margin for the schools still running); 0 = no deadline.
+    run_deadline_minutes: float = Field(25, ge=0, allow_inf_nan=False, alias="RunDeadlineMinutes")
     max_delete_percent: float = Field(40, ge=0, le=100, alias="MaxDeletePercent")
     delete_mode: Literal["Delete", "Deactivate"] = Field("Delete", alias="DeleteMode")
     event_retention_days: float = Field(29, gt=0, alias="EventRetentionDays")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import typing
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from cleversync.services import Services
 from cleversync.settings import SCHEDULE_VARIABLE, Settings
 from cleversync.timeutil import utcnow
 from cleversync.vocabulary import HealthStatus
+from tests.azure_worker import invoke
 from tests.fakes import FakeClock, InlineExecutor, MemorySecretStore, QueuedExecutor
 from tests.test_health import FakeWaits
 from tests.world import World, make_world
@@ -113,9 +115,12 @@ def test_every_function_trigger_route_method_and_auth_level() -> None:
     found = {name: [json.loads(b) for b in f.get_raw_bindings()] for name, f in functions().items()}
     assert found == EXPECTED_BINDINGS
     for function in functions().values():
-        # The worker matches the trigger's name to the Python parameter, or indexes nothing.
-        parameters = list(inspect.signature(function.get_user_function()).parameters)
-        assert parameters == [function.get_trigger().name]
+        # The worker matches the trigger's name to the Python parameter, or indexes nothing;
+        # it passes the invocation's Context to a parameter named context annotated with it.
+        handler = function.get_user_function()
+        parameters = list(inspect.signature(handler).parameters)
+        assert parameters == [function.get_trigger().name, "context"]
+        assert typing.get_type_hints(handler)["context"] is func.Context
 
 
 def test_the_app_indexes_in_a_process_with_an_empty_environment() -> None:
@@ -252,7 +257,7 @@ def post_sync(params: dict[str, str] | None = None, headers: dict[str, str] | No
         headers=headers or {},
         body=b"",
     )
-    response = functions()["sync"].get_user_function()(request)
+    response = invoke(functions()["sync"].get_user_function(), request)
     assert response.mimetype == "application/json"
     return response.status_code, json.loads(response.get_body()), response.headers
 
@@ -262,7 +267,7 @@ def get_health(function: str = "health_clever_auth", path: str = "health/clever-
     request = func.HttpRequest(
         method="GET", url=f"http://localhost/{path}", params={}, headers={}, body=b""
     )
-    response = functions()[function].get_user_function()(request)
+    response = invoke(functions()[function].get_user_function(), request)
     assert response.headers["Cache-Control"] == "no-store"
     return response.status_code, json.loads(response.get_body())
 
@@ -292,7 +297,7 @@ def public_view(details: dict[str, Any]) -> dict[str, Any]:
 
 
 def fire_timer(past_due: bool = False) -> None:
-    functions()["scheduled_sync"].get_user_function()(TimerRequest(past_due=past_due))
+    invoke(functions()["scheduled_sync"].get_user_function(), TimerRequest(past_due=past_due))
 
 
 def synced_school_ids(world: World) -> set[int]:

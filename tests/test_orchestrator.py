@@ -344,3 +344,75 @@ def test_multi_school_runs_first_close_expired_in_progress_rows_of_every_school(
         if row["Status"] == "Failed":
             assert "abandoned" in row["ErrorMessage"] and run.correlation_id in row["ErrorMessage"]
             assert row["SyncEndTime"] is not None
+
+
+# --- the run deadline ---------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class TakesMinutes:
+    """The real SchoolSync; each school's run moves the injected clock on by ``minutes``."""
+
+    def __init__(self, inner: SchoolSync, clock: Clock, minutes: float) -> None:
+        self._inner = inner
+        self.registry = inner.registry
+        self.history = inner.history
+        self._clock = clock
+        self._minutes = minutes
+
+    def run(
+        self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
+    ) -> SchoolResult:
+        try:
+            return self._inner.run(school, district, request)
+        finally:
+            self._clock.now += timedelta(minutes=self._minutes)
+
+
+def test_a_run_starts_no_school_once_its_deadline_is_reached(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = world.make_services(
+        CleverSync__Concurrency__MaxSchoolsInParallel="1",
+        CleverSync__Sync__RunDeadlineMinutes="25",
+        CleverSync__Monitoring__AlertAfterConsecutiveFailures="1",  # a Failed school alerts
+    )
+    clock = Clock(datetime(2026, 1, 5, 2, 0))
+    slow = TakesMinutes(services.school_sync(), clock, minutes=10)
+    runs = Orchestrator(settings=services.settings, school_sync=slow, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="cleversync"):
+        run = runs.run()  # schools start at 0, 10 and 20 minutes; at 30 the deadline has passed
+    assert [(r.school_id, r.status) for r in run.schools] == [
+        (1, "Success"),
+        (2, "Success"),
+        (3, "Success"),
+        (4, "Skipped"),
+        (5, "Skipped"),
+        (6, "Skipped"),
+    ]
+    assert by_school(run)[4].error == (
+        "not run: the run deadline (CleverSync__Sync__RunDeadlineMinutes=25) was reached "
+        "before its turn; a later run syncs it"
+    )
+    assert run.status == "Partial"  # not every school was synced
+    assert run.alerts == []  # not run is not a failure
+    assert {r["SchoolId"] for r in world.history()} == {1, 2, 3}  # no history for the rest
+    [warning] = [r for r in caplog.records if "deadline" in r.getMessage()]
+    assert "3 school(s) not run: 4, 5, 6" in warning.getMessage()
+    # The CLI's runs have no host timeout: they run every school whatever the clock says.
+    cli = runs.run(within_deadline=False)
+    assert {r.status for r in cli.schools} == {"Success"} and len(cli.schools) == 6
+    # 0 is no deadline.
+    unbounded = world.make_services(CleverSync__Sync__RunDeadlineMinutes="0")
+    slow = TakesMinutes(unbounded.school_sync(), clock, minutes=60)
+    run = Orchestrator(settings=unbounded.settings, school_sync=slow, clock=clock).run()
+    assert {r.status for r in run.schools} == {"Success"} and len(run.schools) == 6
+    services.close()
+    unbounded.close()

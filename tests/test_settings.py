@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -61,6 +62,7 @@ EVERY_VARIABLE = {
     "CleverSync__Sync__PageSize": ("1000", lambda s: s.sync.page_size, 1000),
     "CleverSync__Sync__BatchSize": ("250", lambda s: s.sync.batch_size, 250),
     "CleverSync__Sync__TimeoutMinutes": ("45", lambda s: s.sync.timeout_minutes, 45),
+    "CleverSync__Sync__RunDeadlineMinutes": ("0", lambda s: s.sync.run_deadline_minutes, 0),
     "CleverSync__Sync__MaxDeletePercent": ("25", lambda s: s.sync.max_delete_percent, 25),
     "CleverSync__Sync__DeleteMode": ("Deactivate", lambda s: s.sync.delete_mode, "Deactivate"),
     "CleverSync__Sync__EventRetentionDays": ("20", lambda s: s.sync.event_retention_days, 20),
@@ -120,6 +122,7 @@ def test_defaults_match_the_design() -> None:
     assert s.schedule == "0 0 2 * * *"
     assert s.concurrency.max_schools_in_parallel == 5
     assert (s.sync.page_size, s.sync.batch_size, s.sync.timeout_minutes) == (100, 500, 30)
+    assert s.sync.run_deadline_minutes == 25
     assert (s.sync.max_delete_percent, s.sync.delete_mode, s.sync.event_retention_days) == (
         40,
         "Delete",
@@ -187,6 +190,7 @@ def test_a_misspelled_variable_is_reported(caplog: pytest.LogCaptureFixture) -> 
         ("CleverSyncSchedule", "0 2 * * *", "six-field NCRONTAB"),
         ("CleverSync__Retry__MaxWaitSeconds", "inf", "finite number"),
         ("CleverSync__Retry__MaxWaitSeconds", "-1", "greater than or equal to 0"),
+        ("CleverSync__Sync__RunDeadlineMinutes", "-5", "greater than or equal to 0"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str, fragment: str) -> None:
@@ -218,3 +222,12 @@ def test_net_and_python_log_level_names() -> None:
         ("Critical", 50),
     ]:
         assert Settings.load({"CleverSync__Logging__LogLevel": name}).logging.python_level == level
+
+
+def test_the_run_deadline_leaves_a_margin_inside_the_hosts_function_timeout() -> None:
+    # A run that is still starting schools when the host stops it at functionTimeout loses
+    # them and restarts the worker: the default deadline leaves the last ones time to end.
+    host = json.loads((Path(__file__).resolve().parents[1] / "host.json").read_text())
+    hours, minutes, seconds = map(int, host["functionTimeout"].split(":"))
+    timeout = hours * 60 + minutes + seconds / 60
+    assert 0 < Settings.load({}).sync.run_deadline_minutes <= timeout - 5

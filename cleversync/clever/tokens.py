@@ -38,6 +38,7 @@ from cleversync.redaction import Redactor
 from cleversync.secrets import names
 from cleversync.secrets.base import SecretStore
 from cleversync.settings import Settings
+from cleversync.threads import bound
 
 logger = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ class TokenProvider:
             finally:
                 entry.refreshing = False
 
-        self._executor_or_default().submit(refresh)
+        self._executor_or_default().submit(bound(refresh))  # logs to the caller's invocation
 
     def _executor_or_default(self) -> Executor:
         with self._lock:

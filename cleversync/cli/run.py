@@ -114,6 +114,7 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
                 allow_mass_delete=args.allow_mass_delete,
                 trigger="cli",
                 stop=stop,
+                within_deadline=False,  # no host timeout stops the CLI
             )
     finally:
         progress.stop()

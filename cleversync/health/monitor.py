@@ -35,6 +35,7 @@ from cleversync.health.checks import (
     iso_utc,
     overall,
 )
+from cleversync.threads import bound
 from cleversync.vocabulary import HealthStatus
 
 logger = logging.getLogger(__name__)
@@ -187,7 +188,7 @@ class HealthMonitor:
 
     def _submit(self, refresh: _Refresh) -> None:
         try:
-            self._executor.submit(self._run, refresh)
+            self._executor.submit(bound(self._run), refresh)
         except Exception:  # no thread to run it: answer from what we have, try next time
             logger.exception("Could not start a health check")
             with self._lock:
