@@ -268,7 +268,12 @@ class Services:
 
     # --- sync ---------------------------------------------------------------------------
 
-    def school_sync(self, *, on_progress: Callable[[Progress], None] | None = None) -> SchoolSync:
+    def school_sync(
+        self,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        owner: str | None = None,
+    ) -> SchoolSync:
         from cleversync.db.sessiondb.lease import new_owner
         from cleversync.sync.school import SchoolSync
 
@@ -277,7 +282,7 @@ class Services:
             session_engine=self.checked_session_engine(),
             school_engine=self.school_engine,
             clever=self.clever_client,
-            owner=new_owner(),
+            owner=owner or new_owner(),
             clock=self.utc_clock,
             sleep=self.sleep,
             on_progress=on_progress,

@@ -25,6 +25,7 @@ from cleversync.timeutil import utcnow
 from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncType
 
 MAX_MESSAGE = 4000
+RETRIED_ATTEMPTS = 4  # attempts of one queued run read per run counted (the host makes 3)
 _TABLE = SyncHistory.__table__
 
 
@@ -246,7 +247,10 @@ class History:
         return runs
 
     def run_statuses(self, school_id: int, limit: int = 50) -> list[RunStatus]:
-        """The school's latest runs, newest first, each as Failed, Partial or Success."""
+        """The school's latest runs, newest first, each as Failed, Partial or Success.
+
+        The attempts of one queued run (its message delivered again after a failure) share
+        its CorrelationId: they count as one run, the latest attempt's outcome."""
         worst = func.max(
             case(
                 (_TABLE.c.Status == RunStatus.FAILED, 3),
@@ -256,11 +260,11 @@ class History:
             )
         )
         query = (
-            select(_TABLE.c.SyncStartTime, worst)
+            select(_TABLE.c.SyncStartTime, worst, func.max(_TABLE.c.CorrelationId))
             .where(_TABLE.c.SchoolId == school_id)
             .group_by(_TABLE.c.SyncStartTime)
             .order_by(_TABLE.c.SyncStartTime.desc())
-            .limit(limit)
+            .limit(limit * RETRIED_ATTEMPTS)
         )
         rows = self._read("reading SyncHistory", lambda conn: conn.execute(query).all())
         names = {
@@ -269,7 +273,13 @@ class History:
             1: RunStatus.PARTIAL,
             0: RunStatus.SUCCESS,
         }
-        return [names[int(level)] for _, level in rows]
+        statuses: list[RunStatus] = []
+        newer: str | None = None
+        for _, level, correlation_id in rows:
+            if not (correlation_id and correlation_id == newer):
+                statuses.append(names[int(level)])
+            newer = correlation_id
+        return statuses[:limit]
 
     def failure_streak(self, school_id: int, limit: int = 50) -> int:
         """Failed runs since the last Success (Partial runs neither count nor reset)."""
