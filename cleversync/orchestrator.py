@@ -56,6 +56,7 @@ class Orchestrator:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
+        self.settings = settings
         self._sync = school_sync
         self._clock = clock
         self.registry = school_sync.registry

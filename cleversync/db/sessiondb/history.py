@@ -118,6 +118,40 @@ class History:
             run, policy=self._policy, what="opening SyncHistory rows", sleep=self._sleep
         )
 
+    def record_failed_run(
+        self,
+        *,
+        school_id: int,
+        entities: Sequence[str],
+        correlation_id: str,
+        message: str,
+    ) -> None:
+        """One Failed row per entity for a run that failed before writing any (it counts in
+        the school's failure streak like any other failed run)."""
+        now = self._clock()
+        self._write(
+            "recording a failed run in SyncHistory",
+            insert(_TABLE),
+            [
+                {
+                    "SchoolId": school_id,
+                    "EntityType": entity,
+                    "SyncType": SyncType.INCREMENTAL,
+                    "SyncStartTime": now,
+                    "SyncEndTime": now,
+                    "Status": RunStatus.FAILED,
+                    "RecordsProcessed": 0,
+                    "RecordsInserted": 0,
+                    "RecordsUpdated": 0,
+                    "RecordsDeleted": 0,
+                    "RecordsFailed": 0,
+                    "ErrorMessage": sanitize(message),
+                    "CorrelationId": correlation_id,
+                }
+                for entity in entities
+            ],
+        )
+
     def set_sync_type(self, sync_ids: Sequence[int], sync_type: SyncType) -> None:
         self._write(
             "updating SyncHistory",

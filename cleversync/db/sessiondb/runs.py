@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncHistory, SyncRun, SyncRunSchool
 from cleversync.db.sessiondb.history import sanitize
+from cleversync.errors import UsageError
 from cleversync.settings import RetryPolicy
 from cleversync.timeutil import utcnow
 
@@ -96,6 +97,14 @@ class Runs:
         now = self._clock()
 
         def write(conn: Connection) -> int:
+            taken = conn.execute(
+                select(_RUNS.c.RunId).where(_RUNS.c.CorrelationId == correlation_id)
+            ).first()
+            if taken is not None:
+                raise UsageError(
+                    f"correlation id {correlation_id} is already used by sync run {taken[0]}; "
+                    "send a new one (or none) for a new run"
+                )
             run_id = int(
                 conn.execute(
                     insert(_RUNS).returning(_RUNS.c.RunId),
