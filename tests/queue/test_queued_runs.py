@@ -167,3 +167,24 @@ def test_two_instances_never_sync_one_school_twice_at_once(setup: Setup) -> None
         rows = setup.world.history(school_id=school.school_id)
         # One attempt: one start time, one row per entity.
         assert len({r["SyncStartTime"] for r in rows}) == 1 and len(rows) == 3
+
+
+def test_a_message_whose_deliveries_all_died_is_closed_by_the_poison_trigger(
+    setup: Setup,
+) -> None:
+    # Every delivery was killed mid-sync (the instance stopped): none closed the school's
+    # part, so the poison trigger does, with a Failed history row for the failure streak.
+    orchestrator = setup.queued.orchestrator
+    run = setup.queued.enqueue_run(orchestrator.targets(school_id=1), trigger="http")
+    for _ in range(3):
+        setup.queued.runs.start_school(run.run_id, 1)
+    setup.queued.runs.note_error(run.run_id, 1, "the instance stopped")
+    body = SyncMessage(run.run_id, 1, False, False, run.correlation_id, "http").to_json()
+    assert setup.queued.process_poison(body) is True
+    assert setup.queued.process_poison(body) is False  # already closed
+    [school] = setup.status(run.run_id)["schools"]
+    assert school["status"] == "Failed"
+    assert school["error"] == "gave up after 3 attempts: the instance stopped"
+    rows = setup.world.history(school_id=1)
+    assert len(rows) == 3 and {r["Status"] for r in rows} == {"Failed"}
+    assert orchestrator.history.failure_streak(1) == 1
