@@ -12,7 +12,7 @@ import pytest
 
 from cleversync import httpapi
 from cleversync.orchestrator import ALERT_EVENT
-from cleversync.queue import StorageSyncQueue, SyncMessage
+from cleversync.queue import QueueUnavailableError, StorageSyncQueue, SyncMessage
 from cleversync.runs import DONE, DUPLICATE, QueuedRuns
 from cleversync.runtime import Runtime
 from cleversync.sandbox import Fault
@@ -188,3 +188,37 @@ def test_a_message_whose_deliveries_all_died_is_closed_by_the_poison_trigger(
     rows = setup.world.history(school_id=1)
     assert len(rows) == 3 and {r["Status"] for r in rows} == {"Failed"}
     assert orchestrator.history.failure_streak(1) == 1
+
+
+class BrokenQueue:
+    """Sends ``good`` messages, then fails as an unreachable Storage account does."""
+
+    def __init__(self, good: int) -> None:
+        self.good = good
+        self.sent: list[SyncMessage] = []
+
+    def send(self, message: SyncMessage) -> None:
+        if len(self.sent) >= self.good:
+            raise QueueUnavailableError("could not write to queue sync (ServiceRequestError)")
+        self.sent.append(message)
+
+
+@pytest.mark.parametrize("good", [0, 1])
+def test_schools_that_could_not_be_queued_are_failed(world: World, good: int) -> None:
+    queue = BrokenQueue(good)
+    world.services.use_sync_queue(queue)
+    queued = world.services.queued_runs()
+    targets = queued.orchestrator.targets()
+    if good == 0:
+        with pytest.raises(QueueUnavailableError, match="could not be queued"):
+            queued.enqueue_run(targets, trigger="timer")
+        run_id = 1
+    else:
+        run_id = queued.enqueue_run(targets, trigger="timer").run_id
+    status = queued.run_status(run_id)
+    assert status is not None
+    schools = {s["schoolId"]: s for s in status["schools"]}
+    assert [m.school_id for m in queue.sent] == [1][:good]
+    unsent = [schools[n] for n in (1, 2)[good:]]
+    assert all(s["status"] == "Failed" for s in unsent)
+    assert all(s["error"].startswith("could not be queued: ") for s in unsent)
