@@ -35,8 +35,41 @@ sync_api = func.Blueprint()
 )
 def sync(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     with threads.bind_invocation(context):
-        current = runtime.current()
-        return _render(httpapi.sync(req.params, req.headers, current.orchestrator, current.redact))
+        return _render(httpapi.sync(req.params, req.headers, runtime.current()))
+
+
+# GET /api/sync/runs/{runId}: a queued run's status (the 202's statusUrl).
+@sync_api.function_name("sync_run_status")
+@sync_api.route(
+    route="api/sync/runs/{runId}", methods=[func.HttpMethod.GET], auth_level=func.AuthLevel.FUNCTION
+)
+def sync_run_status(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with threads.bind_invocation(context):
+        return _render(httpapi.run_status(req.route_params.get("runId", ""), runtime.current()))
+
+
+# One message per school of a run, on the queue named by the flat app setting
+# CleverSyncQueueName; the host moves a message that failed maxDequeueCount (host.json) times
+# to "<name>-poison". An app-setting expression may be part of a longer name.
+sync_queue = func.Blueprint()
+
+
+@sync_queue.function_name("sync_school")
+@sync_queue.queue_trigger(
+    arg_name="msg", queue_name="%CleverSyncQueueName%", connection="AzureWebJobsStorage"
+)
+def sync_school(msg: func.QueueMessage, context: func.Context) -> None:
+    with threads.bind_invocation(context):
+        httpapi.sync_school(msg.get_body(), msg.dequeue_count or 1, runtime.current())
+
+
+@sync_queue.function_name("sync_school_poison")
+@sync_queue.queue_trigger(
+    arg_name="msg", queue_name="%CleverSyncQueueName%-poison", connection="AzureWebJobsStorage"
+)
+def sync_school_poison(msg: func.QueueMessage, context: func.Context) -> None:
+    with threads.bind_invocation(context):
+        httpapi.sync_school_poison(msg.get_body(), runtime.current())
 
 
 # GET /health/clever-auth, for Azure Monitor's probes: statuses only, anonymous.
@@ -74,13 +107,13 @@ schedule = func.Blueprint()
 )
 def scheduled_sync(timer: func.TimerRequest, context: func.Context) -> None:
     with threads.bind_invocation(context):
-        current = runtime.current()
-        httpapi.scheduled_sync(current.orchestrator, current.redact, past_due=timer.past_due)
+        httpapi.scheduled_sync(runtime.current(), past_due=timer.past_due)
 
 
 app.register_functions(sync_api)
 app.register_functions(health_api)
 app.register_functions(schedule)
+app.register_functions(sync_queue)
 
 
 def _health_parts() -> tuple[HealthMonitor | None, Callable[[str], str]]:

@@ -1,5 +1,5 @@
-"""The Functions app's handlers, free of azure.functions: POST /api/sync, the two health
-routes, the timer.
+"""The Functions app's handlers, free of azure.functions: POST /api/sync and its run status,
+the two health routes, the timer, the sync queue's triggers.
 
 HTTP handlers take plain mappings and the parts of the Runtime they use (an orchestrator
 factory, the health monitor, the composition root's ``redact``) and return ``(status,
@@ -8,7 +8,7 @@ passes through ``redact``. One
 helper, ``error_response``, maps our error types to status codes and JSON bodies::
 
     UsageError 400 · NotFoundError 404 · LeaseHeldError 409 · ConfigurationError 500 (names
-    the setting) · SessionDb or secret store unreachable 503 · anything else 500
+    the setting) · SessionDb, secret store or sync queue unreachable 503 · anything else 500
 """
 
 from __future__ import annotations
@@ -32,11 +32,14 @@ from cleversync.errors import (
     UsageError,
 )
 from cleversync.health.checks import ServicesProbe, starting_report
-from cleversync.vocabulary import HealthStatus, RunStatus
+from cleversync.queue import QueueUnavailableError
+from cleversync.vocabulary import HealthStatus
 
 if TYPE_CHECKING:
+    from cleversync.db.sessiondb.runs import RunRecord
     from cleversync.health.monitor import HealthMonitor
-    from cleversync.orchestrator import Orchestrator, RunResult
+    from cleversync.orchestrator import Orchestrator
+    from cleversync.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,7 @@ CORRELATION_HEADER = "x-correlation-id"
 _SANE_CORRELATION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 _MAX_ID = 2**31 - 1  # SQL int keys
 RETRY_AFTER_SECONDS = 30
+RUNS_ROUTE = "/api/sync/runs"  # GET {RUNS_ROUTE}/{runId}: a queued run's status
 # Query parameters of POST /api/sync, matched ignoring case; `code` is the function key.
 _PARAMETERS = {
     "schoolid": "schoolId",
@@ -65,6 +69,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (SecretStoreUnavailableError, 503),
     (DatabaseTransientError, 503),
     (DatabaseUnavailableError, 503),
+    (QueueUnavailableError, 503),
 )
 
 
@@ -79,33 +84,39 @@ class SyncParams:
 # --- POST /api/sync -----------------------------------------------------------------------
 
 
-def sync(
-    params: Mapping[str, str],
-    headers: Mapping[str, str],
-    orchestrator: OrchestratorFactory,
-    redact: Redact,
-) -> Response:
-    """Run a sync; 200 with the run's JSON whatever its outcome, else an error response.
-
-    ``orchestrator`` builds one (raising the configuration error when the settings are bad).
-    """
+def sync(params: Mapping[str, str], headers: Mapping[str, str], runtime: Runtime) -> Response:
+    """Queue a sync run: 202 with the run's id and status URL (also in ``Location``), 409 when
+    the one school asked for is being synced right now, else an error response."""
+    redact = runtime.redact
     correlation_id = correlation_id_from(headers)
     response_headers = {CORRELATION_HEADER: correlation_id}
     try:
         request = parse_sync_params(params)
-        run = orchestrator().run(
-            school_id=request.school_id,
-            district_id=request.district_id,
-            full=request.full,
-            allow_mass_delete=request.allow_mass_delete,
-            correlation_id=correlation_id,
-            trigger="http",
+        queued = runtime.services.queued_runs()
+        targets = queued.orchestrator.targets(
+            school_id=request.school_id, district_id=request.district_id
         )
         if request.school_id is not None:
-            _raise_if_skipped(request.school_id, run)
-        from cleversync.report import run_json
-
-        status, body = 200, run_json(run, redact)
+            queued.check_not_leased(request.school_id)
+        run = queued.enqueue_run(
+            targets,
+            full=request.full,
+            allow_mass_delete=request.allow_mass_delete,
+            trigger="http",
+            correlation_id=correlation_id,
+        )
+        status_url = f"{RUNS_ROUTE}/{run.run_id}"
+        response_headers["Location"] = status_url
+        status, body = (
+            202,
+            {
+                "runId": run.run_id,
+                "correlationId": run.correlation_id,
+                "status": "Queued",
+                "schools": [school.school_id for school in run.schools],
+                "statusUrl": status_url,
+            },
+        )
     except Exception as exc:
         status, body, extra = error_response(exc, redact=redact, correlation_id=correlation_id)
         response_headers.update(extra)
@@ -158,10 +169,50 @@ def correlation_id_from(headers: Mapping[str, str]) -> str:
     return value if _SANE_CORRELATION_ID.fullmatch(value) else uuid.uuid4().hex
 
 
-def _raise_if_skipped(school_id: int, run: RunResult) -> None:
-    for school in run.schools:
-        if school.school_id == school_id and school.status == RunStatus.SKIPPED:
-            raise LeaseHeldError(school.error or f"school {school_id} is already being synced")
+# --- GET /api/sync/runs/{runId} -----------------------------------------------------------
+
+
+def run_status(run_id: str, runtime: Runtime) -> Response:
+    """200 with the run and its schools' progress, 404 for an unknown run."""
+    try:
+        if not re.fullmatch(r"[0-9]{1,10}", run_id or "") or not 1 <= int(run_id) <= _MAX_ID:
+            raise NotFoundError(f"no sync run has id {_shown(run_id or '')!r}")
+        body = runtime.services.queued_runs().run_status(int(run_id))
+        if body is None:
+            raise NotFoundError(f"no sync run has id {run_id}")
+        return 200, _scrub(body, runtime.redact), {"Cache-Control": "no-store"}
+    except Exception as exc:
+        return error_response(exc, redact=runtime.redact)
+
+
+# --- the sync queue -------------------------------------------------------------------------
+
+
+def sync_school(body: str | bytes, dequeue_count: int, runtime: Runtime) -> None:
+    """One school's message: sync it here. Raises only when the host must deliver the
+    message again (a failure that may pass, or SessionDb unreachable), with a clean error."""
+    try:
+        runtime.services.queued_runs().process_message(body, dequeue_count)
+    except Exception as exc:
+        # Whatever it is (Clever or SessionDb down, a setting, a bug), the host tries again
+        # and, after its last attempt, the poison trigger closes the school's part Failed.
+        ours = _translate(exc)
+        if ours is None:
+            _log_failure("A school's sync message failed", exc, {}, runtime.redact)
+            raise RetryMessageError(f"unexpected {type(exc).__name__}; see the logs") from None
+        raise RetryMessageError(runtime.redact(str(ours))) from None
+
+
+def sync_school_poison(body: str | bytes, runtime: Runtime) -> None:
+    """A message the host gave up on: its school's part of the run closes Failed."""
+    try:
+        runtime.services.queued_runs().process_poison(body)
+    except Exception as exc:
+        _log_failure("Recording a poison sync message failed", exc, {}, runtime.redact)
+
+
+class RetryMessageError(Exception):
+    """What the queue trigger raises so the host delivers the message again (redacted)."""
 
 
 def _positive_int(values: Mapping[str, str], name: str) -> int | None:
@@ -223,10 +274,10 @@ def _health(monitor: HealthMonitor | None, redact: Redact, *, detailed: bool) ->
 # --- the timer ----------------------------------------------------------------------------
 
 
-def scheduled_sync(
-    orchestrator_factory: OrchestratorFactory, redact: Redact, *, past_due: bool
-) -> RunResult | None:
-    """Sync every active school, then purge old history; logs every failure, raises none."""
+def scheduled_sync(runtime: Runtime, *, past_due: bool) -> RunRecord | None:
+    """Queue a run of every active school, close abandoned InProgress rows, purge old history
+    and runs; syncs nothing itself. Logs every failure, raises none."""
+    redact = runtime.redact
     correlation_id = uuid.uuid4().hex
     dims = {"CorrelationId": correlation_id, "Trigger": "timer", "PastDue": past_due}
     if past_due:
@@ -236,17 +287,23 @@ def scheduled_sync(
     else:
         logger.info("Scheduled sync starting", extra=dims)
     try:
-        orchestrator = orchestrator_factory()
+        queued = runtime.services.queued_runs()
     except Exception as exc:
         _log_failure("The scheduled sync could not start", exc, dims, redact)
         return None
     run = None
     try:
-        run = orchestrator.run(trigger="timer", correlation_id=correlation_id)
+        targets = queued.orchestrator.targets()
+        run = queued.enqueue_run(targets, trigger="timer", correlation_id=correlation_id)
     except Exception as exc:
-        _log_failure("The scheduled sync failed", exc, dims, redact)
+        _log_failure("The scheduled sync could not be queued", exc, dims, runtime.redact)
     try:
-        orchestrator.purge_history()
+        queued.orchestrator.close_expired(correlation_id)
+    except Exception as exc:
+        _log_failure("Closing expired SyncHistory rows failed", exc, dims, runtime.redact)
+    try:
+        queued.orchestrator.purge_history()
+        queued.purge_runs()
     except Exception as exc:
         _log_failure("Purging old sync history failed", exc, dims, redact)
     return run

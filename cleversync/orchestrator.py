@@ -1,9 +1,10 @@
 """Runs many schools: all districts, one district or one school, a few at a time.
 
 Schools run in a thread pool of ``MaxSchoolsInParallel`` (the sync is blocking code). One
-school's failure, whatever it is, never stops another. After a run, a school whose Failed
-runs just reached ``AlertAfterConsecutiveFailures`` in a row gets one
-``ConsecutiveSyncFailures`` alert event; after a timer run, old history is purged.
+school's failure, whatever it is, never stops another. When a school's run ends (here or
+from the queue), a school whose Failed runs just reached ``AlertAfterConsecutiveFailures``
+in a row gets one ``ConsecutiveSyncFailures`` alert event; after a timer run, old history is
+purged.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Orchestrator:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._settings = settings
+        self.settings = settings
         self._sync = school_sync
         self._clock = clock
         self.registry = school_sync.registry
@@ -118,11 +120,12 @@ class Orchestrator:
         if school_id is None:  # a run over many schools: the timer, a district, all
             self._close_expired(request.correlation_id)
         results: list[SchoolResult] = []
+        alerted: list[int] = []
         if targets:
             workers = min(self._settings.concurrency.max_schools_in_parallel, len(targets))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="school-sync") as pool:
                 futures = [
-                    pool.submit(bound(self._one), school, district, request, deadline)
+                    pool.submit(bound(self._one), school, district, request, deadline, alerted)
                     for school, district in targets
                 ]
                 results = _collect(futures, stop)
@@ -146,7 +149,7 @@ class Orchestrator:
             duration_ms=int((time.perf_counter() - began) * 1000),
             schools=results,
         )
-        run.alerts = self._alerts(results, request.correlation_id)
+        run.alerts = [r.school_id for r in results if r.school_id in alerted]
         logger.info(
             "Sync run %s finished: %s in %.1f s",
             run.correlation_id,
@@ -159,6 +162,10 @@ class Orchestrator:
             },
         )
         return run
+
+    def close_expired(self, correlation_id: str) -> None:
+        """Close the InProgress rows of runs that are gone (see ``_close_expired``)."""
+        self._close_expired(correlation_id)
 
     def _close_expired(self, correlation_id: str) -> None:
         """Close every school's InProgress rows whose run is gone (its lease expired or is
@@ -198,6 +205,7 @@ class Orchestrator:
         district: DistrictRecord,
         request: SyncRequest,
         deadline: datetime | None = None,
+        alerted: list[int] | None = None,
     ) -> SchoolResult | None:
         if request.stop is not None and request.stop.is_set():
             return None  # asked to stop: no new school starts
@@ -212,53 +220,54 @@ class Orchestrator:
                 error=self._not_run,
             )
         try:
-            return self._sync.run(school, district, request)
+            result = self._sync.run(school, district, request)
         except Exception as exc:  # a bug in one school's run must not stop the others
             logger.exception(
                 "School %s crashed",
                 school.school_id,
                 extra={"CorrelationId": request.correlation_id, "SchoolId": school.school_id},
             )
-            return SchoolResult(
+            result = SchoolResult(
                 school.school_id,
                 school.name,
                 district.district_id,
                 RunStatus.FAILED,
                 error=sanitize(f"unexpected {type(exc).__name__}: {exc}"),
             )
+        if self.alert_if_due(result, request.correlation_id) and alerted is not None:
+            alerted.append(result.school_id)
+        return result
 
-    def _alerts(self, results: list[SchoolResult], correlation_id: str) -> list[int]:
+    def alert_if_due(self, result: SchoolResult, correlation_id: str) -> bool:
+        """When a school's run has ended: one ConsecutiveSyncFailures event if its Failed runs
+        just reached the threshold in a row (exactly: once per streak). Whether it fired."""
         threshold = self._settings.monitoring.alert_after_consecutive_failures
-        alerted = []
-        for result in results:
-            if result.status != RunStatus.FAILED:
-                continue
-            try:
-                streak = self.history.failure_streak(result.school_id, limit=threshold + 1)
-            except CleverSyncError as exc:
-                logger.warning(
-                    "Could not read school %s's failure streak: %s", result.school_id, exc
-                )
-                continue
-            if streak == threshold:  # exactly: the alert fires once per streak
-                alerted.append(result.school_id)
-                logger.error(
-                    "%s: school %s (%s) has failed %d syncs in a row; last error: %s",
-                    ALERT_EVENT,
-                    result.school_id,
-                    result.name,
-                    streak,
-                    result.error,
-                    extra={
-                        "EventName": ALERT_EVENT,
-                        "SchoolId": result.school_id,
-                        "DistrictId": result.district_id,
-                        "ConsecutiveFailures": streak,
-                        "CorrelationId": correlation_id,
-                        "Status": RunStatus.FAILED,
-                    },
-                )
-        return alerted
+        if result.status != RunStatus.FAILED:
+            return False
+        try:
+            streak = self.history.failure_streak(result.school_id, limit=threshold + 1)
+        except CleverSyncError as exc:
+            logger.warning("Could not read school %s's failure streak: %s", result.school_id, exc)
+            return False
+        if streak != threshold:
+            return False
+        logger.error(
+            "%s: school %s (%s) has failed %d syncs in a row; last error: %s",
+            ALERT_EVENT,
+            result.school_id,
+            result.name,
+            streak,
+            result.error,
+            extra={
+                "EventName": ALERT_EVENT,
+                "SchoolId": result.school_id,
+                "DistrictId": result.district_id,
+                "ConsecutiveFailures": streak,
+                "CorrelationId": correlation_id,
+                "Status": RunStatus.FAILED,
+            },
+        )
+        return True
 
     def purge_history(self) -> int:
         days = self._settings.history.retention_days

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from cleversync.db.sessiondb.history import History
     from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
     from cleversync.orchestrator import Orchestrator
+    from cleversync.queue import SyncQueue
+    from cleversync.runs import QueuedRuns
     from cleversync.secrets.base import SecretStore
     from cleversync.settings import Settings
     from cleversync.sync.school import Progress, SchoolSync
@@ -276,7 +278,12 @@ class Services:
 
     # --- sync ---------------------------------------------------------------------------
 
-    def school_sync(self, *, on_progress: Callable[[Progress], None] | None = None) -> SchoolSync:
+    def school_sync(
+        self,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        owner: str | None = None,
+    ) -> SchoolSync:
         from cleversync.db.sessiondb.lease import new_owner
         from cleversync.sync.school import SchoolSync
 
@@ -285,7 +292,7 @@ class Services:
             session_engine=self.checked_session_engine(),
             school_engine=self.school_engine,
             clever=self.clever_client,
-            owner=new_owner(),
+            owner=owner or new_owner(),
             redactor=self.redactor,
             clock=self.utc_clock,
             sleep=self.sleep,
@@ -300,6 +307,42 @@ class Services:
         return Orchestrator(
             settings=self.settings,
             school_sync=self.school_sync(on_progress=on_progress),
+            clock=self.utc_clock,
+        )
+
+    # --- the sync queue -----------------------------------------------------------------
+
+    _sync_queue: SyncQueue | None = None
+
+    def sync_queue(self) -> SyncQueue:
+        """The queue of school sync messages (``CleverSyncQueueName`` on the host's storage)."""
+        with self._lock:
+            queue = self._sync_queue
+            if queue is None:
+                from cleversync.queue import StorageSyncQueue
+
+                queue = StorageSyncQueue.from_environment(self.settings.queue_name)
+                self._sync_queue = queue
+            return queue
+
+    def use_sync_queue(self, queue: SyncQueue) -> None:
+        """Send to ``queue`` instead (tests, tools)."""
+        with self._lock:
+            self._sync_queue = queue
+
+    def queued_runs(self) -> QueuedRuns:
+        from cleversync.db.sessiondb.lease import Leases
+        from cleversync.db.sessiondb.runs import Runs
+        from cleversync.runs import QueuedRuns
+
+        engine = self.checked_session_engine()
+        policy = self.settings.retry.database
+        return QueuedRuns(
+            orchestrator=self.orchestrator(),
+            runs=Runs(engine, policy=policy, clock=self.utc_clock, sleep=self.sleep),
+            leases=Leases(engine, policy=policy, clock=self.utc_clock, sleep=self.sleep),
+            queue=self.sync_queue(),
+            school_sync=lambda owner: self.school_sync(owner=owner),
             clock=self.utc_clock,
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,14 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 PREFIX = "CleverSync"
 SEPARATOR = "__"
 SCHEDULE_VARIABLE = "CleverSyncSchedule"
+QUEUE_VARIABLE = "CleverSyncQueueName"
 APPINSIGHTS_VARIABLE = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+# Settings read by their own flat names: binding expressions (%CleverSyncSchedule%) do not
+# resolve names with "__" reliably on Linux, and the Azure Monitor exporter reads its own.
+FLAT_VARIABLES = (SCHEDULE_VARIABLE, QUEUE_VARIABLE, APPINSIGHTS_VARIABLE)
+# A Storage queue name (3-63 lowercase letters, digits, single hyphens), short enough for the
+# host's "<name>-poison" queue to be one too.
+_QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?!-)){2,55}$")
 
 # .NET's level names (what Azure operators know) and Python's, to logging levels.
 LOG_LEVELS: dict[str, int] = {
@@ -193,6 +201,7 @@ class Settings(BaseSettings):
     history: HistorySettings = Field(HistorySettings(), alias="History")
     logging: LoggingSettings = Field(LoggingSettings(), alias="Logging")
     schedule: str = Field("0 0 2 * * *", alias=SCHEDULE_VARIABLE)
+    queue_name: str = Field("cleversync-sync", alias=QUEUE_VARIABLE)
     appinsights_connection_string: str = Field("", alias=APPINSIGHTS_VARIABLE, repr=False)
 
     _unknown: tuple[str, ...] = PrivateAttr(default=())
@@ -206,6 +215,18 @@ class Settings(BaseSettings):
                 "(second minute hour day month day-of-week), e.g. '0 0 2 * * *'"
             )
         return value.strip()
+
+    @field_validator("queue_name")
+    @classmethod
+    def _queue_name(cls, value: str) -> str:
+        value = value.strip()
+        if not _QUEUE_NAME.match(value):
+            raise ValueError(
+                "must be a Storage queue name: 3 to 56 lowercase letters, digits and single "
+                "hyphens, starting with a letter or digit (the host adds '-poison' for its "
+                "poison queue), e.g. 'cleversync-sync'"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(
@@ -256,7 +277,7 @@ class Settings(BaseSettings):
 
 def variable_name(path: tuple[str, ...]) -> str:
     """The variable for a path of PascalCase names, e.g. ``CleverSync__Sync__PageSize``."""
-    if path in ((SCHEDULE_VARIABLE,), (APPINSIGHTS_VARIABLE,)):
+    if len(path) == 1 and path[0] in FLAT_VARIABLES:
         return path[0]
     return SEPARATOR.join((PREFIX, *path))
 
@@ -293,10 +314,9 @@ def read_environment(
     prefix = (PREFIX + SEPARATOR).lower()
     for key, raw in env.items():
         lowered = key.lower()
-        if lowered in (SCHEDULE_VARIABLE.lower(), APPINSIGHTS_VARIABLE.lower()):
-            alias = (
-                SCHEDULE_VARIABLE if lowered == SCHEDULE_VARIABLE.lower() else APPINSIGHTS_VARIABLE
-            )
+        flat = next((name for name in FLAT_VARIABLES if name.lower() == lowered), None)
+        if flat is not None:
+            alias = flat
             values[alias] = raw
             spelled[(alias,)] = key
             continue
@@ -326,7 +346,7 @@ def _resolve(parts: list[str]) -> tuple[str, ...] | None:
                 (field.alias or name, field)
                 for name, field in model.model_fields.items()
                 if (field.alias or name).lower() == part.lower()
-                and (field.alias or name) not in (SCHEDULE_VARIABLE, APPINSIGHTS_VARIABLE)
+                and (field.alias or name) not in FLAT_VARIABLES
             ),
             None,
         )

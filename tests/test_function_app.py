@@ -19,6 +19,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
+from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from sqlalchemy import event, insert, select, update
 
@@ -26,6 +27,7 @@ from cleversync import runtime
 from cleversync.db.schema import School, SyncHistory
 from cleversync.errors import ConfigurationError
 from cleversync.health.checks import ServicesProbe
+from cleversync.queue import SyncMessage
 from cleversync.runtime import Runtime
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
@@ -82,6 +84,35 @@ EXPECTED_BINDINGS = {
             "schedule": "%CleverSyncSchedule%",
             "runOnStartup": False,
             "useMonitor": True,
+        }
+    ],
+    "sync_run_status": [
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["GET"],
+            "authLevel": "FUNCTION",
+            "route": "api/sync/runs/{runId}",
+        },
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
+    "sync_school": [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "%CleverSyncQueueName%",
+            "connection": "AzureWebJobsStorage",
+        }
+    ],
+    "sync_school_poison": [
+        {
+            "direction": "IN",
+            "type": "queueTrigger",
+            "name": "msg",
+            "queueName": "%CleverSyncQueueName%-poison",
+            "connection": "AzureWebJobsStorage",
         }
     ],
 }
@@ -241,12 +272,70 @@ def world(tmp_path: Path) -> Iterator[World]:
         yield w
 
 
+class ListQueue:
+    """The sync queue as a list: what was sent, in order (Azurite in tests/queue)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def send(self, message: SyncMessage) -> None:
+        self.messages.append(message.to_json())
+
+
 @pytest.fixture
-def installed(world: World) -> Runtime:
+def queue() -> ListQueue:
+    return ListQueue()
+
+
+@pytest.fixture
+def installed(world: World, queue: ListQueue) -> Runtime:
     """The World's installation as this process's runtime (what the host would build)."""
-    installed = Runtime(world.make_services())
+    services = world.make_services()
+    services.use_sync_queue(queue)
+    installed = Runtime(services)
     runtime.reset(installed)
     return installed
+
+
+def deliver(queue: ListQueue, max_dequeue: int = 3) -> list[str]:
+    """Each queued message to the sync_school function as the host would: again when it
+    raises, to sync_school_poison after ``max_dequeue`` attempts. What was raised."""
+    raised: list[str] = []
+    while queue.messages:
+        body = queue.messages.pop(0).encode()
+        for attempt in range(1, max_dequeue + 1):
+            message = QueueMessage(body=body, dequeue_count=attempt)
+            try:
+                invoke(functions()["sync_school"].get_user_function(), message)
+                break
+            except Exception as exc:  # the host logs it and delivers the message again
+                raised.append(str(exc))
+        else:
+            invoke(functions()["sync_school_poison"].get_user_function(), QueueMessage(body=body))
+    return raised
+
+
+def get_run(run_id: object) -> tuple[int, dict[str, Any]]:
+    request = func.HttpRequest(
+        method="GET",
+        url=f"http://localhost/api/sync/runs/{run_id}",
+        params={},
+        headers={},
+        route_params={"runId": str(run_id)},
+        body=b"",
+    )
+    response = invoke(functions()["sync_run_status"].get_user_function(), request)
+    return response.status_code, json.loads(response.get_body())
+
+
+def post_and_run(queue: ListQueue, params: dict[str, str] | None = None, headers=None):
+    """POST /api/sync, deliver its messages, then GET its status: (202's body, run status)."""
+    status, body, _ = post_sync(params, headers)
+    assert status == 202, body
+    deliver(queue)
+    code, run = get_run(body["runId"])
+    assert code == 200
+    return body, run
 
 
 def post_sync(params: dict[str, str] | None = None, headers: dict[str, str] | None = None):
@@ -304,11 +393,19 @@ def synced_school_ids(world: World) -> set[int]:
     return {row["SchoolId"] for row in world.history()}
 
 
-def test_post_sync_answers_200_with_the_run(world: World, installed: Runtime) -> None:
+def test_post_sync_answers_202_and_the_queue_runs_it(
+    world: World, installed: Runtime, queue: ListQueue
+) -> None:
     status, body, headers = post_sync({"schoolId": "1"}, {"x-correlation-id": "ops-2024-1"})
-    assert status == 200
+    assert status == 202
     assert body["correlationId"] == "ops-2024-1" == headers["x-correlation-id"]
-    assert body["status"] == "Success" and isinstance(body["durationMs"], int)
+    assert body["status"] == "Queued" and body["schools"] == [1]
+    assert headers["Location"] == body["statusUrl"] == f"/api/sync/runs/{body['runId']}"
+    assert get_run(body["runId"])[1]["status"] == "Queued" and world.history() == []
+    deliver(queue)
+    code, body = get_run(body["runId"])
+    assert code == 200 and body["correlationId"] == "ops-2024-1"
+    assert body["status"] == "Success" and body["trigger"] == "http" and body["requestedAt"]
     [school] = body["schools"]
     assert school["schoolId"] == 1 and school["status"] == "Success" and school["name"]
     assert {e["entityType"] for e in school["entities"]} == {"Student", "Teacher", "Section"}
@@ -322,16 +419,20 @@ def test_post_sync_answers_200_with_the_run(world: World, installed: Runtime) ->
     assert {r["CorrelationId"] for r in world.history()} == {"ops-2024-1"}
 
 
-def test_district_and_all_school_runs(world: World, installed: Runtime) -> None:
-    status, body, _ = post_sync({"districtId": "2"})
-    assert status == 200
+def test_district_and_all_school_runs(world: World, installed: Runtime, queue: ListQueue) -> None:
+    _, run = post_and_run(queue, {"districtId": "2"})
     district_2 = {s.school_id for s in world.schools if s.district_id == 2}
-    assert {s["schoolId"] for s in body["schools"]} == district_2 == synced_school_ids(world)
+    assert {s["schoolId"] for s in run["schools"]} == district_2 == synced_school_ids(world)
     with world.services.session_engine().begin() as conn:
         conn.execute(update(School).where(School.SchoolId == 1).values(IsActive=False))
-    status, body, _ = post_sync({"full": "true"})
-    assert status == 200
-    assert {s["schoolId"] for s in body["schools"]} == {2, 3, 4}
+    _, run = post_and_run(queue, {"full": "true"})
+    assert {s["schoolId"] for s in run["schools"]} == {2, 3, 4}
+
+
+def test_an_unknown_run_is_a_404(installed: Runtime) -> None:
+    for run_id in (999, "abc", 0):
+        status, body = get_run(run_id)
+        assert status == 404 and "no sync run" in body["error"]
 
 
 @pytest.mark.parametrize(
@@ -364,17 +465,17 @@ def test_unknown_ids_are_a_404(world: World, installed: Runtime, params: dict[st
     assert status == 404 and "999" in body["error"]
 
 
-def test_a_school_being_synced_is_a_409(world: World, installed: Runtime) -> None:
+def test_a_school_being_synced_is_a_409(world: World, installed: Runtime, queue: ListQueue) -> None:
     lease = world.services.school_sync().leases.acquire(1, "another-instance:7:abc")
     try:
         status, body, _ = post_sync({"schoolId": "1"})
         assert status == 409 and "already being synced" in body["error"]
-        status, body, _ = post_sync({"districtId": "1"})  # in a district run: Skipped, 200
-        assert status == 200
-        assert {s["schoolId"]: s["status"] for s in body["schools"]}[1] == "Skipped"
+        assert queue.messages == []
+        _, run = post_and_run(queue, {"districtId": "1"})  # in a district run: Skipped
+        assert {s["schoolId"]: s["status"] for s in run["schools"]}[1] == "Skipped"
     finally:
         lease.release()
-    assert post_sync({"schoolId": "1"})[0] == 200
+    assert post_sync({"schoolId": "1"})[0] == 202
 
 
 def test_a_configuration_error_is_a_500_and_unhealthy_naming_the_setting(
@@ -419,7 +520,9 @@ def test_session_db_failing_mid_request_is_a_503(world: World, installed: Runtim
     assert status == 503 and "SessionDb" in body["error"]
 
 
-def test_no_secret_leaves_in_a_sync_body(world: World, installed: Runtime) -> None:
+def test_no_secret_leaves_in_a_sync_body(
+    world: World, installed: Runtime, queue: ListQueue
+) -> None:
     secret = world.secrets.get(names.client_secret("District-1"))
     engine = installed.services.school_engine(world.school(0))
 
@@ -429,10 +532,10 @@ def test_no_secret_leaves_in_a_sync_body(world: World, installed: Runtime) -> No
 
     event.listen(engine, "before_cursor_execute", leak)
     try:
-        status, body, _ = post_sync({"schoolId": "1"})
+        _, body = post_and_run(queue, {"schoolId": "1"})
     finally:
         event.remove(engine, "before_cursor_execute", leak)
-    assert status == 200 and body["status"] == "Failed"
+    assert body["status"] == "Failed"
     assert "client secret is ***" in json.dumps(body)
     assert secret not in json.dumps(body)
 
@@ -440,8 +543,8 @@ def test_no_secret_leaves_in_a_sync_body(world: World, installed: Runtime) -> No
 # --- the timer ----------------------------------------------------------------------------
 
 
-def test_the_timer_syncs_every_active_school_then_purges_old_history(
-    world: World, installed: Runtime, caplog: pytest.LogCaptureFixture
+def test_the_timer_queues_every_active_school_then_purges_old_history(
+    world: World, installed: Runtime, queue: ListQueue, caplog: pytest.LogCaptureFixture
 ) -> None:
     now = utcnow()
     rows = [
@@ -455,6 +558,8 @@ def test_the_timer_syncs_every_active_school_then_purges_old_history(
     with caplog.at_level(logging.INFO, logger="cleversync"):
         fire_timer(past_due=True)
     assert any("past due" in r.getMessage() for r in caplog.records)
+    assert len(queue.messages) == 3 and synced_school_ids(world) == {1}  # only the old rows
+    deliver(queue)
     assert synced_school_ids(world) == {1, 2, 3}
     new_rows = [r for r in world.history() if r["CorrelationId"]]
     assert {r["Status"] for r in new_rows} == {"Success"} and len(new_rows) == 9
@@ -478,9 +583,11 @@ def test_the_timer_survives_an_unreachable_session_db(
 # --- health -------------------------------------------------------------------------------
 
 
-def test_health_after_a_sync_is_healthy(world: World) -> None:
-    runtime.reset(Runtime(world.make_services(), executor=InlineExecutor()))
-    post_sync()
+def test_health_after_a_sync_is_healthy(world: World, queue: ListQueue) -> None:
+    services = world.make_services()
+    services.use_sync_queue(queue)
+    runtime.reset(Runtime(services, executor=InlineExecutor()))
+    post_and_run(queue)
     status, body = get_health_details()
     assert status == 200 and body["status"] == HealthStatus.HEALTHY
     assert set(body["checks"]) == {"configuration", "secretStore", "sessionDb", "cleverAuth"}
@@ -688,12 +795,14 @@ def test_health_is_unhealthy_when_session_db_hangs(world: World) -> None:
         event.remove(engine, "before_cursor_execute", hang)
 
 
-def test_no_secret_leaves_in_a_health_body(world: World) -> None:
+def test_no_secret_leaves_in_a_health_body(world: World, queue: ListQueue) -> None:
     secret = world.secrets.get(names.client_secret("District-2"))
     world.secrets.set(names.client_secret("District-2"), secret + "-rotated-badly")
-    installed = Runtime(world.make_services(), executor=InlineExecutor())
+    services = world.make_services()
+    services.use_sync_queue(queue)
+    installed = Runtime(services, executor=InlineExecutor())
     runtime.reset(installed)
-    post_sync()  # District-2 is refused: its error is in the body
+    post_and_run(queue)  # District-2 is refused: its error is in the body
     status, body = get_health_details()
     assert status == 200 and body["status"] == HealthStatus.DEGRADED
     text = json.dumps(body)
@@ -702,15 +811,14 @@ def test_no_secret_leaves_in_a_health_body(world: World) -> None:
 
 
 def test_a_run_in_which_every_school_was_skipped_says_skipped(
-    world: World, installed: Runtime
+    world: World, installed: Runtime, queue: ListQueue
 ) -> None:
     leases = world.services.school_sync().leases
     held = [leases.acquire(s.school_id, "another-instance:7:abc") for s in world.schools[:2]]
     try:
-        status, body, _ = post_sync({"districtId": "1"})
+        _, body = post_and_run(queue, {"districtId": "1"})
     finally:
         for lease in held:
             lease.release()
-    assert status == 200
     assert body["status"] == "Skipped"
     assert [s["status"] for s in body["schools"]] == ["Skipped", "Skipped"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import azure.functions as func
 import httpx
 import pytest
+from azure.functions.queue import QueueMessage
 
 from cleversync import runtime, threads
 from cleversync.clever.tokens import TokenProvider
@@ -24,7 +25,7 @@ from cleversync.settings import Settings
 from tests.azure_worker import FakeContext, InvocationLog, invocation_log, invoke
 from tests.clever.test_tokens import DISTRICT, DISTRICT_APP, FakeTokenEndpoint
 from tests.fakes import FakeClock, MemorySecretStore
-from tests.test_function_app import functions
+from tests.test_function_app import ListQueue, functions
 from tests.world import World, make_world
 
 
@@ -62,14 +63,40 @@ def assert_all_reach_the_invocation(log: InvocationLog, from_threads: set[str]) 
     assert {r.invocation_id for r in log.records} == {"inv-1"}
 
 
-def test_a_district_sync_logs_every_school_to_the_invocation(world: World) -> None:
-    runtime.reset(Runtime(world.make_services()))
+def test_a_queued_district_run_logs_every_school_to_its_invocation(world: World) -> None:
+    services = world.make_services()
+    queue = ListQueue()
+    services.use_sync_queue(queue)
+    runtime.reset(Runtime(services))
     with invocation_log() as log:
         response = invoke(
             functions()["sync"].get_user_function(),
             request("POST", "api/sync", {"districtId": "1"}),
         )
-    assert response.status_code == 200
+    assert response.status_code == 202
+    assert_all_reach_the_invocation(log, {threading.current_thread().name})
+    assert len(queue.messages) == 3
+    for body in queue.messages:  # each school in its own invocation, as the host runs them
+        with invocation_log() as log:
+            invoke(
+                functions()["sync_school"].get_user_function(),
+                QueueMessage(body=body.encode(), dequeue_count=1),
+            )
+        assert_all_reach_the_invocation(log, {threading.current_thread().name})
+
+
+def test_an_in_process_district_run_logs_its_pool_threads_to_the_invocation(
+    world: World,
+) -> None:
+    services = world.make_services()
+    context = FakeContext("inv-1")
+
+    def run() -> None:
+        with threads.bind_invocation(context):
+            services.orchestrator().run(district_id=1, trigger="http")
+
+    with invocation_log() as log:
+        invoke(lambda context: run())
     pool = {f"school-sync_{n}" for n in range(3)}  # three schools, three at once
     assert_all_reach_the_invocation(log, {threading.current_thread().name, *pool})
 

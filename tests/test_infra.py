@@ -15,14 +15,12 @@ import pytest
 
 from cleversync.errors import ConfigurationError
 from cleversync.orchestrator import ALERT_EVENT
-from cleversync.settings import PREFIX, SEPARATOR, Settings, all_variables
+from cleversync.settings import PREFIX, QUEUE_VARIABLE, SEPARATOR, Settings, all_variables
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
 
-# Flat settings the app reads besides all_variables(): the queue trigger's binding expression
-# (binding expressions do not resolve names with "__" reliably on Linux).
-QUEUE_SETTING = "CleverSyncQueueName"
+QUEUE_SETTING = QUEUE_VARIABLE
 QUEUE_NAME = "cleversync-sync"
 
 # Settings read by the Functions host, the Azure SDK or the Azure Monitor exporter, by name.
@@ -170,7 +168,7 @@ def check_names(settings: dict[str, str]) -> None:
         if name.startswith(PREFIX + SEPARATOR):
             assert name in known, f"{name} is not a CleverSync setting (see all_variables())"
         else:
-            assert name in known | {QUEUE_SETTING} | PLATFORM_SETTINGS, (
+            assert name in known | PLATFORM_SETTINGS, (
                 f"{name} is neither a setting the app reads nor an allowed platform setting"
             )
         assert name not in REJECTED_ON_FLEX, f"{name} is rejected on Flex Consumption"
@@ -200,6 +198,7 @@ def test_the_template_s_literal_values_are_strings_the_app_accepts() -> None:
     settings = bicep_app_settings()
     loaded = check_values(settings)
     assert loaded.schedule == _literal(settings["CleverSyncSchedule"]) == "0 0 2 * * *"
+    assert loaded.queue_name == _literal(settings[QUEUE_SETTING]) == QUEUE_NAME
     assert loaded.sync.page_size == 1000
 
 

@@ -97,6 +97,7 @@ EVERY_VARIABLE = {
     "CleverSync__History__RetentionDays": ("30", lambda s: s.history.retention_days, 30),
     "CleverSync__Logging__LogLevel": ("Debug", lambda s: s.logging.python_level, logging.DEBUG),
     "CleverSyncSchedule": ("0 30 3 * * *", lambda s: s.schedule, "0 30 3 * * *"),
+    "CleverSyncQueueName": ("sync-test", lambda s: s.queue_name, "sync-test"),
     "APPLICATIONINSIGHTS_CONNECTION_STRING": (
         "InstrumentationKey=00000000-0000-0000-0000-000000000000",
         lambda s: s.appinsights_connection_string,
@@ -188,6 +189,8 @@ def test_a_misspelled_variable_is_reported(caplog: pytest.LogCaptureFixture) -> 
         ("CleverSync__Clever__TokenUrl", "http://clever.com/oauth/tokens", "only for loopback"),
         ("CleverSync__Retry__CleverApi__MaxAttempts", "-1", "greater than or equal to 0"),
         ("CleverSyncSchedule", "0 2 * * *", "six-field NCRONTAB"),
+        ("CleverSyncQueueName", "Sync_Queue", "Storage queue name"),
+        ("CleverSyncQueueName", "a" * 57, "Storage queue name"),
         ("CleverSync__Retry__MaxWaitSeconds", "inf", "finite number"),
         ("CleverSync__Retry__MaxWaitSeconds", "-1", "greater than or equal to 0"),
         ("CleverSync__Sync__RunDeadlineMinutes", "-5", "greater than or equal to 0"),

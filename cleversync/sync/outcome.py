@@ -28,6 +28,7 @@ class EntityOutcome:
     incomplete: bool = False  # Clever's list was incomplete: nothing deleted, full sync due
     notes: list[str] = field(default_factory=list)
     last_event_id: str | None = None
+    retryable: bool = False  # failed for a cause that may pass (Clever or a database down)
 
     @property
     def done(self) -> bool:
@@ -78,6 +79,7 @@ class EntityOutcome:
     def fail(self, error: BaseException | str) -> None:
         self.status = RunStatus.FAILED
         self.error = sanitize(str(error)) or type(error).__name__
+        self.retryable = bool(getattr(error, "retryable", False))
 
     def message(self) -> str | None:
         """ErrorMessage for the history row: the error, the guard's message, the notes."""

@@ -60,6 +60,9 @@ class SchoolResult:
     error: str | None = None
     entities: list[EntityOutcome] = field(default_factory=list)
     duration_ms: int = 0
+    # Failed for a cause that may pass (Clever or a database unreachable): a queued school's
+    # message is delivered again rather than completed.
+    retryable: bool = False
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,7 @@ class SchoolSync:
             return result
         except CleverSyncError as exc:
             result.error = sanitize(str(exc))
+            result.retryable = exc.retryable
             logger.error(
                 "School %s failed before it started: %s",
                 school.school_id,
@@ -148,6 +152,7 @@ class SchoolSync:
             self._run(school, district, request, lease, result)
         except Exception as exc:  # history could not be written: say so in the result and logs
             result.status, result.error = RunStatus.FAILED, sanitize(_describe(exc))
+            result.retryable = _retryable(exc)
             logger.exception(
                 "School %s failed: %s", school.school_id, result.error, extra=dims(school, request)
             )
@@ -244,6 +249,7 @@ class SchoolSync:
             for outcome in run.outcomes.values():
                 if not outcome.done:
                     outcome.fail(message)
+                    outcome.retryable = _retryable(exc)
             if not isinstance(exc, CleverSyncError):
                 logger.exception(
                     "Unexpected error syncing school %s",
@@ -288,6 +294,9 @@ class SchoolSync:
         rollup = roll_up(result.entities, mode=mode, flagged=run.flagged)
         result.status, result.error = rollup.status, rollup.error
         result.mode, result.reason = mode, run.reason
+        result.retryable = result.status == RunStatus.FAILED and any(
+            o.retryable for o in result.entities if o.status == RunStatus.FAILED
+        )
         if rollup.needs_full != run.flagged:
             try:
                 self.registry.set_requires_full_sync(run.school.school_id, rollup.needs_full)
@@ -308,6 +317,12 @@ class SchoolSync:
             f" ({result.error})" if result.error else "",
             extra=dims(run.school, run.request, Status=result.status, SyncType=mode),
         )
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Whether trying the school again later may succeed (its error's class says so)."""
+    ours = translate(exc, "database") or exc
+    return bool(getattr(ours, "retryable", False))
 
 
 def _describe(exc: BaseException) -> str:

@@ -25,6 +25,7 @@ from cleversync.timeutil import utcnow
 from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncType
 
 MAX_MESSAGE = 4000
+RETRIED_ATTEMPTS = 4  # attempts of one queued run read per run counted (the host makes 3)
 _TABLE = SyncHistory.__table__
 
 
@@ -122,6 +123,40 @@ class History:
 
         return run_with_retry(
             run, policy=self._policy, what="opening SyncHistory rows", sleep=self._sleep
+        )
+
+    def record_failed_run(
+        self,
+        *,
+        school_id: int,
+        entities: Sequence[str],
+        correlation_id: str,
+        message: str,
+    ) -> None:
+        """One Failed row per entity for a run that failed before writing any (it counts in
+        the school's failure streak like any other failed run)."""
+        now = self._clock()
+        self._write(
+            "recording a failed run in SyncHistory",
+            insert(_TABLE),
+            [
+                {
+                    "SchoolId": school_id,
+                    "EntityType": entity,
+                    "SyncType": SyncType.INCREMENTAL,
+                    "SyncStartTime": now,
+                    "SyncEndTime": now,
+                    "Status": RunStatus.FAILED,
+                    "RecordsProcessed": 0,
+                    "RecordsInserted": 0,
+                    "RecordsUpdated": 0,
+                    "RecordsDeleted": 0,
+                    "RecordsFailed": 0,
+                    "ErrorMessage": sanitize(message),
+                    "CorrelationId": correlation_id,
+                }
+                for entity in entities
+            ],
         )
 
     def set_sync_type(self, sync_ids: Sequence[int], sync_type: SyncType) -> None:
@@ -257,7 +292,10 @@ class History:
         return runs
 
     def run_statuses(self, school_id: int, limit: int = 50) -> list[RunStatus]:
-        """The school's latest runs, newest first, each as Failed, Partial or Success."""
+        """The school's latest runs, newest first, each as Failed, Partial or Success.
+
+        The attempts of one queued run (its message delivered again after a failure) share
+        its CorrelationId: they count as one run, the latest attempt's outcome."""
         worst = func.max(
             case(
                 (_TABLE.c.Status == RunStatus.FAILED, 3),
@@ -267,11 +305,11 @@ class History:
             )
         )
         query = (
-            select(_TABLE.c.SyncStartTime, worst)
+            select(_TABLE.c.SyncStartTime, worst, func.max(_TABLE.c.CorrelationId))
             .where(_TABLE.c.SchoolId == school_id)
             .group_by(_TABLE.c.SyncStartTime)
             .order_by(_TABLE.c.SyncStartTime.desc())
-            .limit(limit)
+            .limit(limit * RETRIED_ATTEMPTS)
         )
         rows = self._read("reading SyncHistory", lambda conn: conn.execute(query).all())
         names = {
@@ -280,7 +318,13 @@ class History:
             1: RunStatus.PARTIAL,
             0: RunStatus.SUCCESS,
         }
-        return [names[int(level)] for _, level in rows]
+        statuses: list[RunStatus] = []
+        newer: str | None = None
+        for _, level, correlation_id in rows:
+            if not (correlation_id and correlation_id == newer):
+                statuses.append(names[int(level)])
+            newer = correlation_id
+        return statuses[:limit]
 
     def failure_streak(self, school_id: int, limit: int = 50) -> int:
         """Failed runs since the last Success (Partial runs neither count nor reset)."""

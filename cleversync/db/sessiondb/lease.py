@@ -38,9 +38,10 @@ ALIVE = "alive"  # a running process of this host
 REMOTE = "remote"  # another host (or an owner string we cannot read): cannot tell
 
 
-def new_owner() -> str:
-    """Who holds a lease: host, process and a random part (several runs per process)."""
-    return f"{_host()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+def new_owner(tag: str = "") -> str:
+    """Who holds a lease: host, process and a random part (several runs per process),
+    which starts with ``tag`` when given (a queued run's id: its deliveries know each other)."""
+    return f"{_host()}:{os.getpid()}:{tag}{uuid.uuid4().hex[:12]}"
 
 
 def _host() -> str:
