@@ -163,6 +163,27 @@ class Served:
         return len(records), sum(1 for r in records if r.status == 429)
 
 
+def district(
+    seed: int,
+    *,
+    schools: int = 1,
+    students: int = SCHOOL_STUDENTS,
+    teachers: int = SCHOOL_TEACHERS,
+    sections: int = SCHOOL_SECTIONS,
+) -> Sandbox:
+    """One sandbox district paced as Clever paces a token (RATE_LIMIT a RATE_WINDOW)."""
+    return Sandbox(
+        seed=seed,
+        districts=1,
+        schools=schools,
+        students=students,
+        teachers=teachers,
+        sections=sections,
+        rate_limit=RATE_LIMIT,
+        rate_window_seconds=RATE_WINDOW,
+    )
+
+
 @contextmanager
 def served(sandbox: Sandbox) -> Iterator[Served]:
     with sandbox.serve() as running:

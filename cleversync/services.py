@@ -339,7 +339,13 @@ class Services:
         policy = self.settings.retry.database
         return QueuedRuns(
             orchestrator=self.orchestrator(),
-            runs=Runs(engine, policy=policy, clock=self.utc_clock, sleep=self.sleep),
+            runs=Runs(
+                engine,
+                policy=policy,
+                redactor=self.redactor,
+                clock=self.utc_clock,
+                sleep=self.sleep,
+            ),
             leases=Leases(engine, policy=policy, clock=self.utc_clock, sleep=self.sleep),
             queue=self.sync_queue(),
             school_sync=lambda owner: self.school_sync(owner=owner),

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from bench.install import Backend, Database, Installation
 from bench.measure import (
-    RATE_LIMIT,
-    RATE_WINDOW,
-    SCHOOL_SECTIONS,
-    SCHOOL_STUDENTS,
-    SCHOOL_TEACHERS,
     Bench,
     Figure,
     Served,
     best,
+    district,
     problems,
     timing,
 )
@@ -27,16 +23,7 @@ FULL_RATIO, FULL_SQLITE_SECONDS = 2.0, 5.0
 
 def sandbox() -> Sandbox:
     """The one school of cases 1, 3 and 2."""
-    return Sandbox(
-        seed=1,
-        districts=1,
-        schools=1,
-        students=SCHOOL_STUDENTS,
-        teachers=SCHOOL_TEACHERS,
-        sections=SCHOOL_SECTIONS,
-        rate_limit=RATE_LIMIT,
-        rate_window_seconds=RATE_WINDOW,
-    )
+    return district(1)
 
 
 def run(

@@ -20,6 +20,7 @@ from bench.measure import (
     Figure,
     Result,
     Served,
+    district,
     served,
     timing,
 )
@@ -34,15 +35,12 @@ RATE_LIMITED_RATIO = 1.2
 @functools.cache
 def sandbox() -> Sandbox:
     """Built once, for every database the bench runs on."""
-    return Sandbox(
-        seed=4,
-        districts=1,
+    return district(
+        4,
         schools=DISTRICT_SCHOOLS,
         students=DISTRICT_STUDENTS,
         teachers=DISTRICT_TEACHERS,
         sections=DISTRICT_SECTIONS,
-        rate_limit=RATE_LIMIT,
-        rate_window_seconds=RATE_WINDOW,
     )
 
 

@@ -13,13 +13,10 @@ import sys
 
 from bench.install import Backend, Installation
 from bench.measure import (
-    RATE_LIMIT,
-    RATE_WINDOW,
-    SCHOOL_SECTIONS,
     SCHOOL_STUDENTS,
-    SCHOOL_TEACHERS,
     Bench,
     Figure,
+    district,
     problems,
     served,
     timing,
@@ -34,16 +31,7 @@ SLOPE_TOLERANCE = 1.25  # peak RSS moves in pages and pymalloc arenas: a quarter
 @functools.cache
 def sandbox() -> Sandbox:
     """Built once, for every database the bench runs on."""
-    return Sandbox(
-        seed=5,
-        districts=1,
-        schools=1,
-        students=BIG_STUDENTS,
-        teachers=SCHOOL_TEACHERS,
-        sections=SCHOOL_SECTIONS,
-        rate_limit=RATE_LIMIT,
-        rate_window_seconds=RATE_WINDOW,
-    )
+    return district(5, students=BIG_STUDENTS)
 
 
 def run(bench: Bench, backend: Backend, idle_mb: float) -> None:

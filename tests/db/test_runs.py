@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from cleversync.db.engines import engine_for
 from cleversync.db.schema import District, School, SyncHistory
 from cleversync.db.sessiondb.runs import Runs
+from cleversync.redaction import Redactor
 from cleversync.settings import RetryPolicy
 
 T0 = datetime(2024, 3, 1, 6, 0, 0)
@@ -190,3 +191,15 @@ def test_purge_removes_finished_runs_older_than_the_cutoff(engine: Engine) -> No
     assert runs.purge(T0 + timedelta(days=10)) == 1
     assert runs.get(old_done) is None
     assert runs.get(old_open) is not None and runs.get(recent) is not None
+
+
+def test_a_school_error_is_stored_without_the_secrets_the_root_has_read(engine: Engine) -> None:
+    redactor = Redactor()
+    redactor.register("s3cr3t-client-secret")
+    runs = Runs(engine, policy=POLICY, redactor=redactor, clock=lambda: T0)
+    run_id = _new(runs, (1,))
+    runs.finish_school(run_id, 1, "Failed", "Clever refused s3cr3t-client-secret")
+    run = runs.get(run_id, with_history=False)
+    assert run is not None
+    error = run.schools[0].error or ""
+    assert "s3cr3t-client-secret" not in error and "Clever refused" in error

@@ -152,7 +152,7 @@ class History:
                     "RecordsUpdated": 0,
                     "RecordsDeleted": 0,
                     "RecordsFailed": 0,
-                    "ErrorMessage": sanitize(message),
+                    "ErrorMessage": sanitize(message, self._redact),
                     "CorrelationId": correlation_id,
                 }
                 for entity in entities

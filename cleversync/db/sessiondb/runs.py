@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncHistory, SyncRun, SyncRunSchool
 from cleversync.db.sessiondb.history import sanitize
+from cleversync.redaction import Redactor, mask_credentials
 from cleversync.errors import UsageError
 from cleversync.settings import RetryPolicy
 from cleversync.timeutil import utcnow
@@ -73,11 +74,14 @@ class Runs:
         engine: Engine,
         *,
         policy: RetryPolicy,
+        redactor: Redactor | None = None,
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._engine = engine
         self._policy = policy
+        # The composition root's redactor: registered secret values, not only the patterns.
+        self._redact = redactor.redact if redactor is not None else mask_credentials
         self._clock = clock
         self._sleep = sleep
 
@@ -164,7 +168,7 @@ class Runs:
                 _PARTS.c.SchoolId == school_id,
                 _PARTS.c.Status.in_(OPEN),
             )
-            .values(Error=sanitize(error))
+            .values(Error=sanitize(error, self._redact))
         )
         self._tx("recording a school's error", lambda c: c.execute(statement))
 
@@ -192,7 +196,7 @@ class Runs:
                     _PARTS.c.SchoolId == school_id,
                     _PARTS.c.Status.in_(OPEN),
                 )
-                .values(Status=status, FinishedAt=now, Error=sanitize(error))
+                .values(Status=status, FinishedAt=now, Error=sanitize(error, self._redact))
             ).rowcount
             if closed != 1:
                 return False, False
