@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncHistory, SyncRun, SyncRunSchool
 from cleversync.db.sessiondb.history import sanitize
-from cleversync.redaction import Redactor, mask_credentials
 from cleversync.errors import UsageError
+from cleversync.redaction import Redactor, mask_credentials
 from cleversync.settings import RetryPolicy
 from cleversync.timeutil import utcnow
 
