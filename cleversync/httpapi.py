@@ -38,14 +38,12 @@ from cleversync.vocabulary import HealthStatus
 if TYPE_CHECKING:
     from cleversync.db.sessiondb.runs import RunRecord
     from cleversync.health.monitor import HealthMonitor
-    from cleversync.orchestrator import Orchestrator
     from cleversync.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 Response = tuple[int, dict[str, Any], dict[str, str]]
 Redact = Callable[[str], str]
-OrchestratorFactory = Callable[[], "Orchestrator"]
 
 CORRELATION_HEADER = "x-correlation-id"
 _SANE_CORRELATION_ID = re.compile(r"[A-Za-z0-9-]{1,64}")

@@ -294,13 +294,17 @@ def _collect(
 
 
 def overall_status(results: list[SchoolResult]) -> RunStatus:
+    return status_over([r.status for r in results])
+
+
+def status_over(statuses: list[str]) -> RunStatus:
     """Failed, Partial or Success over the schools that ran; Skipped when there were schools
     and none of them ran (a run that synced nothing must not look like a success)."""
-    statuses = {r.status for r in results} - {RunStatus.SKIPPED}
-    if results and not statuses:
+    ran = set(statuses) - {RunStatus.SKIPPED}
+    if statuses and not ran:
         return RunStatus.SKIPPED
-    if RunStatus.FAILED in statuses:
+    if RunStatus.FAILED in ran:
         return RunStatus.FAILED
-    if RunStatus.PARTIAL in statuses:
+    if RunStatus.PARTIAL in ran:
         return RunStatus.PARTIAL
     return RunStatus.SUCCESS

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cleversync.errors import CleverSyncError, ConfigurationError
+from cleversync.vocabulary import RUN_TRIGGERS
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
@@ -27,8 +28,6 @@ logger = logging.getLogger(__name__)
 STORAGE_SETTING = "AzureWebJobsStorage"
 QUEUE_URI_SETTING = "AzureWebJobsStorage__queueServiceUri"
 CLIENT_ID_SETTING = "AzureWebJobsStorage__clientId"
-POISON_SUFFIX = "-poison"
-TRIGGERS = ("timer", "http", "cli")
 _MAX_ID = 2**31 - 1
 
 
@@ -113,8 +112,8 @@ def _text(data: Mapping[str, Any], name: str, width: int) -> str:
 
 def _trigger(data: Mapping[str, Any]) -> str:
     value = _field(data, "trigger")
-    if value not in TRIGGERS:
-        raise MessageError(f"sync message's trigger must be one of {', '.join(TRIGGERS)}")
+    if value not in RUN_TRIGGERS:
+        raise MessageError(f"sync message's trigger must be one of {', '.join(RUN_TRIGGERS)}")
     return str(value)
 
 

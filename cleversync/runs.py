@@ -25,7 +25,7 @@ from cleversync.db.sessiondb.lease import GONE, Leases, held_message, new_owner,
 from cleversync.db.sessiondb.registry import DistrictRecord, SchoolRecord
 from cleversync.db.sessiondb.runs import FINISHED, OPEN, RUNNING, RunRecord, Runs
 from cleversync.errors import CleverSyncError, LeaseHeldError, NotFoundError
-from cleversync.orchestrator import Orchestrator
+from cleversync.orchestrator import Orchestrator, status_over
 from cleversync.queue import MessageError, QueueUnavailableError, SyncMessage, SyncQueue
 from cleversync.sync.school import SchoolResult, SchoolSync, SyncRequest
 from cleversync.timeutil import iso, utcnow
@@ -155,7 +155,7 @@ class QueuedRuns:
             logger.error("Ignored a queue message: %s", exc)
             return IGNORED
         dims = _dims(message)
-        run = self.runs.get(message.run_id, with_history=False)
+        run = self.runs.get(message.run_id, with_history=False, school_id=message.school_id)
         part = run.school(message.school_id) if run is not None else None
         if run is None or part is None:
             logger.warning(
@@ -229,7 +229,7 @@ class QueuedRuns:
         except MessageError as exc:
             logger.error("Ignored a poison queue message: %s", exc)
             return False
-        run = self.runs.get(message.run_id)
+        run = self.runs.get(message.run_id, school_id=message.school_id)
         part = run.school(message.school_id) if run is not None else None
         if part is None or part.status not in OPEN:
             return False
@@ -327,13 +327,7 @@ def run_state(run: RunRecord) -> str:
     if any(status in OPEN for status in statuses):
         started = any(status not in OPEN or status == RUNNING for status in statuses)
         return "Running" if started else "Queued"
-    ran = set(statuses) - {RunStatus.SKIPPED}
-    if statuses and not ran:
-        return RunStatus.SKIPPED  # a run that synced nothing must not look like a success
-    for worst in (RunStatus.FAILED, RunStatus.PARTIAL):
-        if worst in ran:
-            return worst
-    return RunStatus.SUCCESS
+    return status_over(statuses)
 
 
 def gave_up(attempts: int, error: str) -> str:

@@ -22,7 +22,6 @@ from cleversync.threads import start_thread
 
 if TYPE_CHECKING:
     from cleversync.health.monitor import HealthMonitor, Wait
-    from cleversync.orchestrator import Orchestrator
     from cleversync.services import Services
     from cleversync.settings import Settings
 
@@ -134,7 +133,7 @@ class Runtime:
             )
             logger.error("CleverSync is not configured correctly: %s", error, exc_info=exc)
             return cls(config_error=error)
-        import cleversync.orchestrator  # noqa: F401 (loaded now, so the freeze below covers it)
+        import cleversync.runs  # noqa: F401 (the queue path and the orchestrator, loaded before the freeze)
         from cleversync.services import prepare_process
 
         prepare_process()
@@ -148,17 +147,9 @@ class Runtime:
             raise self.config_error
         return self._services
 
-    @property
-    def settings(self) -> Settings | None:
-        return self._services.settings if self._services is not None else None
-
     def redact(self, text: str) -> str:
         """Mask the secrets the Services registered and the credential patterns."""
         return self.redactor.redact(text)
-
-    def orchestrator(self) -> Orchestrator:
-        """A new Orchestrator; raises the configuration error when the settings are invalid."""
-        return self.services.orchestrator()
 
     def close(self) -> None:
         if self._services is not None:

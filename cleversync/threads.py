@@ -60,10 +60,6 @@ def bind_invocation(context: InvocationContext) -> Iterator[Invocation]:
         _current.reset(token)
 
 
-def current() -> Invocation | None:
-    return _current.get()
-
-
 def bound(work: Callable[P, R]) -> Callable[P, R]:
     """``work`` carrying the invocation bound now: wherever it runs, the id is set on that
     thread while it runs (and the invocation is bound there, for the threads it starts)."""

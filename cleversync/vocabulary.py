@@ -28,6 +28,9 @@ class RunStatus(StrEnum):
 
 STORED_STATUSES = (RunStatus.IN_PROGRESS, RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.PARTIAL)
 GOOD_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL)  # a run incremental sync can start from
+# A queued school's part of a run: Queued, then Running, then one of these.
+FINISHED_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.SKIPPED)
+RUN_TRIGGERS = ("timer", "http", "cli")  # who asked for a run
 
 
 class SyncType(StrEnum):

@@ -95,7 +95,6 @@ class CleverClient:
         self._breaker = breaker
         self._tokens = tokens
         self._pacer = pacer
-        self._sleep = sleep
         self._clock = clock
         self.field_report = field_report or FieldReport()
         self._origin = origin(self._base)
@@ -300,8 +299,7 @@ class CleverClient:
         header = response.headers.get("retry-after")
         if header is not None:
             return retry_after_seconds(header, now=self._clock(), cap=self._max_wait)
-        reset = self._pacer.seconds_until_reset(response.headers)
-        return None if reset is None else min(reset, self._max_wait)
+        return self._pacer.seconds_until_reset(response.headers)  # capped by the pacer
 
     def _log_retry(self, state: RetryCallState) -> None:
         call: Call = state.args[1]

@@ -34,7 +34,6 @@ class CursorPaginator:
         self.limit = limit_of(first)
         self.last_id: str | None = None
         self.confirming = False
-        self.ended_early = 0  # confirmations that found more records
         self.pages = 0
 
     def advance(self, body: dict[str, Any], last_id: str | None = None) -> None:
@@ -53,8 +52,6 @@ class CursorPaginator:
         confirming, self.confirming = self.confirming, False
         if last_id:
             self.last_id = last_id
-        if confirming and count:
-            self.ended_early += 1
         link = next_link(body)
         if count and link is not None:
             cursor = _cursor(link)

@@ -41,7 +41,6 @@ class RateLimitPacer:
         self._remaining: int | None = None
         self._reset: float | None = None
         self._lock = threading.Lock()
-        self.waited_seconds = 0.0
 
     def acquire(self, *, wait: Callable[[float], None] | None = None) -> None:
         """Return when a request may go; ``wait(seconds)`` does the waiting (the caller's
@@ -67,7 +66,6 @@ class RateLimitPacer:
                 seconds,
                 extra={"WaitSeconds": round(seconds, 2)},
             )
-            self.waited_seconds += seconds
             (wait or self._sleep)(seconds)
 
     def observe(self, headers: Mapping[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
@@ -147,6 +148,7 @@ def current_revision(engine: Engine, kind: Kind) -> str | None:
         return context.get_current_revision()
 
 
+@functools.cache  # the scripts are fixed for the process: read them once, not per school run
 def head_revision(kind: Kind) -> str | None:
     from alembic.script import ScriptDirectory
 

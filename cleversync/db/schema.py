@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mssql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cleversync.vocabulary import STORED_STATUSES, SyncType
+from cleversync.vocabulary import FINISHED_STATUSES, RUN_TRIGGERS, STORED_STATUSES, SyncType
 
 # Deterministic constraint names on every dialect, so migrations can refer to them.
 NAMING = {
@@ -48,8 +48,7 @@ LongText = UnicodeText().with_variant(mssql.NVARCHAR(None), "mssql")
 ENTITY_TYPES = ("Student", "Teacher", "Section")
 SYNC_TYPES = tuple(t.value for t in SyncType)
 STATUSES = tuple(s.value for s in STORED_STATUSES)  # Skipped is never stored
-RUN_TRIGGERS = ("timer", "http", "cli")
-RUN_SCHOOL_STATUSES = ("Queued", "Running", "Success", "Partial", "Failed", "Skipped")
+RUN_SCHOOL_STATUSES = ("Queued", "Running", *(s.value for s in FINISHED_STATUSES))
 
 
 def utf16_length(text: str) -> int:

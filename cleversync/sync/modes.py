@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from cleversync.clever.client import CleverClient
 from cleversync.clever.pages import FieldReport
 from cleversync.db.school.entities import ENTITIES
-from cleversync.db.school.store import EngineFactory, SchoolDb, Work
+from cleversync.db.school.store import EngineFactory, SchoolDb
 from cleversync.db.sessiondb.history import Counts, History
 from cleversync.db.sessiondb.lease import Lease
 from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
@@ -180,13 +180,14 @@ class Modes:
 
     def _events(self, run: Run, cursor: str) -> None:
         assert run.client is not None
+        assert run.db is not None
         last = apply_events(
             run.client,
             school_clever_id=run.school.clever_school_id,
             cursor=cursor,
             page_size=self._settings.sync.page_size,
             outcomes=run.outcomes,
-            transaction=lambda what, fn: self._transaction(run, what, fn),
+            transaction=run.db.transaction,
             now=self._clock,
             after_page=lambda: self._checkpoint(run),
         )
@@ -225,11 +226,12 @@ class Modes:
 
     def _passes(self, run: Run, *, delete: bool) -> None:
         assert run.client is not None
+        assert run.db is not None
         school = run.school.school_id
         on_progress = self._on_progress
         context = PassContext(
             settings=self._settings,
-            transaction=lambda what, fn: self._transaction(run, what, fn),
+            transaction=run.db.transaction,
             checkpoint=lambda: self._checkpoint(run),
             clock=self._clock,
             allow_mass_delete=run.request.allow_mass_delete,
@@ -239,10 +241,6 @@ class Modes:
         run_passes(context, run.client, run.school.clever_school_id, run.outcomes, delete=delete)
 
     # --- plumbing -----------------------------------------------------------------------
-
-    def _transaction(self, run: Run, what: str, fn: Work) -> Any:
-        assert run.db is not None
-        return run.db.transaction(what, fn)
 
     def _checkpoint(self, run: Run) -> None:
         """Between batches: renew the lease, and stop a run that outlived its time budget."""

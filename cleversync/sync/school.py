@@ -89,12 +89,8 @@ class SchoolSync:
         on_progress: Callable[[Progress], None] | None = None,
     ) -> None:
         self._settings = settings
-        self._school_engine = school_engine
-        self._clever = clever
         self._owner = owner
         self._clock = clock
-        self._sleep = sleep
-        self._on_progress = on_progress
         policy = settings.retry.database
         self.registry = Registry(session_engine, clock=clock)
         self.history = History(

@@ -24,11 +24,12 @@ from cleversync.errors import UsageError
 from cleversync.redaction import Redactor, mask_credentials
 from cleversync.settings import RetryPolicy
 from cleversync.timeutil import utcnow
+from cleversync.vocabulary import FINISHED_STATUSES
 
 QUEUED = "Queued"
 RUNNING = "Running"
 OPEN = (QUEUED, RUNNING)
-FINISHED = ("Success", "Partial", "Failed", "Skipped")
+FINISHED = FINISHED_STATUSES
 
 _RUNS = SyncRun.__table__
 _PARTS = SyncRunSchool.__table__
@@ -216,8 +217,13 @@ class Runs:
 
         return self._tx("finishing a school's sync", write)
 
-    def get(self, run_id: int, *, with_history: bool = True) -> RunRecord | None:
-        """The run with its schools (their names and, if asked, their SyncHistory rows)."""
+    def get(
+        self, run_id: int, *, with_history: bool = True, school_id: int | None = None
+    ) -> RunRecord | None:
+        """The run with its schools (their names and, if asked, their SyncHistory rows);
+        only ``school_id``'s part when given (what one queue message needs)."""
+        one_school = [] if school_id is None else [_PARTS.c.SchoolId == school_id]
+        one_history = [] if school_id is None else [_HISTORY.c.SchoolId == school_id]
 
         def read() -> RunRecord | None:
             with self._engine.connect() as conn:
@@ -229,14 +235,14 @@ class Runs:
                     .select_from(
                         _PARTS.outerjoin(_SCHOOLS, _SCHOOLS.c.SchoolId == _PARTS.c.SchoolId)
                     )
-                    .where(_PARTS.c.RunId == run_id)
+                    .where(_PARTS.c.RunId == run_id, *one_school)
                     .order_by(_PARTS.c.SchoolId)
                 ).all()
                 rows: dict[int, list[dict[str, Any]]] = {}
                 if with_history:
                     for row in conn.execute(
                         select(_HISTORY)
-                        .where(_HISTORY.c.CorrelationId == run.CorrelationId)
+                        .where(_HISTORY.c.CorrelationId == run.CorrelationId, *one_history)
                         .order_by(_HISTORY.c.SyncId)
                     ):
                         rows.setdefault(row.SchoolId, []).append(dict(row._mapping))
