@@ -96,6 +96,12 @@ EVERY_VARIABLE = {
     ),
     "CleverSync__History__RetentionDays": ("30", lambda s: s.history.retention_days, 30),
     "CleverSync__Logging__LogLevel": ("Debug", lambda s: s.logging.python_level, logging.DEBUG),
+    "CleverSync__Admin__AllowedUsers": (
+        "Ada@Example.org; grace@example.org,",
+        lambda s: s.admin.users,
+        frozenset({"ada@example.org", "grace@example.org"}),
+    ),
+    "CleverSync__Admin__Role": ("CleverSync.Admin", lambda s: s.admin.role, "CleverSync.Admin"),
     "CleverSyncSchedule": ("0 30 3 * * *", lambda s: s.schedule, "0 30 3 * * *"),
     "CleverSyncQueueName": ("sync-test", lambda s: s.queue_name, "sync-test"),
     "APPLICATIONINSIGHTS_CONNECTION_STRING": (

@@ -20,15 +20,3 @@ def ensure_local_sessiondb(services: Services) -> None:
         return
     path = (services.settings.data_dir / "sessiondb.sqlite").resolve()
     store.set(names.SESSIONDB_CONNECTION_STRING, f"sqlite:///{path}")
-
-
-def known_school_connection_string(services: Services, prefix: str) -> tuple[str | None, bool]:
-    """The school's connection string if the store has one; on a laptop (no Key Vault)
-    otherwise a new local SQLite one. The flag says it is new (to be stored once the
-    school is registered); with Key Vault and no secret, (None, False): nothing is
-    invented."""
-    existing = services.secret_store.get(names.connection_string(prefix))
-    if existing is not None or services.settings.uses_key_vault:
-        return existing, False
-    path = (services.settings.data_dir / f"school-{prefix}.sqlite").resolve()
-    return f"sqlite:///{path}", True

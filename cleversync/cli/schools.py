@@ -7,12 +7,10 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from cleversync.cli.args import identifier
-from cleversync.cli.laptop import known_school_connection_string
 from cleversync.cli.output import table
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
-    from cleversync.db.sessiondb.registry import SchoolRecord
 
 
 def register(commands: Any) -> None:
@@ -89,7 +87,7 @@ def school_add(args: argparse.Namespace, ctx: CliContext) -> int:
             raise UsageError("no connection string on standard input")
         is_new = True
     else:
-        connection_string, is_new = known_school_connection_string(services, args.prefix)
+        connection_string, is_new = services.new_school_connection_string(args.prefix)
         if connection_string is None:
             raise UsageError(
                 f"secret {secret} is not in Key Vault; create it there first, or pass the "
@@ -243,70 +241,27 @@ def school_discover(args: argparse.Namespace, ctx: CliContext) -> int:
     from cleversync.secrets import names
 
     services = ctx.services
-    registry = services.registry
-    district = registry.get_district(args.district_id)
-    client = services.clever_client(district)
-    found = [school for page in client.schools(page_size=100) for school in page.records]
-    registered = {s.clever_school_id: s for s in registry.list_schools()}
-    rows = []
-    added = []
-    for school in found:
-        known = registered.get(school.id)
-        if known is None and args.register:
-            known = _register_discovered(
-                ctx, district.district_id, school.id, school.name or school.id
-            )
-            added.append(known)
-        rows.append(
-            (
-                school.id,
-                school.name,
-                known.school_id if known else None,
-                known.prefix if known else None,
-            )
-        )
+    district = services.registry.get_district(args.district_id)
+    found = services.discover_schools(district.district_id, register=args.register)
     if not found:
         print(f"Clever lists no schools for district {district.clever_district_id}.")
         return 0
+    rows = [
+        (
+            s.clever_id,
+            s.name,
+            s.school.school_id if s.school else None,
+            s.school.prefix if s.school else None,
+        )
+        for s in found
+    ]
     print(table(["CLEVER ID", "NAME", "SCHOOL ID", "PREFIX"], rows))
+    added = [s.school for s in found if s.added and s.school is not None]
     if added:
         print(f"Registered {len(added)} school(s). Next: 'cleversync db upgrade --all-schools'.")
         if services.settings.uses_key_vault:
             missing = [names.connection_string(s.prefix) for s in added]
             print("Create their connection strings in Key Vault: " + ", ".join(missing))
-    elif not args.register and len(registered.keys() & {s.id for s in found}) < len(found):
+    elif not args.register and any(s.school is None for s in found):
         print("Add the unregistered ones with --register.")
     return 0
-
-
-def _register_discovered(
-    ctx: CliContext, district_id: int, clever_id: str, name: str
-) -> SchoolRecord:
-    """Register a school found in Clever with a prefix derived from its name."""
-    from cleversync.connstr import database_name
-    from cleversync.secrets import names
-
-    services = ctx.services
-    registry = services.registry
-    base = names.prefix_from_name(name)[: names.MAX_PREFIX_LENGTH - 4]
-    taken = {s.prefix.lower() for s in registry.list_schools()} | {
-        d.prefix.lower() for d in registry.list_districts()
-    }
-    prefix, n = base, 2
-    while prefix.lower() in taken:
-        prefix, n = f"{base}-{n}", n + 1
-    connection_string, is_new = known_school_connection_string(services, prefix)
-    try:
-        derived = database_name(connection_string) if connection_string else None
-    except Exception:  # a bad stored string is reported by db upgrade and sync, not here
-        derived = None
-    school = registry.add_school(
-        district_id=district_id,
-        clever_id=clever_id,
-        name=name[:200] if name.strip() else clever_id,
-        prefix=prefix,
-        database_name=(derived or prefix)[:100],
-    )
-    if is_new and connection_string is not None:
-        services.secret_store.set(names.connection_string(prefix), connection_string)
-    return school

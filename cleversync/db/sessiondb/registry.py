@@ -71,16 +71,22 @@ class Registry:
 
     # --- districts ----------------------------------------------------------------------
 
+    def check_new_district(self, *, name: str, clever_id: str, prefix: str) -> tuple[str, str]:
+        """UsageError unless a district with these values could be added now; the cleaned
+        (name, Clever id). For checks before anything else happens (asking Clever)."""
+        name = check_text(name, what="district name", width=200)
+        clever_id = check_clever_id(clever_id, what="Clever district id")
+        names.validate_prefix(prefix, what="district prefix")
+        with self._engine.connect() as conn:
+            self._check_district_free(conn, clever_id, prefix)
+        return name, clever_id
+
     def add_district(self, *, name: str, clever_id: str, prefix: str) -> DistrictRecord:
         name = check_text(name, what="district name", width=200)
         clever_id = check_clever_id(clever_id, what="Clever district id")
         names.validate_prefix(prefix, what="district prefix")
         with self._engine.begin() as conn:
-            if conn.scalar(
-                select(District.DistrictId).where(District.CleverDistrictId == clever_id)
-            ):
-                raise UsageError(f"a district with Clever id {clever_id} is already registered")
-            self._check_prefix_free(conn, prefix)
+            self._check_district_free(conn, clever_id, prefix)
             now = self._clock()
             district_id = conn.execute(
                 District.__table__.insert().returning(District.DistrictId),
@@ -189,6 +195,11 @@ class Registry:
                 .values(IsActive=active, UpdatedAt=self._clock())
             )
         return self.get_school(school_id)
+
+    def _check_district_free(self, conn: Connection, clever_id: str, prefix: str) -> None:
+        if conn.scalar(select(District.DistrictId).where(District.CleverDistrictId == clever_id)):
+            raise UsageError(f"a district with Clever id {clever_id} is already registered")
+        self._check_prefix_free(conn, prefix)
 
     def _check_prefix_free(self, conn: Connection, prefix: str) -> None:
         # Key Vault names ignore case, and district and school secrets share one namespace.
