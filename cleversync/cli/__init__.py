@@ -43,7 +43,7 @@ class CliContext:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cleversync.cli import admin, demo, run, schools
+    from cleversync.cli import admin, dashboard, demo, run, schools
 
     parser = argparse.ArgumentParser(
         prog="cleversync",
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     schools.register(commands)
     run.register(commands)
     demo.register(commands)
+    dashboard.register(commands)
     _register_sandbox(commands)
     return parser
 
