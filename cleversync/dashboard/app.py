@@ -119,6 +119,9 @@ class Dashboard:
         )
         self.env.globals.update(url=self.url, iso=iso)
         self.env.filters.update(views.FILTERS)
+        # Stored texts were sanitized when written; cleaned again on the way out, with the
+        # secrets this process knows now.
+        self.env.filters["clean"] = lambda text: services.redactor.redact(text) if text else text
         m = self.mount
         self.handlers: dict[str, Handler] = {}
         rules = []

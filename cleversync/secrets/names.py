@@ -9,6 +9,8 @@ from cleversync.errors import UsageError
 
 ROOT = "CleverSyncSOS"
 SESSIONDB_CONNECTION_STRING = f"{ROOT}--SessionDb--ConnectionString"
+# The key the dashboard signs its CSRF tokens with (shared by every instance of the app).
+DASHBOARD_CSRF_KEY = f"{ROOT}--AdminPortal--CsrfKey"
 GLOBAL_COMPONENT = "Clever"
 RESERVED_PREFIXES = frozenset({"clever", "sessiondb", "adminportal"})
 # Key Vault names are at most 127 characters of [0-9A-Za-z-]; the longest name built from a

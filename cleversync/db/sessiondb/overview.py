@@ -265,10 +265,16 @@ class Overview:
         if school_id is not None:
             where_school.append(_SCHOOLS.c.SchoolId == school_id)
             where_history.append(_HISTORY.c.SchoolId == school_id)
+        older = (
+            select(_HISTORY.c.SyncId)
+            .where(_HISTORY.c.SchoolId == _SCHOOLS.c.SchoolId, _HISTORY.c.SyncStartTime < since)
+            .exists()
+        )
         schools_query = (
             select(
                 _SCHOOLS,
                 _DISTRICTS.c.Name.label("DistrictName"),
+                older.label("HasOlder"),
             )
             .select_from(
                 _SCHOOLS.join(_DISTRICTS, _DISTRICTS.c.DistrictId == _SCHOOLS.c.DistrictId)
@@ -604,7 +610,10 @@ def _school_state(
         entities=ordered,
         runs=runs,
         failure_streak=count,
-        streak_capped=bool(runs) and count == len({r.correlation_id or r.started_at for r in runs}),
+        # Every run of the window failed and there are older ones: the streak may be longer.
+        streak_capped=bool(row.HasOlder)
+        and bool(runs)
+        and count == len({r.correlation_id or r.started_at for r in runs}),
         state=attention(
             is_active=is_active, running=running, entities=ordered, failure_streak=count
         ),
