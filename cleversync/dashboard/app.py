@@ -216,6 +216,8 @@ class Dashboard:
         redact = self.services.redactor.redact
         if isinstance(exc, NotFoundError):
             return self.render_error(404, redact(str(exc)), identity)
+        if isinstance(exc, NotFound):
+            return self.render_error(404, "No such page.", identity)
         if isinstance(
             exc, DatabaseTransientError | DatabaseUnavailableError | SecretStoreUnavailableError
         ):

@@ -84,12 +84,22 @@ ACTIONS = {
 def routes() -> list[tuple[str, str, Callable[..., Page], list[str]]]:
     return [
         ("/", "overview", overview, ["GET"]),
-        ("/schools/<int:school_id>", "school", school, ["GET"]),
-        ("/schools/<int:school_id>/actions/<action>", "action", action, ["GET", "POST"]),
+        ("/schools/<int(min=1, max=2147483647):school_id>", "school", school, ["GET"]),
+        (
+            "/schools/<int(min=1, max=2147483647):school_id>/actions/<action>",
+            "action",
+            action,
+            ["GET", "POST"],
+        ),
         ("/runs", "find_run", find_run, ["GET"]),
         ("/runs/<key>", "run", run, ["GET"]),
         ("/districts/new", "district_new", district_new, ["GET", "POST"]),
-        ("/districts/<int:district_id>/discover", "discover", discover, ["GET", "POST"]),
+        (
+            "/districts/<int(min=1, max=2147483647):district_id>/discover",
+            "discover",
+            discover,
+            ["GET", "POST"],
+        ),
     ]
 
 

@@ -91,14 +91,17 @@ def test_a_bad_filter_is_named_and_ignored(client: Client, story: Story) -> None
 def test_a_running_school_shows_its_lease_holder(
     client: Client, story: Story, world: World
 ) -> None:
-    from cleversync.timeutil import utcnow
     from datetime import timedelta
+
+    from cleversync.timeutil import utcnow
 
     with world.services.checked_session_engine().begin() as conn:
         conn.execute(
             update(School)
             .where(School.SchoolId == story.healthy.school_id)
-            .values(SyncLeaseOwner="host-a:4242:abc", SyncLeaseExpiresAt=utcnow() + timedelta(minutes=4))
+            .values(
+                SyncLeaseOwner="host-a:4242:abc", SyncLeaseExpiresAt=utcnow() + timedelta(minutes=4)
+            )
         )
     page = text(client.get("/admin/"))
     row = next(r for r in _rows(page) if story.healthy.name in r)

@@ -398,7 +398,7 @@ class Overview:
 
         def read(conn: Connection) -> RunView | None:
             run = None
-            if key.isdigit() and len(key) <= 10:
+            if key.isdigit() and 0 < int(key) <= 2**31 - 1:
                 run = conn.execute(select(_RUNS).where(_RUNS.c.RunId == int(key))).first()
             if run is None:
                 run = conn.execute(select(_RUNS).where(_RUNS.c.CorrelationId == key)).first()
