@@ -21,6 +21,8 @@ from cleversync.errors import CleverSyncError, NotFoundError, UsageError
 from cleversync.vocabulary import STORED_STATUSES, RunStatus
 
 MAX_ID = 2**31 - 1
+SCHOOL = f"<int(min=1, max={MAX_ID}):school_id>"  # SQL int keys
+DISTRICT = f"<int(min=1, max={MAX_ID}):district_id>"
 HISTORY_LIMIT = 300
 
 # Notices after an action, by a fixed code (never text from the request).
