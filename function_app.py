@@ -127,7 +127,20 @@ _dashboard = HostedDashboard(runtime.current)
 )
 def dashboard(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     with threads.bind_invocation(context):
-        response: func.HttpResponse = func.WsgiMiddleware(_dashboard).handle(req, context)
+        status, headers, body = _dashboard.handle(
+            req.method, req.url, dict(req.headers), req.get_body() or b""
+        )
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "text/html")
+        mimetype, _, charset = content_type.partition(";")
+        response = func.HttpResponse(
+            body,
+            status_code=status,
+            mimetype=mimetype.strip(),
+            charset=charset.partition("=")[2].strip() or "utf-8",
+        )
+        for name, value in headers:
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response
 
 

@@ -1,5 +1,5 @@
-"""The dashboard as the Functions app serves it (``function_app.py`` wraps this WSGI callable
-in ``func.WsgiMiddleware``): built on the first request from the Runtime, with the platform
+"""The dashboard as the Functions app serves it (``function_app.py`` passes each request's
+parts to ``HostedDashboard.handle``): built on the first request from the Runtime, with the platform
 gate (App Service Authentication and the admin list) and the shared CSRF key.
 
 The Functions host reserves ``/admin`` for its own admin API, so the pages live under
@@ -8,12 +8,14 @@ The Functions host reserves ``/admin`` for its own admin API, so the pages live 
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
 
 from cleversync.secrets import names
 
@@ -58,6 +60,51 @@ class HostedDashboard:
             )
             return [_UNAVAILABLE]
         return app(environ, start_response)
+
+    def handle(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """One request as the Functions host gives it (plain values, no azure.functions):
+        (status, headers, body). Unlike the host's WsgiMiddleware, a 5xx page is an
+        answer, not an exception escaping the handler."""
+        parts = urlsplit(url)
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": method.upper(),
+            "SCRIPT_NAME": "",
+            "PATH_INFO": unquote(parts.path).encode("utf-8").decode("latin-1"),
+            "QUERY_STRING": parts.query,
+            "SERVER_NAME": parts.hostname or "localhost",
+            "SERVER_PORT": str(parts.port or (443 if parts.scheme == "https" else 80)),
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": parts.scheme or "https",
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": io.StringIO(),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+            "CONTENT_LENGTH": str(len(body)),
+        }
+        for name, value in headers.items():
+            key = name.upper().replace("-", "_")
+            if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                environ[key] = value
+            else:
+                environ[f"HTTP_{key}"] = value
+        started: list[Any] = []
+
+        def start_response(status: str, response_headers: list[tuple[str, str]], *_: Any) -> Any:
+            started[:] = [status, response_headers]
+            return lambda data: None
+
+        chunks = self(environ, start_response)
+        try:
+            payload = b"".join(chunks)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+        return int(started[0].split(" ", 1)[0]), list(started[1]), payload
 
     def dashboard(self) -> Dashboard:
         runtime = self._runtime()
