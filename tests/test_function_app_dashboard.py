@@ -123,6 +123,9 @@ def test_anyone_else_gets_401_or_403_and_no_data(
         response = call(path, headers=headers)
         assert response.status_code == status
         _no_data(response, story)
+    if status == 401:
+        page = call("/dashboard/", headers=headers).get_body().decode()
+        assert 'href="/.auth/login/aad?post_login_redirect_uri=%2Fdashboard%2F"' in page
     refused = call(
         f"/dashboard/schools/{story.healthy.school_id}/actions/flag-full-sync",
         method="POST",

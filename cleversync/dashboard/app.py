@@ -151,7 +151,7 @@ class Dashboard:
         try:
             identity = self.gate.identify(request)
         except RefusedError as refused:
-            return self.refused(refused.status, refused.message)
+            return self.refused(refused.status, refused.message, sign_in=refused.sign_in)
         adapter = self.url_map.bind_to_environ(request.environ)
         try:
             endpoint, args = adapter.match()
@@ -203,9 +203,10 @@ class Dashboard:
     def render_error(self, status: int, message: str, identity: Identity) -> Response:
         return self.render("error.html", identity, status=status, message=message, code=status)
 
-    def refused(self, status: int, message: str) -> Response:
+    def refused(self, status: int, message: str, *, sign_in: bool = False) -> Response:
+        login = f"/.auth/login/aad?{urlencode({'post_login_redirect_uri': self.mount + '/'})}"
         html = self.env.get_template("refused.html").render(
-            message=message, code=status, mount=self.mount
+            message=message, code=status, mount=self.mount, login=login if sign_in else None
         )
         headers = {"WWW-Authenticate": 'Bearer realm="CleverSync"'} if status == 401 else {}
         return Response(html, status=status, mimetype="text/html", headers=headers)

@@ -49,10 +49,11 @@ class Identity:
 class RefusedError(Exception):
     """The request may not see the dashboard: its HTTP status and a message with no data."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, sign_in: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.sign_in = sign_in  # offer App Service Authentication's sign-in link
 
 
 class Gate(Protocol):
@@ -125,7 +126,7 @@ class PlatformGate:
             )
         raw = request.headers.get(PRINCIPAL_HEADER)
         if not raw:
-            raise RefusedError(401, "Sign-in required.")
+            raise RefusedError(401, "Sign-in required.", sign_in=True)
         claims = _decode_principal(raw)
         header_name = (request.headers.get(PRINCIPAL_NAME_HEADER) or "").strip()
         names = {header_name.lower()} if header_name else set()
@@ -142,7 +143,9 @@ class PlatformGate:
 def _decode_principal(raw: str) -> dict[str, Any]:
     """The principal header's claims as (type, value) pairs; RefusedError(401) when unreadable."""
     if len(raw) > _MAX_PRINCIPAL:
-        raise RefusedError(401, "Sign-in required (the principal header is unreadable).")
+        raise RefusedError(
+            401, "Sign-in required (the principal header is unreadable).", sign_in=True
+        )
     try:
         padded = raw.strip() + "=" * (-len(raw.strip()) % 4)
         data = json.loads(base64.b64decode(padded, validate=False))
@@ -153,5 +156,7 @@ def _decode_principal(raw: str) -> dict[str, Any]:
         ]
         role_type = str(data.get("role_typ") or "roles")
     except (binascii.Error, ValueError, TypeError, AttributeError):
-        raise RefusedError(401, "Sign-in required (the principal header is unreadable).") from None
+        raise RefusedError(
+            401, "Sign-in required (the principal header is unreadable).", sign_in=True
+        ) from None
     return {"claims": claims, "role_typ": role_type}
