@@ -245,6 +245,10 @@ def test_demo_runs_the_whole_cycle(capsys, tmp_path: Path) -> None:
         assert step in out
     assert (folder / "sessiondb.sqlite").exists()
     assert "graduated" in out
+    assert out.rstrip().endswith(
+        ".venv/bin/cleversync dashboard\nthen open http://127.0.0.1:8765/admin/ in a browser "
+        "(Ctrl-C stops it)."
+    )
     # The demo leaves its own files only, and can run again over them.
     code, _, _ = cli(capsys, "demo", "--folder", str(folder), "--students", "60")
     assert code == 0
