@@ -179,7 +179,7 @@ class ControlApi:
         _only(body, _ADD_KEYS[role], f"adding a {role}")
         school_id = _text(body, "school")
         self._school(school_id)
-        fields: dict[str, str] = {}
+        fields: dict[str, str | None] = {"middle_name": None}  # none unless given
         for key in (*_NAME_KEYS, "email", "grade", "title"):
             value = _optional_text(body, key)
             if value is not None:
