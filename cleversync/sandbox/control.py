@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cleversync.sandbox.messages import Request, Response, is_loopback
@@ -112,7 +113,7 @@ class ControlApi:
             raise ControlError(400, f"DELETE takes no fields, got: {', '.join(sorted(body))}")
         return self._change(lambda: self._remove(role, object_id))
 
-    def _change(self, apply: Any, status: int = 200) -> Response:
+    def _change(self, apply: Callable[[], dict[str, Any]], status: int = 200) -> Response:
         """Apply one change and answer with its result and the events it emitted."""
         before = {d.id: self._sandbox.latest_event_id(d.id) for d in self._sandbox.districts}
         data = apply()
