@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cleversync.redaction import Redactor
@@ -43,7 +43,7 @@ class CliContext:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cleversync.cli import admin, dashboard, demo, run, schools
+    from cleversync.cli import admin, dashboard, demo, run, sandbox, schools
 
     parser = argparse.ArgumentParser(
         prog="cleversync",
@@ -61,29 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(commands)
     demo.register(commands)
     dashboard.register(commands)
-    _register_sandbox(commands)
+    sandbox.register(commands)
     return parser
-
-
-def _register_sandbox(commands: Any) -> None:
-    from cleversync.sandbox.cli import add_serve_arguments
-
-    sandbox = commands.add_parser("sandbox", help="the built-in Clever sandbox (a local fake API)")
-    actions = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", required=True)
-    serve = actions.add_parser(
-        "serve",
-        help="serve a generated Clever district on 127.0.0.1 until interrupted",
-        description="Prints one JSON line (apiBaseUrl, tokenUrl, districts with their client "
-        "ids and secrets) once it accepts connections.",
-    )
-    add_serve_arguments(serve)
-    serve.set_defaults(handler=_sandbox_serve)
-
-
-def _sandbox_serve(args: argparse.Namespace, context: CliContext) -> int:
-    from cleversync.sandbox.cli import run_serve
-
-    return run_serve(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,6 +34,7 @@ Python API::
     sb.update_section(section_id, changes)
     sb.remove_user(user_id, unenroll=True)  # sections.updated per section left, then users.deleted
     sb.remove_section(section_id)
+    sb.move_user(user_id, role, school_id)  # sections.updated per section left, users.updated
     sb.students(school_id) / sb.teachers(school_id) / sb.sections(school_id)  # copies, current
     sb.user(user_id) / sb.section(section_id)                                 # copy or None
 
@@ -59,7 +60,9 @@ HTTP surface: ``GET /oauth/tokens?owner_type=district[&district=ID]`` and ``POST
 (``Authorization: Bearer``): ``/districts``, ``/schools``, ``/users?role=``, ``/sections``,
 ``/schools/{id}/users?role=&primary=``, ``/schools/{id}/sections``, ``/sections/{id}/users``,
 ``/users/{id}/sections``, ``/users/{id}/schools``, single objects and their ``/district``,
-``/sections/{id}/school``, ``/events`` and ``/events/{id}``. Anything else: Express's HTML 404.
+``/sections/{id}/school``, ``/events`` and ``/events/{id}``. Anything else: Express's HTML 404,
+except ``/sandbox/...``: the control API (``cleversync.sandbox.control``), not Clever's, for
+changing the roster by hand over loopback (``cleversync sandbox change``).
 
 Where real Clever is unknown: a disabled Events API answers 403 (404 selectable); an
 event cursor older than the retained feed answers 200 from the oldest kept event, as

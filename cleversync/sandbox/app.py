@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from cleversync.sandbox.auth import TokenRegistry, basic_credentials
+from cleversync.sandbox.control import ControlApi, is_control_path
 from cleversync.sandbox.faults import UPFRONT_KINDS, Fault, FaultKind, FaultSet
 from cleversync.sandbox.messages import (
     ApiError,
@@ -93,7 +94,9 @@ class SandboxApp:
         log: RequestLog,
         clock: Callable[[], float],
         sleep: Callable[[float], None],
+        control: ControlApi | None = None,
     ) -> None:
+        self._control = control
         self._api = api
         self._tokens = tokens
         self._limiter = limiter
@@ -104,6 +107,8 @@ class SandboxApp:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = _request_from(environ)
+        if self._control is not None and is_control_path(request.path):
+            return self._controlled(request, environ, start_response)
         fired = self._faults.take(request.method, request.path, request.query, UPFRONT_KINDS)
         try:
             response = self._respond(request, fired)
@@ -136,6 +141,23 @@ class SandboxApp:
         trickle = next((f for f in fired if f.kind is FaultKind.TRICKLE), None)
         if trickle is not None:
             return self._trickled(body, trickle.seconds)
+        return [body]
+
+    def _controlled(
+        self, request: Request, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        """The control API: not Clever's, so no faults, rate limit, token or request log."""
+        assert self._control is not None
+        try:
+            response = self._control.handle(request, environ.get("REMOTE_ADDR") or "")
+        except Exception:
+            logger.exception("sandbox control API failed on %s %s", request.method, request.path)
+            response = Response(500, {"message": "sandbox internal error"})
+        body = response.encoded()
+        start_response(
+            response.status_line,
+            [("Content-Type", response.content_type), ("Content-Length", str(len(body)))],
+        )
         return [body]
 
     def _trickled(self, body: bytes, seconds: float) -> Iterator[bytes]:

@@ -14,6 +14,7 @@ from typing import Any
 from cleversync.sandbox.app import RequestLog, SandboxApp
 from cleversync.sandbox.auth import TokenRegistry
 from cleversync.sandbox.changes import merge
+from cleversync.sandbox.control import ControlApi
 from cleversync.sandbox.events import EventLog
 from cleversync.sandbox.faults import FaultSet
 from cleversync.sandbox.generator import GENERATED_EPOCH, RosterGenerator
@@ -22,7 +23,7 @@ from cleversync.sandbox.names import SCHOOL_KINDS
 from cleversync.sandbox.ratelimit import RateLimiter
 from cleversync.sandbox.routes import DataApi
 from cleversync.sandbox.server import RunningServer
-from cleversync.sandbox.store import DistrictState, UnknownRecordError
+from cleversync.sandbox.store import DistrictState, UnknownRecordError, without_member
 
 _DAY = 86_400.0
 _NAME_FIELDS = {"first_name": "first", "middle_name": "middle", "last_name": "last"}
@@ -153,6 +154,7 @@ class Sandbox:
         self.request_log = RequestLog(request_log_size)
         self.rate_limiter = RateLimiter(rate_limit, rate_window_seconds, clock)
         self.wsgi_app = SandboxApp(
+            control=ControlApi(self),
             api=DataApi(self._states, self._lock, self.faults, clock),
             tokens=self._tokens,
             limiter=self.rate_limiter,
@@ -291,6 +293,27 @@ class Sandbox:
         """Delete a user (``users.deleted``), first unenrolling them (``sections.updated``)."""
         with self._lock:
             self._state_of("users", user_id).remove_user(user_id, self._clock(), unenroll=unenroll)
+
+    def move_user(self, user_id: str, role: str, school_id: str) -> None:
+        """Move a user to another school of their district, as an SIS transfer looks: they
+        leave the old school's sections (``sections.updated``), then their role names only
+        the new school (``users.updated``)."""
+        with self._lock:
+            state = self._state_of("users", user_id)
+            if school_id not in state.schools:
+                raise UnknownRecordError(school_id)
+            user = state.users[user_id]
+            if role not in user.get("roles", {}):
+                raise ValueError(f"user {user_id} has no {role} role")
+            now = self._clock()
+            for section_id in state.sections_of_user(user_id):
+                if state.sections[section_id].get("school") != school_id:
+                    state.update_section(
+                        section_id, without_member(state.sections[section_id], user_id), now
+                    )
+            state.update_user(
+                user_id, {"roles": {role: {"school": school_id, "schools": [school_id]}}}, now
+            )
 
     def remove_section(self, section_id: str) -> None:
         with self._lock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import socket
 import socketserver
 import threading
@@ -13,6 +12,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from cleversync.sandbox.app import SOCKET_ENVIRON_KEY
+from cleversync.sandbox.messages import is_loopback as is_loopback
 
 WsgiApp = Callable[..., Any]
 
@@ -47,15 +47,6 @@ class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
 
 class _ThreadingServer6(_ThreadingServer):
     address_family = socket.AF_INET6
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class RunningServer:

@@ -166,7 +166,7 @@ class DistrictState:
         user = self._get(self.users, user_id)
         if unenroll:  # the SIS drops the enrolments first: sections.updated, then users.deleted
             for section in list(self._sections_with(user_id)):
-                self.update_section(section["id"], _without_member(section, user_id), now)
+                self.update_section(section["id"], without_member(section, user_id), now)
         self._drop("users", user, _user_keys)
         self.events.append("users.deleted", user, None, user_schools(user), now)
 
@@ -222,7 +222,7 @@ def _section_schools(section: dict[str, Any]) -> list[str]:
     return [section["school"]] if section.get("school") else []
 
 
-def _without_member(section: dict[str, Any], user_id: str) -> dict[str, Any]:
+def without_member(section: dict[str, Any], user_id: str) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if user_id in section.get("students", ()):
         changes["students"] = [s for s in section["students"] if s != user_id]

@@ -109,3 +109,25 @@ def test_read_methods_return_copies(sandbox: Sandbox, api: httpx.Client) -> None
     assert sandbox.students(first)[0]["name"]["first"] != "Changed"
     assert sandbox.sections(first)[0]["students"]
     assert api.get(f"/v3.0/users/{student['id']}").json()["data"]["name"]["first"] != "Changed"
+
+
+def test_move_user_is_a_transfer_within_the_district(sandbox: Sandbox) -> None:
+    from cleversync.sandbox.store import UnknownRecordError
+
+    here, there = _schools(sandbox)
+    teacher = sandbox.sections(here)[0]["teacher"]
+    district = sandbox.districts[0].id
+    before = len(sandbox.events(district))
+    sandbox.move_user(teacher, "teacher", there)
+    moved = sandbox.user(teacher)
+    assert moved is not None
+    assert moved["roles"]["teacher"]["school"] == there
+    assert moved["roles"]["teacher"]["schools"] == [there]
+    assert all(teacher not in s["teachers"] for s in sandbox.sections(here))
+    types = [e["type"] for e in sandbox.events(district)[before:]]
+    assert types[-1] == "users.updated" and set(types[:-1]) == {"sections.updated"}
+    with pytest.raises(UnknownRecordError):
+        sandbox.move_user(teacher, "teacher", sandbox.districts[1].schools[0].id)
+    with pytest.raises(ValueError, match="has no student role"):
+        sandbox.move_user(teacher, "student", here)
+    assert len(sandbox.events(district)) == before + len(types)
