@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
+RETRY_WAIT_SECONDS = 10.0  # before a failed delivery's next attempt (times the attempt)
 MOUNT = "/admin"
 
 
@@ -41,9 +42,12 @@ class LocalSyncQueue:
         *,
         workers: int,
         max_dequeue: int = MAX_DEQUEUE,
+        retry_wait: float = RETRY_WAIT_SECONDS,
     ) -> None:
         self._deliver = deliver
         self._max = max_dequeue
+        self._retry_wait = retry_wait
+        self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dashboard-sync")
 
     def send(self, message: SyncMessage) -> None:
@@ -56,11 +60,15 @@ class LocalSyncQueue:
                 return
             except RetryLaterError as exc:
                 logger.warning("%s", exc)
+                # As the host's visibility timeout does: give the failure time to pass.
+                if attempt < self._max and self._stopping.wait(self._retry_wait * attempt):
+                    return
             except Exception:  # a bug: logged, the run's part stays open until it expires
                 logger.exception("A dashboard sync crashed")
                 return
 
     def close(self, *, wait: bool = True) -> None:
+        self._stopping.set()
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
 

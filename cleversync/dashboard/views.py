@@ -360,10 +360,10 @@ def _date_param(value: str | None, name: str, problems: list[str]) -> date | Non
         return None
 
 
-def _age(value: datetime | None, now: datetime | None = None) -> str:
+def _age(value: datetime | None, now: datetime) -> str:
     if value is None:
         return "never"
-    seconds = ((now or datetime.utcnow()) - value).total_seconds()
+    seconds = (now - value).total_seconds()
     if seconds < 90:
         return "just now"
     minutes = seconds / 60
