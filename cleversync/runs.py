@@ -309,13 +309,16 @@ class QueuedRuns:
             return
         self.orchestrator.alert_if_due(result, message.correlation_id)
         if ended:
-            run = self.runs.get(message.run_id, with_history=False)
+            run = self.runs.get(message.run_id)
             logger.info(
                 "Sync run %s finished: %s",
                 message.run_id,
                 run_state(run) if run is not None else "?",
                 extra=_dims(message),
             )
+            notifier = self.orchestrator.notifier
+            if run is not None and notifier is not None:
+                notifier.queued_run_finished(run)  # never raises; claims the report once
 
     def _live(self, holder: str, expires: datetime | None) -> bool:
         return expires is not None and expires > self._clock() and owner_state(holder) != GONE

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cleversync.clever.tokens import TokenProvider
     from cleversync.db.sessiondb.history import History
     from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
+    from cleversync.notify.notifier import Notifier
     from cleversync.orchestrator import Orchestrator
     from cleversync.queue import SyncQueue
     from cleversync.runs import QueuedRuns
@@ -307,6 +308,56 @@ class Services:
         return Orchestrator(
             settings=self.settings,
             school_sync=self.school_sync(on_progress=on_progress),
+            clock=self.utc_clock,
+            notifier=self.notifier(),
+        )
+
+    # --- email --------------------------------------------------------------------------
+
+    _notifier: Notifier | None = None
+
+    def notifier(self) -> Notifier:
+        """Run reports and alerts: SMTP when ``Notify__SmtpHost`` is set; otherwise .eml files
+        in ``DataDir/outbox`` on a laptop (local secrets file), and nothing with Key Vault
+        (an app in Azure has no folder an operator reads)."""
+        with self._lock:
+            if self._notifier is None:
+                self._notifier = self._build_notifier()
+            return self._notifier
+
+    def use_notifier(self, notifier: Notifier) -> None:
+        """Report through ``notifier`` instead (tests, tools)."""
+        with self._lock:
+            self._notifier = notifier
+
+    def _build_notifier(self) -> Notifier:
+        from cleversync.db.sessiondb.outbox import Outbox
+        from cleversync.notify.notifier import Notifier
+        from cleversync.notify.transport import FolderTransport, SmtpTransport, Transport
+
+        settings = self.settings.notify
+        transport: Transport | None = None
+        if settings.on == "never":
+            pass
+        elif settings.uses_smtp:
+            transport = SmtpTransport(
+                settings,
+                password=lambda: self.secret_store.get(names.NOTIFY_SMTP_PASSWORD),
+                redactor=self.redactor,
+            )
+        elif not self.settings.uses_key_vault:
+            transport = FolderTransport(self.settings.data_dir / "outbox", clock=self.utc_clock)
+        return Notifier(
+            settings,
+            outbox=lambda: Outbox(
+                self.checked_session_engine(),
+                policy=self.settings.retry.database,
+                redactor=self.redactor,
+                clock=self.utc_clock,
+                sleep=self.sleep,
+            ),
+            transport=transport,
+            redactor=self.redactor,
             clock=self.utc_clock,
         )
 
