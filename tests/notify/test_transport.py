@@ -122,7 +122,7 @@ def test_a_server_that_is_down_is_a_clear_error() -> None:
     env = smtp_env("127.0.0.1", free_port("127.0.0.1"))  # nothing listens there
     transport, _ = _transport(env)
     with pytest.raises(
-        NotifyError, match="could not connect to the SMTP server .*connection refused"
+        NotifyError, match=r"could not connect to the SMTP server .*connection refused"
     ):
         transport.open()
 
