@@ -22,6 +22,8 @@ from cleversync.redaction import Redactor
 from cleversync.secrets import names
 
 if TYPE_CHECKING:
+    import ssl
+
     from sqlalchemy.engine import Engine
 
     from cleversync.clever.breaker import DistrictBreaker
@@ -72,13 +74,16 @@ class Services:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
         utc_clock: Callable[[], datetime] | None = None,
+        smtp_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``smtp_context``: the TLS context for the SMTP server (default: the system's CAs)."""
         from cleversync.timeutil import utcnow
 
         self._settings = settings
         self.redactor = redactor or Redactor()
         self._secret_store = secret_store
         self._http_transport = http_transport
+        self._smtp_context = smtp_context
         self.sleep = sleep
         self.wall_clock = wall_clock
         self.utc_clock = utc_clock or utcnow
@@ -344,6 +349,7 @@ class Services:
                 settings,
                 password=lambda: self.secret_store.get(names.NOTIFY_SMTP_PASSWORD),
                 redactor=self.redactor,
+                context=self._smtp_context,
             )
         elif not self.settings.uses_key_vault:
             transport = FolderTransport(self.settings.data_dir / "outbox", clock=self.utc_clock)
