@@ -212,7 +212,7 @@ class NotifySettings(_Section):
 
     # Validated in this order: SmtpHost's check reads On, To and From.
     on: Literal["failures", "always", "never"] = Field("failures", alias="On")
-    to: tuple[str, ...] = Field((), alias="To")
+    to: str = Field("", alias="To")  # comma-separated addresses
     from_address: str = Field("", alias="From")
     smtp_host: str = Field("", alias="SmtpHost")
     smtp_port: int = Field(587, ge=1, le=65535, alias="SmtpPort")
@@ -220,17 +220,10 @@ class NotifySettings(_Section):
     dashboard_url: str = Field("", alias="DashboardUrl")
     timeout_seconds: float = Field(10, gt=0, le=120, allow_inf_nan=False, alias="TimeoutSeconds")
 
-    @field_validator("to", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(part for part in (p.strip() for p in value.split(",")) if part)
-        return value
-
     @field_validator("to")
     @classmethod
-    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_address(address) for address in value)
+    def _addresses(cls, value: str) -> str:
+        return ", ".join(_check_address(a) for a in value.split(",") if a.strip())
 
     @field_validator("from_address")
     @classmethod
@@ -266,6 +259,10 @@ class NotifySettings(_Section):
         if value and not value.startswith(("https://", "http://")):
             raise ValueError("must be an absolute http(s) URL (or empty)")
         return value
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.to.split(",") if a.strip())
 
     @property
     def uses_smtp(self) -> bool:

@@ -98,7 +98,7 @@ EVERY_VARIABLE = {
     "CleverSync__Logging__LogLevel": ("Debug", lambda s: s.logging.python_level, logging.DEBUG),
     "CleverSync__Notify__To": (
         "ops@example.org, it@example.org",
-        lambda s: s.notify.to,
+        lambda s: s.notify.recipients,
         ("ops@example.org", "it@example.org"),
     ),
     "CleverSync__Notify__From": (
@@ -162,7 +162,7 @@ def test_defaults_match_the_design() -> None:
     assert s.history.retention_days == 90
     assert s.logging.log_level == "Information" and s.logging.python_level == logging.INFO
     assert s.appinsights_connection_string == ""
-    assert (s.notify.to, s.notify.from_address, s.notify.smtp_host) == ((), "", "")
+    assert (s.notify.to, s.notify.from_address, s.notify.smtp_host) == ("", "", "")
     assert (s.notify.smtp_port, s.notify.smtp_user, s.notify.on) == (587, "", "failures")
     assert (s.notify.dashboard_url, s.notify.timeout_seconds) == ("", 10)
 

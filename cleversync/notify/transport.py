@@ -149,7 +149,7 @@ class _SmtpConnection:
         self._where = where
 
     def send(self, message: EmailMessage) -> str:
-        recipients: Sequence[str] = self._settings.to
+        recipients: Sequence[str] = self._settings.recipients
         try:
             refused = self._smtp.send_message(
                 message, from_addr=self._settings.from_address, to_addrs=list(recipients)
