@@ -68,7 +68,9 @@ class Notifier:
         self._clock = clock
         self._sending = threading.Lock()
         self.envelope = Envelope(
-            sender=settings.from_address, to=settings.recipients, dashboard_url=settings.dashboard_url
+            sender=settings.from_address,
+            to=settings.recipients,
+            dashboard_url=settings.dashboard_url,
         )
 
     @property
