@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from email import message_from_string, policy
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_KEPT = 50  # unsent messages kept at most (the oldest go first)
+# A batch stops after this many SMTP timeouts' worth of time, slow server or not: the rest
+# wait for the next report rather than hold up the run that is ending.
+BATCH_TIMEOUTS = 3
 MAX_ATTEMPTS = 10  # a message refused this many times is dropped
 BATCH = 20  # messages sent at most per report
 REPORT = "report"
@@ -59,8 +63,10 @@ class Notifier:
         transport: Transport | None,
         redactor: Redactor,
         clock: Callable[[], datetime] = utcnow,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """``transport`` None: reports are off (``On=never``, or nowhere to send them)."""
+        self._monotonic = monotonic
         self._settings = settings
         self._outbox = outbox
         self._transport = transport
@@ -210,8 +216,19 @@ class Notifier:
                 self._quietly(outbox.failed, kept.message_id, error)
             return 0
         sent = 0
+        deadline = self._monotonic() + BATCH_TIMEOUTS * self._settings.timeout_seconds
         try:
-            for kept in taken:
+            for n, kept in enumerate(taken):
+                if n and self._monotonic() > deadline:
+                    left = taken[n:]
+                    logger.warning(
+                        "The mail server is slow: %d email message(s) left for the next report",
+                        len(left),
+                        extra={"EmailsKept": len(left)},
+                    )
+                    for waiting in left:
+                        self._quietly(outbox.release, waiting.message_id)
+                    break
                 message = message_from_string(kept.message, policy=policy.SMTP)
                 self._retarget(message)
                 try:

@@ -3,6 +3,7 @@ CA (trustme), AUTH with one accepted login, and every message it was given kept.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 import threading
@@ -33,9 +34,12 @@ class Handler:
     received: list[Received] = field(default_factory=list)
     logins: list[tuple[str, bool]] = field(default_factory=list)  # (user, accepted)
     accept_password: str = PASSWORD
+    delay: float = 0.0  # seconds before answering DATA (a slow server)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         message = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         with self.lock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from cleversync.db.sessiondb.outbox import Outbox
+from cleversync.db.sessiondb.outbox import Outbox, Pending
 from cleversync.orchestrator import ALERT_EVENT
 from cleversync.queue import SyncMessage
 from cleversync.runs import MAX_DEQUEUE
@@ -129,6 +130,24 @@ def test_the_alert_is_sent_at_once_with_the_report(world: World) -> None:
     ]
 
 
+def test_held_back_deletes_are_reported_with_the_command_that_lifts_the_guard(
+    world: World,
+) -> None:
+    world.sync()
+    clever_id = world.schools[0].clever_school_id
+    students = world.sandbox.students(clever_id)
+    for student in students[: len(students) * 6 // 10]:  # more than MaxDeletePercent (40)
+        world.sandbox.remove_user(student["id"])
+    run = world.sync(full=True)
+    assert run.schools[0].status == "Partial"
+    [path] = outbox_files(world)
+    message = read_eml(path)
+    assert message["Subject"] == "CleverSync: 1 school synced, 1 held back"
+    text = text_of(message)
+    assert "Held back (1):" in text and "held back deleting" in text
+    assert "$ cleversync sync --school-id 1 --allow-mass-delete" in text
+
+
 # --- over SMTP ------------------------------------------------------------------------------
 
 
@@ -197,6 +216,34 @@ def test_a_server_that_is_down_never_fails_the_sync(world: World, smtp: SmtpServ
     ]
 
 
+def test_a_slow_server_holds_the_run_up_for_seconds_at_most(world: World, smtp: SmtpServer) -> None:
+    world.secrets.set(names.NOTIFY_SMTP_PASSWORD, PASSWORD)
+    made = services(
+        world, smtp, CleverSync__Notify__On="always", CleverSync__Notify__TimeoutSeconds="1"
+    )
+    outbox = Outbox(made.checked_session_engine(), policy=made.settings.retry.database)
+    for n in range(12):  # what earlier reports left
+        outbox.add(Pending("report", f"kept {n}", _message(f"kept {n}")))
+    smtp.handler.delay = 0.8  # each message takes most of a timeout: none times out
+    began = time.monotonic()
+    run = world.sync(made)
+    took = time.monotonic() - began
+    assert run.status == "Success"
+    sent = [r.message["Subject"] for r in smtp.received]
+    assert 2 <= len(sent) < 12 and sent == [f"kept {n}" for n in range(len(sent))]
+    assert took < 12  # the batch stopped after about 3 timeouts, not 13 messages
+    left = kept(made)
+    assert len(left) == 13 - len(sent)  # the rest (and this run's report) wait, untried
+    assert all(k.attempts == 0 for k in left)
+
+
+def _message(subject: str) -> str:
+    message = EmailMessage()
+    message["Subject"] = subject
+    message.set_content("kept")
+    return message.as_string()
+
+
 # --- queued runs ----------------------------------------------------------------------------
 
 
@@ -210,6 +257,7 @@ def test_a_queued_run_is_reported_once_when_its_last_school_finishes(world: Worl
     fail_school(world)
     queue = ListQueue()
     run_id = _enqueue(world.services, queue)
+    assert outbox_files(world) == []
     first, last = queue.messages
     world.services.queued_runs().process_message(first.to_json(), MAX_DEQUEUE)
     assert outbox_files(world) == []  # one school still queued
@@ -218,10 +266,23 @@ def test_a_queued_run_is_reported_once_when_its_last_school_finishes(world: Worl
     message = read_eml(path)
     assert message["Subject"] == "CleverSync: 1 school synced, 1 failed"
     assert "(timer)" in text_of(message)
+    assert "cleversync sync --school-id 1" in text_of(message)
     # A message delivered again finishes nothing, reports nothing.
     world.services.queued_runs().process_message(last.to_json(), 2)
     assert len(outbox_files(world)) == 1
     assert world.services.queued_runs().run_status(run_id)["status"] == "Failed"  # type: ignore[index]
+
+
+def test_a_queued_schools_alert_is_sent_when_its_part_ends(world: World) -> None:
+    fail_school(world)
+    made = services(world, CleverSync__Monitoring__AlertAfterConsecutiveFailures="1")
+    queue = ListQueue()
+    _enqueue(made, queue)
+    made.queued_runs().process_message(queue.messages[0].to_json(), MAX_DEQUEUE)
+    [alert] = [read_eml(p) for p in outbox_files(world)]  # at once, before the run ends
+    assert alert["Subject"] == "CleverSync alert: school 1 (school-1-1) failed 1 syncs in a row"
+    made.queued_runs().process_message(queue.messages[1].to_json(), 1)
+    assert len(outbox_files(world)) == 2
 
 
 def test_two_instances_finishing_the_last_two_schools_at_once_send_one_report(
