@@ -76,9 +76,17 @@ def free_port(host: str) -> int:
 class SmtpServer:
     """``tls``: offers STARTTLS (and requires it before AUTH); ``auth``: offers AUTH."""
 
-    def __init__(self, *, host: str = "127.0.0.1", tls: bool = True, auth: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        tls: bool = True,
+        auth: bool = True,
+        implicit_tls_port: int | None = None,
+    ) -> None:
+        """``implicit_tls_port``: TLS from the first byte on that port (no STARTTLS)."""
         self.host = host
-        self.port = free_port(host)
+        self.port = implicit_tls_port or free_port(host)
         self.handler = Handler()
         self.ca = trustme.CA()
         self.client_context = ssl.create_default_context()
@@ -88,9 +96,16 @@ class SmtpServer:
         if tls:
             server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             self.ca.issue_cert(host, "localhost").configure_cert(server_context)
-            kwargs.update(tls_context=server_context, require_starttls=False)
+            if implicit_tls_port:
+                kwargs.update(ssl_context=server_context)
+            else:
+                kwargs.update(tls_context=server_context, require_starttls=False)
         if auth:
-            kwargs.update(authenticator=self.handler.authenticate, auth_require_tls=tls)
+            # aiosmtpd's TLS check knows STARTTLS only; on the implicit port all is TLS anyway.
+            kwargs.update(
+                authenticator=self.handler.authenticate,
+                auth_require_tls=tls and not implicit_tls_port,
+            )
         self.controller = Controller(
             self.handler, hostname=host, port=self.port, server_hostname="cleversync-test", **kwargs
         )

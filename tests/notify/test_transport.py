@@ -86,6 +86,22 @@ def test_a_missing_password_secret_is_named(server: SmtpServer) -> None:
         transport.open()
 
 
+def test_port_465_speaks_tls_from_the_start() -> None:
+    try:
+        server = SmtpServer(implicit_tls_port=465).start()
+    except OSError as exc:  # taken, or not ours to bind
+        pytest.skip(f"cannot listen on 127.0.0.1:465 here: {exc}")
+    try:
+        transport, _ = _transport(server.env(), context=server.client_context)
+        connection = transport.open()
+        connection.send(_message())
+        connection.close()
+        [got] = server.received
+        assert got.authenticated  # over TLS: the server speaks nothing else on that port
+    finally:
+        server.stop()
+
+
 def test_an_untrusted_certificate_is_refused(server: SmtpServer) -> None:
     transport, _ = _transport(server.env())  # the system's CAs: the throwaway CA is not one
     with pytest.raises(NotifyError, match="TLS certificate is not trusted"):
