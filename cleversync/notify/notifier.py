@@ -101,11 +101,7 @@ class Notifier:
             if not self.due(report):
                 self._deliver()  # what an earlier report left is still due
                 return
-            self._keep(
-                self._pending(
-                    REPORT, report_message(report, self.envelope, self._redact, self._clock()), None
-                )
-            )
+            self._keep(self._report(report))
         except Exception as exc:
             _log_failure(
                 f"The report of run {run.correlation_id} could not be prepared", exc, self._redact
@@ -121,15 +117,7 @@ class Notifier:
         try:
             finished = run.finished_at or self._clock()
             report = report_from_record(run, finished)
-            pending = (
-                self._pending(
-                    REPORT,
-                    report_message(report, self.envelope, self._redact, self._clock()),
-                    run.run_id,
-                )
-                if self.due(report)
-                else None
-            )
+            pending = self._report(report) if self.due(report) else None
             claimed = self._outbox().claim_report(run.run_id, pending)
         except Exception as exc:
             _log_failure(
@@ -159,6 +147,10 @@ class Notifier:
 
     def _redact(self, text: str) -> str:
         return self._redactor.redact(text)
+
+    def _report(self, report: RunReport) -> Pending:
+        message = report_message(report, self.envelope, self._redact, self._clock())
+        return self._pending(REPORT, message, report.run_id)
 
     def _pending(self, kind: str, message: EmailMessage, run_id: int | None) -> Pending:
         from cleversync.db.sessiondb.outbox import Pending
