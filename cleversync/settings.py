@@ -234,7 +234,9 @@ class NotifySettings(_Section):
     @classmethod
     def _host(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
-        if value and not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", value):
+        if value.startswith("[") and value.endswith("]"):  # an IPv6 address as URLs write it
+            value = value[1:-1]
+        if value and not re.fullmatch(r"[A-Za-z0-9.:-]+", value):
             raise ValueError("must be a host name or IP address, e.g. smtp.example.org")
         if value and info.data.get("on") != "never":
             # A value that failed its own check is absent here: it is reported already.
@@ -270,7 +272,7 @@ class NotifySettings(_Section):
 
     @property
     def smtp_is_loopback(self) -> bool:
-        return self.smtp_host.strip("[]") in LOOPBACK_HOSTS
+        return self.smtp_host in LOOPBACK_HOSTS
 
 
 class Settings(BaseSettings):

@@ -249,6 +249,25 @@ def test_an_smtp_host_needs_a_sender_and_recipients_unless_reports_are_off() -> 
     assert Settings.load({**env, "CleverSync__Notify__From": "c@b.org"}).notify.uses_smtp
 
 
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("[::1]", True),
+        ("127.0.0.2", False),
+        ("smtp.example.org", False),
+    ],
+)
+def test_only_loopback_names_may_skip_starttls(host: str, loopback: bool) -> None:
+    env = {
+        "CleverSync__Notify__SmtpHost": host,
+        "CleverSync__Notify__To": "a@b.org",
+        "CleverSync__Notify__From": "c@b.org",
+    }
+    assert Settings.load(env).notify.smtp_is_loopback is loopback
+
+
 def test_the_variable_is_named_as_the_operator_spelled_it() -> None:
     with pytest.raises(ConfigurationError, match="cleversync__sync__pagesize"):
         Settings.load({"cleversync__sync__pagesize": "0"})
