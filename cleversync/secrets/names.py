@@ -9,6 +9,7 @@ from cleversync.errors import UsageError
 
 ROOT = "CleverSyncSOS"
 SESSIONDB_CONNECTION_STRING = f"{ROOT}--SessionDb--ConnectionString"
+NOTIFY_SMTP_PASSWORD = f"{ROOT}--Notify--SmtpPassword"  # the SMTP login for run reports
 GLOBAL_COMPONENT = "Clever"
 RESERVED_PREFIXES = frozenset({"clever", "sessiondb", "adminportal"})
 # Key Vault names are at most 127 characters of [0-9A-Za-z-]; the longest name built from a
