@@ -28,6 +28,7 @@
     ├── SyncError *
     │   ├── LeaseHeldError             another live run is syncing that school
     │   └── LeaseLostError             this run's lease was taken over (it ran too long)
+    ├── NotifyError                    an email could not be sent (kept, sent at the next report)
     └── RecordError                    one record does not fit the schema (skipped, counted)
 
 Messages never carry a secret or a person's data: they name secrets, settings, Clever ids and
@@ -184,6 +185,12 @@ class LeaseHeldError(SyncError):
 
 class LeaseLostError(SyncError):
     """This run's lease expired and was taken over by another run."""
+
+
+class NotifyError(CleverSyncError):
+    """An email (run report, alert) could not be sent; it is kept and tried again."""
+
+    retryable = True
 
 
 class RecordError(CleverSyncError):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from cleversync.clever.breaker import RunBreakers
 from cleversync.db.sessiondb.history import sanitize
@@ -27,6 +28,9 @@ from cleversync.sync.school import SchoolResult, SchoolSync, SyncRequest
 from cleversync.threads import bound
 from cleversync.timeutil import utcnow
 from cleversync.vocabulary import RunStatus
+
+if TYPE_CHECKING:
+    from cleversync.notify.notifier import Notifier
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +59,14 @@ class Orchestrator:
         settings: Settings,
         school_sync: SchoolSync,
         clock: Callable[[], datetime] = utcnow,
+        notifier: Notifier | None = None,
     ) -> None:
+        """``notifier``: emails run reports and alerts (none: they are only logged)."""
         self._settings = settings
         self.settings = settings
         self._sync = school_sync
         self._clock = clock
+        self.notifier = notifier
         self.registry = school_sync.registry
         self.history = school_sync.history
 
@@ -161,6 +168,8 @@ class Orchestrator:
                 "DurationMs": run.duration_ms,
             },
         )
+        if self.notifier is not None:  # never raises; bounded by the SMTP timeouts
+            self.notifier.run_finished(run, trigger)
         return run
 
     def close_expired(self, correlation_id: str) -> None:
@@ -267,6 +276,20 @@ class Orchestrator:
                 "Status": RunStatus.FAILED,
             },
         )
+        if self.notifier is not None:
+            from cleversync.notify.message import Alert
+
+            self.notifier.alert(
+                Alert(
+                    school_id=result.school_id,
+                    name=result.name,
+                    district_id=result.district_id,
+                    failures=streak,
+                    error=result.error,
+                    correlation_id=correlation_id,
+                    at=self._clock(),
+                )
+            )
         return True
 
     def purge_history(self) -> int:

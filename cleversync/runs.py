@@ -309,13 +309,17 @@ class QueuedRuns:
             return
         self.orchestrator.alert_if_due(result, message.correlation_id)
         if ended:
-            run = self.runs.get(message.run_id, with_history=False)
+            notifier = self.orchestrator.notifier
+            reporting = notifier is not None and notifier.enabled
+            run = self.runs.get(message.run_id, with_history=reporting)
             logger.info(
                 "Sync run %s finished: %s",
                 message.run_id,
                 run_state(run) if run is not None else "?",
                 extra=_dims(message),
             )
+            if run is not None and notifier is not None and reporting:
+                notifier.queued_run_finished(run)  # never raises; claims the report once
 
     def _live(self, holder: str, expires: datetime | None) -> bool:
         return expires is not None and expires > self._clock() and owner_state(holder) != GONE

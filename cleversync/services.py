@@ -22,6 +22,8 @@ from cleversync.redaction import Redactor
 from cleversync.secrets import names
 
 if TYPE_CHECKING:
+    import ssl
+
     from sqlalchemy.engine import Engine
 
     from cleversync.clever.breaker import DistrictBreaker
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from cleversync.db.sessiondb.overview import Overview
     from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
     from cleversync.enrol import DiscoveredSchool
+    from cleversync.notify.notifier import Notifier
     from cleversync.orchestrator import Orchestrator
     from cleversync.queue import SyncQueue
     from cleversync.runs import QueuedRuns
@@ -73,13 +76,16 @@ class Services:
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
         utc_clock: Callable[[], datetime] | None = None,
+        smtp_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``smtp_context``: the TLS context for the SMTP server (default: the system's CAs)."""
         from cleversync.timeutil import utcnow
 
         self._settings = settings
         self.redactor = redactor or Redactor()
         self._secret_store = secret_store
         self._http_transport = http_transport
+        self._smtp_context = smtp_context
         self.sleep = sleep
         self.wall_clock = wall_clock
         self.utc_clock = utc_clock or utcnow
@@ -354,6 +360,57 @@ class Services:
         return Orchestrator(
             settings=self.settings,
             school_sync=self.school_sync(on_progress=on_progress),
+            clock=self.utc_clock,
+            notifier=self.notifier(),
+        )
+
+    # --- email --------------------------------------------------------------------------
+
+    _notifier: Notifier | None = None
+
+    def notifier(self) -> Notifier:
+        """Run reports and alerts: SMTP when ``Notify__SmtpHost`` is set; otherwise .eml files
+        in ``DataDir/outbox`` on a laptop (local secrets file), and nothing with Key Vault
+        (an app in Azure has no folder an operator reads)."""
+        with self._lock:
+            if self._notifier is None:
+                self._notifier = self._build_notifier()
+            return self._notifier
+
+    def use_notifier(self, notifier: Notifier) -> None:
+        """Report through ``notifier`` instead (tests, tools)."""
+        with self._lock:
+            self._notifier = notifier
+
+    def _build_notifier(self) -> Notifier:
+        from cleversync.db.sessiondb.outbox import Outbox
+        from cleversync.notify.notifier import Notifier
+        from cleversync.notify.transport import FolderTransport, SmtpTransport, Transport
+
+        settings = self.settings.notify
+        transport: Transport | None = None
+        if settings.on == "never":
+            pass
+        elif settings.uses_smtp:
+            transport = SmtpTransport(
+                settings,
+                password=lambda: self.secret_store.get(names.NOTIFY_SMTP_PASSWORD),
+                redactor=self.redactor,
+                context=self._smtp_context,
+            )
+        elif not self.settings.uses_key_vault:
+            transport = FolderTransport(self.settings.data_dir / "outbox", clock=self.utc_clock)
+        return Notifier(
+            settings,
+            outbox=lambda: Outbox(
+                self.checked_session_engine(),
+                policy=self.settings.retry.database,
+                redactor=self.redactor,
+                clock=self.utc_clock,
+                sleep=self.sleep,
+            ),
+            transport=transport,
+            redactor=self.redactor,
             clock=self.utc_clock,
         )
 

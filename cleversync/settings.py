@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -206,6 +214,90 @@ class AdminSettings(_Section):
         )
 
 
+# An address as SMTP takes it: one local part, one domain, nothing a header could be built from.
+_ADDRESS = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
+)
+
+
+def _check_address(address: str) -> str:
+    address = address.strip()
+    if not _ADDRESS.match(address) or ".." in address:
+        # The value is an address, not a secret, but a typo could hold one: name the position.
+        raise ValueError(
+            "must be email addresses like ops@example.org (comma-separated for several)"
+        )
+    return address
+
+
+class NotifySettings(_Section):
+    """Email run reports: SMTP when ``SmtpHost`` is set, else .eml files in DataDir/outbox."""
+
+    # Validated in this order: SmtpHost's check reads On, To and From.
+    on: Literal["failures", "always", "never"] = Field("failures", alias="On")
+    to: str = Field("", alias="To")  # comma-separated addresses
+    from_address: str = Field("", alias="From")
+    smtp_host: str = Field("", alias="SmtpHost")
+    smtp_port: int = Field(587, ge=1, le=65535, alias="SmtpPort")
+    smtp_user: str = Field("", alias="SmtpUser")
+    dashboard_url: str = Field("", alias="DashboardUrl")
+    timeout_seconds: float = Field(10, gt=0, le=120, allow_inf_nan=False, alias="TimeoutSeconds")
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        return ", ".join(_check_address(a) for a in value.split(",") if a.strip())
+
+    @field_validator("from_address")
+    @classmethod
+    def _from(cls, value: str) -> str:
+        return _check_address(value) if value.strip() else ""
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _host(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        if value.startswith("[") and value.endswith("]"):  # an IPv6 address as URLs write it
+            value = value[1:-1]
+        if value and not re.fullmatch(r"[A-Za-z0-9.:-]+", value):
+            raise ValueError("must be a host name or IP address, e.g. smtp.example.org")
+        if value and info.data.get("on") != "never":
+            # A value that failed its own check is absent here: it is reported already.
+            missing = [
+                variable_name(("Notify", key))
+                for key, field in (("To", "to"), ("From", "from_address"))
+                if field in info.data and not info.data[field]
+            ]
+            if missing:
+                raise ValueError(f"is set, so {' and '.join(missing)} must be set too")
+        return value
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("dashboard_url")
+    @classmethod
+    def _dashboard(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an absolute http(s) URL (or empty)")
+        return value
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return tuple(a.strip() for a in self.to.split(",") if a.strip())
+
+    @property
+    def uses_smtp(self) -> bool:
+        return bool(self.smtp_host)
+
+    @property
+    def smtp_is_loopback(self) -> bool:
+        return self.smtp_host in LOOPBACK_HOSTS
+
+
 class Settings(BaseSettings):
     """Every setting of the README's 'Configuration', with its default and range."""
 
@@ -224,6 +316,7 @@ class Settings(BaseSettings):
     history: HistorySettings = Field(HistorySettings(), alias="History")
     logging: LoggingSettings = Field(LoggingSettings(), alias="Logging")
     admin: AdminSettings = Field(AdminSettings(), alias="Admin")
+    notify: NotifySettings = Field(NotifySettings(), alias="Notify")
     schedule: str = Field("0 0 2 * * *", alias=SCHEDULE_VARIABLE)
     queue_name: str = Field("cleversync-sync", alias=QUEUE_VARIABLE)
     appinsights_connection_string: str = Field("", alias=APPINSIGHTS_VARIABLE, repr=False)

@@ -1,4 +1,5 @@
-"""No secret reaches a log record, a traceback, the CLI's output, an HTTP body or SyncHistory.
+"""No secret reaches a log record, a traceback, the CLI's output, an HTTP body, SyncHistory or
+an email report.
 
 A whole installation runs at DEBUG against the sandbox, through the CLI, with the failures
 that tend to leak: a wrong client secret, a database whose connection string has a password
@@ -14,6 +15,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
@@ -210,10 +212,18 @@ def test_no_secret_leaks_anywhere(
         wrong_basic,
         *tokens,
     }
+    # The run reports (no SMTP host here: .eml files in DataDir/outbox), raw and decoded.
+    reports = sorted((data_dir / "outbox").glob("*.eml"))
+    assert reports  # the failed runs were reported
+    emails = [p.read_text() for p in reports]
+    for path in reports:
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        emails += [str(part.get_content()) for part in message.walk() if not part.is_multipart()]
     everything = {
         "log records": capture.texts,
         "CLI and HTTP output": outputs,
         "SyncHistory": history,
+        "email reports": emails,
     }
     assert len(capture.texts) > 100  # DEBUG really was on
     for where, texts in everything.items():
@@ -224,6 +234,7 @@ def test_no_secret_leaks_anywhere(
     joined = "\n".join(outputs)
     assert "refused the credentials" in joined
     assert "Unreachable" in joined and "HTTP 500" in joined
+    assert any("Unreachable" in e for e in emails)
     assert any("401" in t for t in capture.texts) or any(
         r.status == 401 for r in sandbox.request_log
     )

@@ -102,6 +102,30 @@ EVERY_VARIABLE = {
         frozenset({"ada@example.org", "grace@example.org"}),
     ),
     "CleverSync__Admin__Role": ("CleverSync.Admin", lambda s: s.admin.role, "CleverSync.Admin"),
+    "CleverSync__Notify__To": (
+        "ops@example.org, it@example.org",
+        lambda s: s.notify.recipients,
+        ("ops@example.org", "it@example.org"),
+    ),
+    "CleverSync__Notify__From": (
+        "cleversync@example.org",
+        lambda s: s.notify.from_address,
+        "cleversync@example.org",
+    ),
+    "CleverSync__Notify__SmtpHost": (
+        "smtp.example.org",
+        lambda s: s.notify.smtp_host,
+        "smtp.example.org",
+    ),
+    "CleverSync__Notify__SmtpPort": ("2525", lambda s: s.notify.smtp_port, 2525),
+    "CleverSync__Notify__SmtpUser": ("apikey", lambda s: s.notify.smtp_user, "apikey"),
+    "CleverSync__Notify__On": ("Always", lambda s: s.notify.on, "always"),
+    "CleverSync__Notify__DashboardUrl": (
+        "https://cleversync.example.org/admin",
+        lambda s: s.notify.dashboard_url,
+        "https://cleversync.example.org/admin",
+    ),
+    "CleverSync__Notify__TimeoutSeconds": ("5", lambda s: s.notify.timeout_seconds, 5),
     "CleverSyncSchedule": ("0 30 3 * * *", lambda s: s.schedule, "0 30 3 * * *"),
     "CleverSyncQueueName": ("sync-test", lambda s: s.queue_name, "sync-test"),
     "APPLICATIONINSIGHTS_CONNECTION_STRING": (
@@ -144,6 +168,9 @@ def test_defaults_match_the_design() -> None:
     assert s.history.retention_days == 90
     assert s.logging.log_level == "Information" and s.logging.python_level == logging.INFO
     assert s.appinsights_connection_string == ""
+    assert (s.notify.to, s.notify.from_address, s.notify.smtp_host) == ("", "", "")
+    assert (s.notify.smtp_port, s.notify.smtp_user, s.notify.on) == (587, "", "failures")
+    assert (s.notify.dashboard_url, s.notify.timeout_seconds) == ("", 10)
 
 
 def test_every_variable_takes_effect() -> None:
@@ -200,6 +227,16 @@ def test_a_misspelled_variable_is_reported(caplog: pytest.LogCaptureFixture) -> 
         ("CleverSync__Retry__MaxWaitSeconds", "inf", "finite number"),
         ("CleverSync__Retry__MaxWaitSeconds", "-1", "greater than or equal to 0"),
         ("CleverSync__Sync__RunDeadlineMinutes", "-5", "greater than or equal to 0"),
+        ("CleverSync__Notify__To", "ops@example.org, not-an-address", "email addresses"),
+        ("CleverSync__Notify__To", "ops@example.org\r\nBcc: x@evil.example", "email addresses"),
+        ("CleverSync__Notify__From", "CleverSync", "email addresses"),
+        ("CleverSync__Notify__SmtpHost", "smtp.example.org", "CleverSync__Notify__To and"),
+        ("CleverSync__Notify__SmtpHost", "smtp example.org", "host name or IP address"),
+        ("CleverSync__Notify__SmtpPort", "0", "greater than or equal to 1"),
+        ("CleverSync__Notify__SmtpPort", "70000", "less than or equal to 65535"),
+        ("CleverSync__Notify__On", "sometimes", "'failures', 'always' or 'never'"),
+        ("CleverSync__Notify__DashboardUrl", "admin.example.org", "absolute http(s) URL"),
+        ("CleverSync__Notify__TimeoutSeconds", "0", "greater than 0"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str, fragment: str) -> None:
@@ -208,6 +245,33 @@ def test_a_bad_value_names_the_variable(name: str, value: str, fragment: str) ->
     assert info.value.setting == name
     assert name in str(info.value)
     assert fragment in str(info.value)
+
+
+def test_an_smtp_host_needs_a_sender_and_recipients_unless_reports_are_off() -> None:
+    env = {"CleverSync__Notify__SmtpHost": "smtp.example.org", "CleverSync__Notify__To": "a@b.org"}
+    with pytest.raises(ConfigurationError, match="CleverSync__Notify__From must be set"):
+        Settings.load(env)
+    assert Settings.load({**env, "CleverSync__Notify__On": "never"}).notify.smtp_host
+    assert Settings.load({**env, "CleverSync__Notify__From": "c@b.org"}).notify.uses_smtp
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("[::1]", True),
+        ("127.0.0.2", False),
+        ("smtp.example.org", False),
+    ],
+)
+def test_only_loopback_names_may_skip_starttls(host: str, loopback: bool) -> None:
+    env = {
+        "CleverSync__Notify__SmtpHost": host,
+        "CleverSync__Notify__To": "a@b.org",
+        "CleverSync__Notify__From": "c@b.org",
+    }
+    assert Settings.load(env).notify.smtp_is_loopback is loopback
 
 
 def test_the_variable_is_named_as_the_operator_spelled_it() -> None:

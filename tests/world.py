@@ -187,7 +187,8 @@ def make_world(
             running.api_base_url,
             running.token_url,
             new_database,
-            env or {},
+            # Local files (the .eml outbox) in the test's folder, not the working directory.
+            {"CleverSync__DataDir": str(tmp_path / "data"), **(env or {})},
             migrated_database=migrated_database,
         )
         try:

@@ -69,9 +69,13 @@ def demo_command(args: argparse.Namespace, ctx: CliContext) -> int:
             "CleverSync__Clever__TokenUrl": running.token_url,
             "CleverSync__KeyVault__Url": "",
             "CleverSync__Secrets__File": "",
+            # Every run's report, as .eml files in the demo folder (never an SMTP server).
+            "CleverSync__Notify__On": "always",
+            "CleverSync__Notify__SmtpHost": "",
         }
         with _environment(env):
             _run_steps(sandbox, folder)
+    _show_report(folder / "outbox")
     say("\nThe sandbox has stopped; the databases stay. To look around (from this folder):")
     say(f"  export CleverSync__DataDir={folder}")
     say("  .venv/bin/cleversync school list; .venv/bin/cleversync history --school-id 3")
@@ -156,6 +160,23 @@ def _run_steps(sandbox: Sandbox, folder: Path) -> None:
     say("  (The other schools processed the graduates' delete events too: some graduates")
     say("  were also enrolled there, and stay until those schools' next full sync.)")
     command("history", "--school-id", "3", "--limit", "6")
+
+
+def _show_report(outbox: Path) -> None:
+    """The last run's report: with no SMTP host, each one is an .eml file in DataDir/outbox."""
+    from email import message_from_bytes, policy
+
+    reports = sorted(outbox.glob("*.eml"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    if not reports:
+        return
+    latest = reports[-1]
+    message = message_from_bytes(latest.read_bytes(), policy=policy.default)
+    section("6. The run reports")
+    say(f"  With no CleverSync__Notify__SmtpHost, each report is an .eml file in {outbox}")
+    say(f"  ({len(reports)} here; open one in a mail program). The last one:")
+    say(f"  {latest}")
+    say(f"  Subject: {message['Subject']}")
+    say("  With CleverSync__Notify__SmtpHost set they are emailed (README: 'Notifications').")
 
 
 def _graduating_class(sandbox: Sandbox, school_id: str) -> list[dict[str, Any]]:

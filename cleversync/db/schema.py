@@ -169,6 +169,25 @@ class SyncRunSchool(SessionBase):
     Error: Mapped[str | None] = mapped_column(LongText)
 
 
+class NotifyOutbox(SessionBase):
+    """Email messages (run reports, alerts) not sent yet: written before the first try, deleted
+    once sent, so a message an SMTP server refused is sent first at the next report."""
+
+    __tablename__ = "NotifyOutbox"
+    __table_args__ = (Index(None, "CreatedAt"),)
+
+    MessageId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    Kind: Mapped[str] = mapped_column(Unicode(20))  # report | alert
+    RunId: Mapped[int | None] = mapped_column(Integer)  # the run a report is about
+    Subject: Mapped[str] = mapped_column(Unicode(300))
+    Message: Mapped[str] = mapped_column(LongText)  # the whole MIME message
+    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    Attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    LastError: Mapped[str | None] = mapped_column(LongText)
+    # A sender is delivering it until then (two instances never send the same message).
+    ClaimedUntil: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
 # --- School database ---------------------------------------------------------------------
 
 

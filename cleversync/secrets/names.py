@@ -11,6 +11,7 @@ ROOT = "CleverSyncSOS"
 SESSIONDB_CONNECTION_STRING = f"{ROOT}--SessionDb--ConnectionString"
 # The key the dashboard signs its CSRF tokens with (shared by every instance of the app).
 DASHBOARD_CSRF_KEY = f"{ROOT}--AdminPortal--CsrfKey"
+NOTIFY_SMTP_PASSWORD = f"{ROOT}--Notify--SmtpPassword"  # the SMTP login for run reports
 GLOBAL_COMPONENT = "Clever"
 RESERVED_PREFIXES = frozenset({"clever", "sessiondb", "adminportal"})
 # Key Vault names are at most 127 characters of [0-9A-Za-z-]; the longest name built from a

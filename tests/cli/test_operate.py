@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
@@ -229,6 +230,11 @@ def test_a_failed_sync_exits_1_with_the_reason(registered: Sandbox, capsys) -> N
     assert code == 1
     assert "Failed" in out
     assert "HTTP 503" in out
+    # No SMTP host on a laptop: the run's report is an .eml file in DataDir/outbox.
+    [report] = sorted((Path(os.environ["CleverSync__DataDir"]) / "outbox").glob("*.eml"))
+    message = message_from_bytes(report.read_bytes(), policy=policy.default)
+    assert str(message["Subject"]).startswith("CleverSync: 0 schools synced, ")
+    assert "cleversync sync --school-id 1" in report.read_text()
 
 
 def test_demo_runs_the_whole_cycle(capsys, tmp_path: Path) -> None:
@@ -249,6 +255,12 @@ def test_demo_runs_the_whole_cycle(capsys, tmp_path: Path) -> None:
         ".venv/bin/cleversync dashboard\nthen open http://127.0.0.1:8765/admin/ in a browser "
         "(Ctrl-C stops it)."
     )
+    # Every run's report is an .eml file in the demo's outbox; the last one is shown.
+    reports = sorted((folder / "outbox").glob("*.eml"))
+    assert len(reports) == 3
+    assert "=== 6. The run reports ===" in out
+    assert "Subject: CleverSync: 3 schools synced" in out
+    assert any(str(path) in out for path in reports)
     # The demo leaves its own files only, and can run again over them.
     code, _, _ = cli(capsys, "demo", "--folder", str(folder), "--students", "60")
     assert code == 0

@@ -87,6 +87,17 @@ EXPECTED_COLUMNS = {
             "FinishedAt",
             "Error",
         ],
+        "NotifyOutbox": [
+            "MessageId",
+            "Kind",
+            "RunId",
+            "Subject",
+            "Message",
+            "CreatedAt",
+            "Attempts",
+            "LastError",
+            "ClaimedUntil",
+        ],
     },
     "school": {
         "Students": [

@@ -45,7 +45,7 @@ class Driver:
     handler: Handler
     poison_handler: PoisonHandler
     max_dequeue: int = 3
-    visibility_timeout: int = 1
+    visibility_timeout: int = 30  # longer than any delivery takes, even on a loaded machine
     deliveries: list[Delivery] = field(default_factory=list)
     poisoned: list[str] = field(default_factory=list)
 
