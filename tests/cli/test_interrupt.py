@@ -60,7 +60,7 @@ class Run:
             self._lines.put(line)
         self._lines.put(None)
 
-    def wait_for(self, text: str, timeout: float = 15) -> None:
+    def wait_for(self, text: str, timeout: float = 45) -> None:
         """Until a line of standard error holds ``text`` (fails if the process ends first)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -73,7 +73,7 @@ class Run:
             if text in line:
                 return
 
-    def finish(self, timeout: float = 20) -> tuple[int, str, str]:
+    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
         assert self.process.stdout is not None
         out = self.process.stdout.read()
         code = self.process.wait(timeout=timeout)
@@ -180,9 +180,9 @@ def test_a_second_signal_exits_at_once_and_frees_the_lease(
     registered: Sandbox,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # After its first page, every page takes 20 s: the first stop would wait that long.
+    # After its first page, every page takes 90 s: the first stop would wait that long.
     registered.faults.add(
-        Fault("delay", path="/v3.0/schools/*/users", seconds=20, after=1, times=None)
+        Fault("delay", path="/v3.0/schools/*/users", seconds=90, after=1, times=None)
     )
     run = Run("sync", "--school-id", "1", extra_env=SLOW_RUN)
     try:
@@ -190,7 +190,7 @@ def test_a_second_signal_exits_at_once_and_frees_the_lease(
         run.process.send_signal(signal.SIGINT)
         run.wait_for(FIRST_MESSAGE)  # at once, not after the slow page
         run.process.send_signal(signal.SIGINT)
-        code, out, err = run.finish(timeout=10)
+        code, out, err = run.finish(timeout=30)  # well under the slow page
     finally:
         run.kill()
     assert code == 130, err
@@ -279,7 +279,7 @@ def test_sync_json_into_a_closed_pipe_exits_quietly(
     assert run.process.stdout is not None
     run.process.stdout.close()  # `| head` that has already left
     try:
-        code = run.process.wait(timeout=20)
+        code = run.process.wait(timeout=60)
         run._reader.join(timeout=5)
     finally:
         run.kill()
