@@ -123,7 +123,10 @@ class Services:
         from cleversync.secrets.local import LocalSecretStore
 
         return LocalSecretStore(
-            self.settings.secrets_file, cache_seconds=cache, redactor=self.redactor
+            self.settings.secrets_file,
+            cache_seconds=cache,
+            redactor=self.redactor,
+            named_by="CleverSync__Secrets__File" if self.settings.secrets.file else None,
         )
 
     # --- SessionDb ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from cleversync.cli import housekeeping
 from cleversync.cli.args import identifier
 from cleversync.cli.laptop import known_school_connection_string
 from cleversync.cli.output import table
@@ -70,6 +71,7 @@ def register(commands: Any) -> None:
         "--register", action="store_true", help="register the schools not registered yet"
     )
     discover.set_defaults(handler=school_discover)
+    housekeeping.register_school(school_commands)
 
 
 def school_add(args: argparse.Namespace, ctx: CliContext) -> int:

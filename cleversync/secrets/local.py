@@ -28,10 +28,14 @@ class LocalSecretStore(SecretStore):
         cache_seconds: float = 900,
         redactor: Redactor | None = None,
         clock: Callable[[], float] | None = None,
+        named_by: str | None = None,
     ) -> None:
+        """``named_by``: the setting that names this file; the file must then exist (a
+        mistyped name must not look like an empty store, nor silently start a new one)."""
         kwargs = {"clock": clock} if clock is not None else {}
         super().__init__(cache_seconds=cache_seconds, redactor=redactor, **kwargs)
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # messages name it where any shell finds it
+        self._named_by = named_by
         self.description = f"local secrets file {self.path}"
         self._file_lock = threading.Lock()
         self._warned_mode: int | None = None
@@ -68,6 +72,11 @@ class LocalSecretStore(SecretStore):
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
+            if self._named_by:
+                raise SecretStoreUnavailableError(
+                    f"the local secrets file {self.path} named by {self._named_by} does not "
+                    "exist; create it (a file holding {} will do) or correct the setting"
+                ) from None
             return {}
         except OSError as exc:
             raise SecretStoreUnavailableError(
