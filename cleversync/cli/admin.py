@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from cleversync.cli import housekeeping
 from cleversync.cli.args import identifier
-from cleversync.cli.output import table
+from cleversync.cli.output import TtyProgress, table
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
@@ -87,7 +87,7 @@ def db_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
             if not school.is_active:
                 why = "its district is inactive" if not school.district_active else "inactive"
                 print(f"school {school.school_id} ({school.name}): skipped ({why})")
-    progress = _Progress(len(schools)) if args.all_schools else None
+    progress = TtyProgress(sys.stderr, len(schools), "upgrading") if args.all_schools else None
     failed: list[str] = []
     for n, school in enumerate(schools, start=1):
         if progress is not None:
@@ -137,24 +137,6 @@ def _require_sessiondb(ctx: CliContext) -> None:
             "nothing was created. Create it with 'cleversync db upgrade' (no school option) "
             "and register the schools first"
         )
-
-
-class _Progress:
-    """'[n/total] school' on one rewritten line of a terminal's stderr; nothing otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self._total = total
-        self._tty = sys.stderr.isatty()
-
-    def show(self, n: int, name: str) -> None:
-        if self._tty:
-            sys.stderr.write(f"\r\x1b[2K[{n}/{self._total}] upgrading {name[:60]}...")
-            sys.stderr.flush()
-
-    def clear(self) -> None:
-        if self._tty:
-            sys.stderr.write("\r\x1b[2K")
-            sys.stderr.flush()
 
 
 def _upgrade_line(label: str, before: str | None, after: str | None) -> str:

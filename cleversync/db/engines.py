@@ -101,9 +101,7 @@ def _sqlite_engine(url: URL, *, create_file: bool) -> Engine:
             private_dir(file.parent)
             create_private_file(file)
         elif not file.exists():
-            raise DatabaseUnavailableError(
-                f"SQLite database file {file.absolute()} does not exist"
-            )
+            raise DatabaseUnavailableError(f"SQLite database file {file.absolute()} does not exist")
         _require_writable(file)
     engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
     event.listen(engine, "connect", _sqlite_on_connect)
