@@ -361,9 +361,17 @@ class Registry:
                 if removed:
                     kept.append(school)
                     continue
-            holder = conn.execute(
-                select(School.SyncLeaseOwner).where(School.SchoolId == school.school_id)
-            ).scalar()
+            current = conn.execute(
+                select(School.SyncLeaseOwner, School.RemovedAt).where(
+                    School.SchoolId == school.school_id
+                )
+            ).first()
+            if current is None or (current.RemovedAt is not None and history != PURGE):
+                raise NotFoundError(
+                    f"school {school.school_id} ({school.name}) was removed meanwhile "
+                    "(by another command); nothing more to do"
+                )
+            holder = current.SyncLeaseOwner
             if holder is not None and not conn.scalar(select(func.count()).where(target)):
                 raise BeingSyncedError(
                     f"school {school.school_id} ({school.name}) is being synced now (its sync "
