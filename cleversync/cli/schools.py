@@ -278,7 +278,10 @@ def school_discover(args: argparse.Namespace, ctx: CliContext) -> int:
             f"{len(found)} so far..."
         )
     progress.clear()
-    registered = {s.clever_school_id: s for s in registry.list_schools()}
+    registered = {s.clever_school_id: s for s in registry.list_schools(include_removed=True)}
+    removed = {s.school_id for s in registered.values()} - {
+        s.school_id for s in registry.list_schools()
+    }
     rows = []
     added: list[SchoolRecord] = []
     to_add = [s for s in found if s.id not in registered] if args.register else []
@@ -295,7 +298,9 @@ def school_discover(args: argparse.Namespace, ctx: CliContext) -> int:
             (
                 school.id,
                 school.name,
-                known.school_id if known else None,
+                (f"{known.school_id} (removed)" if known.school_id in removed else known.school_id)
+                if known
+                else None,
                 known.prefix if known else None,
             )
         )
@@ -347,8 +352,8 @@ def _register_discovered(
     services = ctx.services
     registry = services.registry
     base = names.prefix_from_name(name)[: names.MAX_PREFIX_LENGTH - 4]
-    taken = {s.prefix.lower() for s in registry.list_schools()} | {
-        d.prefix.lower() for d in registry.list_districts()
+    taken = {s.prefix.lower() for s in registry.list_schools(include_removed=True)} | {
+        d.prefix.lower() for d in registry.list_districts(include_removed=True)
     }
     prefix, n = base, 2
     while prefix.lower() in taken:

@@ -148,6 +148,10 @@ def test_school_remove_keeping_its_history(synced: Sandbox, capsys) -> None:
     assert code == 2 and "no school has id 1" in err  # hidden from lookups
     code, out, _ = cli(capsys, "history", "--json")
     assert {row["SchoolId"] for row in json.loads(out)} == {1, 2}
+    # Discovery shows it as removed and does not register it again.
+    code, out, err = cli(capsys, "school", "discover", "--district-id", "1", "--register")
+    assert code == 0, err
+    assert "1 (removed)" in out and "Registered" not in out
     # Registering it again says how to finish removing it.
     argv = ["--district-id", "1", "--clever-id", clever_id, "--name", "Again", "--prefix", "Again"]
     argv.append("--connection-string-stdin")

@@ -137,9 +137,12 @@ class Registry:
             ).scalar_one()
         return self.get_district(district_id)
 
-    def list_districts(self) -> list[DistrictRecord]:
-        """The registered districts (active or not; removed ones are not listed)."""
-        query = select(District.__table__).where(District.RemovedAt.is_(None))
+    def list_districts(self, *, include_removed: bool = False) -> list[DistrictRecord]:
+        """The registered districts (active or not; removed ones only with
+        ``include_removed``)."""
+        query = select(District.__table__)
+        if not include_removed:
+            query = query.where(District.RemovedAt.is_(None))
         with self._engine.connect() as conn:
             rows = conn.execute(query.order_by(District.DistrictId)).all()
         return [_district(row) for row in rows]
@@ -205,11 +208,18 @@ class Registry:
         return self.get_school(school_id)
 
     def list_schools(
-        self, *, district_id: int | None = None, active_only: bool = False
+        self,
+        *,
+        district_id: int | None = None,
+        active_only: bool = False,
+        include_removed: bool = False,
     ) -> list[SchoolRecord]:
-        """The registered schools (removed ones are not listed); ``active_only``: those runs
-        sync (the school and its district active)."""
-        query = _SCHOOLS.where(School.RemovedAt.is_(None)).order_by(School.SchoolId)
+        """The registered schools (removed ones only with ``include_removed``: their Clever
+        ids and prefixes stay taken); ``active_only``: those runs sync (the school and its
+        district active)."""
+        query = _SCHOOLS.order_by(School.SchoolId)
+        if not include_removed:
+            query = query.where(School.RemovedAt.is_(None))
         if district_id is not None:
             query = query.where(School.DistrictId == district_id)
         if active_only:
