@@ -260,3 +260,43 @@ def test_a_missing_secrets_file_named_by_the_setting_is_an_error(
     missing.chmod(0o600)
     assert cli(capsys, "db", "upgrade")[0] == 0
     assert names.SESSIONDB_CONNECTION_STRING in json.loads(missing.read_text())
+
+
+def test_connection_strings_set_at_once_are_all_stored(capsys, tmp_path: Path) -> None:
+    """An operator's loop run in parallel (`... &`): every process's write is kept."""
+    import subprocess
+    import sys
+
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    district = ["--name", "D", "--clever-id", "5b2ad81a709e300001e2cd7a", "--prefix", "Demo"]
+    assert cli(capsys, "district", "add", *district)[0] == 0
+    count = 4
+    for n in range(1, count + 1):
+        school = ["--district-id", "1", "--clever-id", f"s{n}", "--name", f"S{n}"]
+        assert cli(capsys, "school", "add", *school, "--prefix", f"S{n}")[0] == 0
+    wanted = {n: f"sqlite:///{tmp_path / f'elsewhere-{n}.sqlite'}" for n in range(1, count + 1)}
+    command = [sys.executable, "-m", "cleversync", "school", "set-connection-string"]
+    command.append("--school-id")
+    procs = [
+        subprocess.Popen(
+            [*command, str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for n in wanted
+    ]
+    for proc, value in zip(procs, wanted.values(), strict=True):
+        assert proc.stdin is not None
+        proc.stdin.write(value + "\n")
+        proc.stdin.close()
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read() if proc.stderr else ""
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+    secrets = stored()
+    for n, value in wanted.items():
+        assert secrets[school_secret(f"S{n}")] == value
