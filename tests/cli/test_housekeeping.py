@@ -272,3 +272,16 @@ def test_two_removals_at_once_remove_once(synced: Sandbox) -> None:
         assert "no school has id 1" in err or "removed meanwhile" in err, err
         assert "Traceback" not in err and "internal error" not in err
     assert count(School) == 1 and count(SyncHistory, 1) == 0
+
+
+def test_a_deactivated_districts_authentication_does_not_count_in_health(
+    synced: Sandbox, capsys
+) -> None:
+    store = LocalSecretStore(data_dir() / "secrets.json", cache_seconds=0)
+    store.set(names.client_secret("Demo"), "revoked-secret-value")
+    code, out, _ = cli(capsys, "health", "--authenticate")
+    assert code == 1 and "cleverAuth: Unhealthy" in out
+    assert cli(capsys, "district", "deactivate", "--district-id", "1")[0] == 0
+    code, out, _ = cli(capsys, "health", "--authenticate")
+    assert code == 0, out
+    assert "cleverAuth: Healthy" in out and "revoked-secret-value" not in out
