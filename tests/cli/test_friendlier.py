@@ -155,3 +155,50 @@ def test_a_long_rate_limit_wait_is_announced_at_default_verbosity(
     assert code == 0, out + err
     assert "Clever rate limit: waiting" in err
     assert "for the next window" in err
+
+
+def _on_a_terminal(*argv: str) -> tuple[int, str, str]:
+    """Run the CLI with its standard error on a pseudo-terminal: (exit, stdout, terminal)."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cleversync", *argv],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            env=os.environ.copy(),
+            timeout=120,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # the terminal's other end is closed: all was read
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return done.returncode, done.stdout, shown.decode(errors="replace")
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+
+
+def test_long_commands_show_progress_on_a_terminal_only(registered: Sandbox, capsys) -> None:  # noqa: F811
+    code, out, shown = _on_a_terminal("db", "upgrade", "--all-schools")
+    assert code == 0, shown
+    assert "[1/2] upgrading" in shown and "[2/2] upgrading" in shown
+    assert "\x1b[2K" not in out  # results on stdout stay plain
+    code, out, err = cli(capsys, "db", "upgrade", "--all-schools")
+    assert code == 0 and "upgrading" not in out + err and "\x1b" not in out + err
+    assert cli(capsys, "school", "remove", "--school-id", "2")[0] == 0
+    code, out, shown = _on_a_terminal("school", "discover", "--district-id", "1", "--register")
+    assert code == 0, shown
+    assert "Reading district" in shown and "[1/1] registering" in shown
+    assert "Registered 1 school(s)" in out
