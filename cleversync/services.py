@@ -168,11 +168,13 @@ class Services:
 
     def checked_session_engine(self) -> Engine:
         """The SessionDb engine, after checking its schema is current."""
+        from cleversync.db.engines import named
         from cleversync.db.migrate import require_current
 
         engine = self.session_engine()
         if not self._session_checked:
-            require_current(engine, "sessiondb", "SessionDb", "cleversync db upgrade")
+            what = named("SessionDb", engine)
+            require_current(engine, "sessiondb", what, "cleversync db upgrade")
             self._session_checked = True
         return engine
 

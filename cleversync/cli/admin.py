@@ -94,11 +94,12 @@ def db_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
             progress.show(n, school.name)
         label = f"school {school.school_id} ({school.name}, database {school.database_name}"
         try:
-            label += f", {location(services.school_connection_string(school))})"
+            where = location(services.school_connection_string(school))
+            label += f", {where})"
             before, after = upgrade(
                 services.school_engine(school, create=True),
                 "school",
-                what=f"school database {school.database_name}",
+                what=f"school database {school.database_name} ({where})",
             )
         except Exception as exc:  # one school's failure must not stop the others
             if not args.all_schools:

@@ -88,6 +88,17 @@ def _odbc_driver(url: URL) -> str | None:
     return driver.strip("{}") if driver else None
 
 
+def named(what: str, engine: Engine) -> str:
+    """``what`` for messages, with a SQLite file's absolute path: "SessionDb (SQLite file
+    /home/op/.cleversync/sessiondb.sqlite)", so an operator knows which file is meant."""
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return what
+    if database.startswith("file:"):
+        return f"{what} (SQLite {database})"
+    return f"{what} (SQLite file {Path(database).absolute()})"
+
+
 def display_url(engine: Engine) -> str:
     """The engine's URL with any password hidden, for messages."""
     return engine.url.render_as_string(hide_password=True)

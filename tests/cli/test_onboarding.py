@@ -234,6 +234,19 @@ def test_messages_name_files_by_their_absolute_path(
     code, out, _ = cli(capsys, "db", "upgrade")
     assert code == 0
     assert f"SessionDb (SQLite file {absolute / 'sessiondb.sqlite'})" in out
+    district = ["--name", "D", "--clever-id", "5b2ad81a709e300001e2cd7a", "--prefix", "Demo"]
+    assert cli(capsys, "district", "add", *district)[0] == 0
+    school = ["--district-id", "1", "--clever-id", "s1", "--name", "S", "--prefix", "S"]
+    assert cli(capsys, "school", "add", *school)[0] == 0
+    code, out, err = cli(capsys, "db", "upgrade", "--school-id", "1")
+    assert code == 0, err
+    assert f"(S, database school-S.sqlite, SQLite file {absolute / 'school-S.sqlite'})" in out
+    # A school database whose tables are gone is named by its absolute path too.
+    (absolute / "school-S.sqlite").unlink()
+    (absolute / "school-S.sqlite").touch(mode=0o600)
+    code, out, err = cli(capsys, "sync", "--school-id", "1")
+    assert code == 1
+    assert f"school database school-S.sqlite (SQLite file {absolute / 'school-S.sqlite'})" in out
     (absolute / "sessiondb.sqlite").unlink()
     code, _, err = cli(capsys, "district", "list")
     assert code == 1
