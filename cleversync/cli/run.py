@@ -240,7 +240,7 @@ def history_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if not rows:
         print("No sync history matches.")
         return 0
-    names = {s.school_id: s.name for s in services.registry.list_schools()}
+    names = {s.school_id: s.name for s in services.registry.list_schools(include_removed=True)}
     body = []
     for row in rows:
         ended = row["SyncEndTime"]

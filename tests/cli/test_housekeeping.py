@@ -148,6 +148,9 @@ def test_school_remove_keeping_its_history(synced: Sandbox, capsys) -> None:
     assert code == 2 and "no school has id 1" in err  # hidden from lookups
     code, out, _ = cli(capsys, "history", "--json")
     assert {row["SchoolId"] for row in json.loads(out)} == {1, 2}
+    code, out, _ = cli(capsys, "history")
+    name = synced.districts[0].schools[0].name
+    assert f"1 {name}"[:20] in out  # its rows still carry its name
     # Discovery shows it as removed and does not register it again.
     code, out, err = cli(capsys, "school", "discover", "--district-id", "1", "--register")
     assert code == 0, err
