@@ -166,8 +166,8 @@ def district_list_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if not districts:
         print("No districts registered. Add one with 'cleversync district add'.")
         return 0
-    rows = [(d.district_id, d.name, d.clever_district_id, d.prefix) for d in districts]
-    print(table(["ID", "NAME", "CLEVER ID", "PREFIX"], rows))
+    rows = [(d.district_id, d.name, d.clever_district_id, d.prefix, d.is_active) for d in districts]
+    print(table(["ID", "NAME", "CLEVER ID", "PREFIX", "ACTIVE"], rows))
     return 0
 
 

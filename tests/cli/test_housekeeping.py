@@ -98,6 +98,8 @@ def test_a_deactivated_district_is_left_out_of_runs_and_upgrades(synced: Sandbox
     code, out, _ = cli(capsys, "district", "deactivate", "--district-id", "1")
     assert code == 0
     assert "its 2 school(s) are left out of every sync run" in out
+    code, out, _ = cli(capsys, "district", "list")
+    assert out.splitlines()[0].split()[-1] == "ACTIVE" and out.splitlines()[2].endswith("no")
     code, out, _ = cli(capsys, "sync")
     assert code == 0
     assert "No active schools to sync" in out
