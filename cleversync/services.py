@@ -129,7 +129,10 @@ class Services:
         from cleversync.secrets.local import LocalSecretStore
 
         return LocalSecretStore(
-            self.settings.secrets_file, cache_seconds=cache, redactor=self.redactor
+            self.settings.secrets_file,
+            cache_seconds=cache,
+            redactor=self.redactor,
+            named_by="CleverSync__Secrets__File" if self.settings.secrets.file else None,
         )
 
     # --- SessionDb ----------------------------------------------------------------------
@@ -171,11 +174,13 @@ class Services:
 
     def checked_session_engine(self) -> Engine:
         """The SessionDb engine, after checking its schema is current."""
+        from cleversync.db.engines import named
         from cleversync.db.migrate import require_current
 
         engine = self.session_engine()
         if not self._session_checked:
-            require_current(engine, "sessiondb", "SessionDb", "cleversync db upgrade")
+            what = named("SessionDb", engine)
+            require_current(engine, "sessiondb", what, "cleversync db upgrade")
             self._session_checked = True
         return engine
 
