@@ -94,14 +94,11 @@ def register_district(
 
 
 def new_school_connection_string(services: Services, prefix: str) -> tuple[str | None, bool]:
-    """The school's connection string if the store has one; without Key Vault otherwise a new
-    local SQLite one. The flag says it is new (to be stored once the school is registered);
-    with Key Vault and no secret, (None, False): nothing is invented."""
-    existing = services.secret_store.get(names.connection_string(prefix))
-    if existing is not None or services.settings.uses_key_vault:
-        return existing, False
-    path = (services.settings.data_dir / f"school-{prefix}.sqlite").resolve()
-    return f"sqlite:///{path}", True
+    """The school's connection string if the store has one, else (on a laptop) a new local
+    SQLite one; see ``cli.laptop.known_school_connection_string``."""
+    from cleversync.cli.laptop import known_school_connection_string
+
+    return known_school_connection_string(services, prefix)
 
 
 def discover(services: Services, district_id: int, *, register: bool) -> list[DiscoveredSchool]:
@@ -111,7 +108,8 @@ def discover(services: Services, district_id: int, *, register: bool) -> list[Di
     district = registry.get_district(district_id)
     client = services.clever_client(district)
     found = [school for page in client.schools(page_size=100) for school in page.records]
-    registered = {s.clever_school_id: s for s in registry.list_schools()}
+    # Removed schools keep their Clever ids: they count as registered.
+    registered = {s.clever_school_id: s for s in registry.list_schools(include_removed=True)}
     out: list[DiscoveredSchool] = []
     for school in found:
         known = registered.get(school.id)
@@ -134,8 +132,8 @@ def register_school(
 
     registry = services.registry
     base = names.prefix_from_name(name)[: names.MAX_PREFIX_LENGTH - 4]
-    taken = {s.prefix.lower() for s in registry.list_schools()} | {
-        d.prefix.lower() for d in registry.list_districts()
+    taken = {s.prefix.lower() for s in registry.list_schools(include_removed=True)} | {
+        d.prefix.lower() for d in registry.list_districts(include_removed=True)
     }
     prefix, n = base, 2
     while prefix.lower() in taken:

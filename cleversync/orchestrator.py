@@ -80,9 +80,8 @@ class Orchestrator:
         if school_id is not None:
             school = self.registry.get_school(school_id)
             if not school.is_active:
-                raise UsageError(
-                    f"school {school_id} ({school.name}) is inactive; it is not synced"
-                )
+                why = "is inactive" if school.district_active else "is in an inactive district"
+                raise UsageError(f"school {school_id} ({school.name}) {why}; it is not synced")
             return [(school, districts[school.district_id])]
         if district_id is not None:
             self.registry.get_district(district_id)

@@ -94,25 +94,26 @@ def summary_rows(run: RunResult, redact: Redact) -> list[tuple[object, ...]]:
 
 
 def problems(run: RunResult, redact: Redact) -> list[str]:
-    """Full messages of what went wrong, for below the summary table: one line per school
-    when its entities failed for the same reason, one per entity otherwise."""
+    """Full messages, for below the summary table (whose MESSAGE column is cut short): every
+    message of a failed, partial or skipped school or entity, and any other message the table
+    shortened. One line per school when its entities share the message, one per entity
+    otherwise; a school's own error (a missing secret, an unreachable database) once."""
     lines = []
     for school in run.schools:
-        if not school.entities and school.error:
-            lines.append(
-                f"school {school.school_id} ({school.name}): {sanitize(school.error, redact)}"
-            )
-        bad = [
-            (o.entity, sanitize(o.message(), redact))
+        named = f"school {school.school_id} ({school.name})"
+        shown = [
+            (o.entity, message)
             for o in school.entities
-            if o.status in (RunStatus.FAILED, RunStatus.PARTIAL) and o.message()
+            if (message := sanitize(o.message(), redact))
+            and (o.status != RunStatus.SUCCESS or len(message) > SHORT_WIDTH)
         ]
-        if len({message for _, message in bad}) == 1 and len(bad) > 1:
-            lines.append(f"school {school.school_id} ({school.name}): {bad[0][1]}")
+        error = sanitize(school.error, redact)
+        if error and error not in {message for _, message in shown}:
+            lines.append(f"{named}: {error}")
+        if len({message for _, message in shown}) == 1 and len(shown) > 1:
+            lines.append(f"{named}: {shown[0][1]}")
             continue
-        lines += [
-            f"school {school.school_id} {entity.lower()}s: {message}" for entity, message in bad
-        ]
+        lines += [f"{named} {entity.lower()}s: {message}" for entity, message in shown]
     return lines
 
 
@@ -131,7 +132,10 @@ SUMMARY_HEADERS = [
 ]
 
 
-def _short(text: str | None, width: int = 80) -> str:
+SHORT_WIDTH = 80  # the MESSAGE column's width
+
+
+def _short(text: str | None, width: int = SHORT_WIDTH) -> str:
     if not text:
         return ""
     return text if len(text) <= width else text[: width - 3] + "..."

@@ -131,7 +131,10 @@ class Services:
         from cleversync.secrets.local import LocalSecretStore
 
         return LocalSecretStore(
-            self.settings.secrets_file, cache_seconds=cache, redactor=self.redactor
+            self.settings.secrets_file,
+            cache_seconds=cache,
+            redactor=self.redactor,
+            named_by="CleverSync__Secrets__File" if self.settings.secrets.file else None,
         )
 
     # --- SessionDb ----------------------------------------------------------------------
@@ -173,11 +176,13 @@ class Services:
 
     def checked_session_engine(self) -> Engine:
         """The SessionDb engine, after checking its schema is current."""
+        from cleversync.db.engines import named
         from cleversync.db.migrate import require_current
 
         engine = self.session_engine()
         if not self._session_checked:
-            require_current(engine, "sessiondb", "SessionDb", "cleversync db upgrade")
+            what = named("SessionDb", engine)
+            require_current(engine, "sessiondb", what, "cleversync db upgrade")
             self._session_checked = True
         return engine
 
@@ -238,6 +243,13 @@ class Services:
         from cleversync import enrol
 
         return enrol.new_school_connection_string(self, prefix)
+
+    def register_discovered_school(
+        self, district_id: int, clever_id: str, name: str
+    ) -> SchoolRecord:
+        from cleversync import enrol
+
+        return enrol.register_school(self, district_id, clever_id, name)
 
     def discover_schools(self, district_id: int, *, register: bool) -> list[DiscoveredSchool]:
         from cleversync import enrol

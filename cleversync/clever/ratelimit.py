@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 
 logger = logging.getLogger(__name__)
 
+LONG_WAIT_SECONDS = 5.0  # waits this long or longer are logged as warnings
+
 # The reset is the server's clock; never wait longer than a window plus some skew.
 MAX_WAIT_SECONDS = 75.0
 # Requests kept in hand: another instance of the app may share the district's token.
@@ -61,8 +63,12 @@ class RateLimitPacer:
                 if seconds <= 0:
                     return
             waited += seconds
-            logger.info(
-                "Clever rate limit: waiting %.1f s for the next window instead of being refused",
+            # A long wait is told at the CLI's default verbosity (warnings): a run that goes
+            # quiet for half a minute otherwise looks hung.
+            logger.log(
+                logging.WARNING if seconds >= LONG_WAIT_SECONDS else logging.INFO,
+                "Clever rate limit: waiting %.1f s for the next window instead of being refused "
+                "(this district's requests for the current window are used up)",
                 seconds,
                 extra={"WaitSeconds": round(seconds, 2)},
             )

@@ -62,7 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.register(commands)
     dashboard.register(commands)
     sandbox.register(commands)
+    _verbosity_after_the_command(parser)
     return parser
+
+
+def _verbosity_after_the_command(parser: argparse.ArgumentParser) -> None:
+    """``-v``/``-vv`` also after the (sub)command, where an operator adds it to a command
+    line they just ran: every leaf command takes it too, and the counts add up."""
+    subparsers = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subparsers:
+        parser.add_argument(
+            "-v",
+            "--verbose",
+            dest="verbose_after",
+            action="count",
+            default=0,
+            help="show log lines (-vv: debug)",
+        )
+        return
+    for action in subparsers:
+        for child in set(action.choices.values()):
+            _verbosity_after_the_command(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -127,6 +147,6 @@ def _configure_logging(context: CliContext) -> None:
 
     # Human output is separate from logs: the CLI shows warnings unless asked for more
     # (CleverSync__Logging__LogLevel governs the Functions app).
-    verbosity = context.args.verbose
+    verbosity = context.args.verbose + getattr(context.args, "verbose_after", 0)
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     configure_logging(None, stream=sys.stderr, level=level, redactor=context.services.redactor)

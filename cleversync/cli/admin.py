@@ -6,8 +6,9 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from cleversync.cli import housekeeping
 from cleversync.cli.args import identifier
-from cleversync.cli.output import table
+from cleversync.cli.output import TtyProgress, table
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
@@ -30,7 +31,9 @@ def register(commands: Any) -> None:
     )
     add = district_commands.add_parser("add", help="register a district")
     add.add_argument("--name", required=True)
-    add.add_argument("--clever-id", required=True, help="the district's Clever id")
+    add.add_argument(
+        "--clever-id", required=True, help="the district's Clever id (24 hexadecimal digits)"
+    )
     add.add_argument(
         "--prefix", required=True, help="secret-name prefix, e.g. Lincoln-District ([0-9A-Za-z-])"
     )
@@ -52,45 +55,89 @@ def register(commands: Any) -> None:
         "--verify", action="store_true", help="fetch a token from Clever to check them"
     )
     credentials.set_defaults(handler=district_set_credentials)
+    housekeeping.register_district(district_commands)
 
 
 def db_upgrade(args: argparse.Namespace, ctx: CliContext) -> int:
-    from cleversync.cli.laptop import ensure_local_sessiondb
+    from cleversync.cli.laptop import ensure_local_sessiondb, location
     from cleversync.db.migrate import upgrade
 
     services = ctx.services
-    ensure_local_sessiondb(services)
-    engine = services.session_engine(create=True)
+    schools_too = args.school_id is not None or args.all_schools
+    if schools_too:
+        _require_sessiondb(ctx)
+    else:
+        ensure_local_sessiondb(services)  # only a bare 'db upgrade' creates SessionDb
+    engine = services.session_engine(create=not schools_too)
     before, after = upgrade(engine, "sessiondb")
-    print(_upgrade_line("SessionDb", before, after))
-    if args.school_id is None and not args.all_schools:
+    print(
+        _upgrade_line(
+            f"SessionDb ({location(services.session_connection_string())})", before, after
+        )
+    )
+    if not schools_too:
         return 0
     registry = services.registry
-    schools = (
-        [registry.get_school(args.school_id)]
-        if args.school_id is not None
-        else registry.list_schools()
-    )
+    if args.school_id is not None:
+        schools = [registry.get_school(args.school_id)]
+    else:
+        every = registry.list_schools()
+        schools = [s for s in every if s.is_active]
+        for school in every:
+            if not school.is_active:
+                why = "its district is inactive" if not school.district_active else "inactive"
+                print(f"school {school.school_id} ({school.name}): skipped ({why})")
+    progress = TtyProgress(sys.stderr, len(schools), "upgrading") if args.all_schools else None
     failed: list[str] = []
-    for school in schools:
-        label = f"school {school.school_id} ({school.name}, database {school.database_name})"
+    for n, school in enumerate(schools, start=1):
+        if progress is not None:
+            progress.show(n, school.name)
+        label = f"school {school.school_id} ({school.name}, database {school.database_name}"
         try:
+            where = location(services.school_connection_string(school))
+            label += f", {where})"
             before, after = upgrade(
                 services.school_engine(school, create=True),
                 "school",
-                what=f"school database {school.database_name}",
+                what=f"school database {school.database_name} ({where})",
             )
         except Exception as exc:  # one school's failure must not stop the others
             if not args.all_schools:
                 raise
+            if not label.endswith(")"):
+                label += ")"
+            if progress is not None:
+                progress.clear()
             print(f"{label}: FAILED: {services.redactor.redact(str(exc))}", file=sys.stderr)
             failed.append(f"{school.school_id} ({school.name})")
             continue
+        if progress is not None:
+            progress.clear()
         print(_upgrade_line(label, before, after))
     if failed:
         print(f"could not upgrade: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _require_sessiondb(ctx: CliContext) -> None:
+    """``db upgrade --school-id/--all-schools`` upgrades SessionDb but never creates it."""
+    from cleversync.errors import ConfigurationError
+    from cleversync.secrets import names
+
+    services = ctx.services
+    store = services.secret_store
+    if not store.get(names.SESSIONDB_CONNECTION_STRING):
+        where = (
+            f"Key Vault {services.settings.key_vault.url}"
+            if services.settings.uses_key_vault
+            else store.description
+        )
+        raise ConfigurationError(
+            f"SessionDb is not set up ({names.SESSIONDB_CONNECTION_STRING} is not in {where}); "
+            "nothing was created. Create it with 'cleversync db upgrade' (no school option) "
+            "and register the schools first"
+        )
 
 
 def _upgrade_line(label: str, before: str | None, after: str | None) -> str:
@@ -119,8 +166,8 @@ def district_list_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if not districts:
         print("No districts registered. Add one with 'cleversync district add'.")
         return 0
-    rows = [(d.district_id, d.name, d.clever_district_id, d.prefix) for d in districts]
-    print(table(["ID", "NAME", "CLEVER ID", "PREFIX"], rows))
+    rows = [(d.district_id, d.name, d.clever_district_id, d.prefix, d.is_active) for d in districts]
+    print(table(["ID", "NAME", "CLEVER ID", "PREFIX", "ACTIVE"], rows))
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -25,3 +26,29 @@ def _cell(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+class TtyProgress:
+    """'[n/total] verb name...' on one rewritten line of a terminal; nothing otherwise (a
+    log or a pipe gets only the result lines)."""
+
+    def __init__(self, stream: TextIO, total: int, verb: str) -> None:
+        self._stream = stream
+        self._total = total
+        self._verb = verb
+        self._tty = stream.isatty()
+
+    def show(self, n: int, name: str) -> None:
+        if self._tty:
+            self._stream.write(f"\r\x1b[2K[{n}/{self._total}] {self._verb} {name[:60]}...")
+            self._stream.flush()
+
+    def note(self, text: str) -> None:
+        if self._tty:
+            self._stream.write(f"\r\x1b[2K{text[:150]}")
+            self._stream.flush()
+
+    def clear(self) -> None:
+        if self._tty:
+            self._stream.write("\r\x1b[2K")
+            self._stream.flush()

@@ -48,7 +48,9 @@ def register(commands: Any) -> None:
     history = commands.add_parser("history", help="show recent sync history")
     history.add_argument("--school-id", type=identifier)
     history.add_argument("--since", type=_date, help="only runs started on or after (YYYY-MM-DD)")
-    history.add_argument("--status", choices=STATUSES)
+    history.add_argument(
+        "--status", type=_status, help=f"only rows of this status ({', '.join(STATUSES)}; any case)"
+    )
     history.add_argument("--limit", type=_positive, default=50, help="at most this many rows (50)")
     history.add_argument("--json", action="store_true", help="print the rows as JSON")
     history.set_defaults(handler=history_command)
@@ -71,6 +73,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
     return value
+
+
+def _status(text: str) -> str:
+    """A stored status, in any case (as the HTTP API's ``status`` parameter takes it)."""
+    for status in STATUSES:
+        if status.lower() == text.strip().lower():
+            return status
+    raise argparse.ArgumentTypeError(
+        f"{text[:30]!r} is not a status (one of {', '.join(STATUSES)}; any case)"
+    )
 
 
 def _date(text: str) -> datetime:
@@ -228,7 +240,7 @@ def history_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if not rows:
         print("No sync history matches.")
         return 0
-    names = {s.school_id: s.name for s in services.registry.list_schools()}
+    names = {s.school_id: s.name for s in services.registry.list_schools(include_removed=True)}
     body = []
     for row in rows:
         ended = row["SyncEndTime"]
@@ -302,6 +314,9 @@ def health_command(args: argparse.Namespace, ctx: CliContext) -> int:
         print(f"CleverSync is {status}")
         for name, check in checks.items():
             print(f"  {name}: {_check_line(name, check)}")
+            reason = check.get("error") or check.get("reason")
+            if reason and check.get("status") != HealthStatus.HEALTHY:
+                print(f"    reason: {redact(str(reason))}")
             for row in check.get("districts") or [] if name == "cleverAuth" else []:
                 error = f" - {row['lastError']}" if row.get("lastError") else ""
                 if row["status"] == HealthStatus.UNKNOWN and not error:
@@ -329,7 +344,7 @@ def _authenticate_all(services: Any) -> None:
 
 
 def _check_line(name: str, check: dict[str, Any]) -> str:
-    hidden = {"status", "districts"} if name == "cleverAuth" else {"status"}
+    hidden = {"status", "error", "reason", "districts", "lastError"}
     shown = {k: v for k, v in check.items() if k not in hidden and v not in (None, [], "")}
     details = ", ".join(f"{k}={v}" for k, v in shown.items())
     return f"{check.get('status')}{f' ({details})' if details else ''}"

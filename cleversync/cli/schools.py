@@ -6,11 +6,14 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
+from cleversync.cli import housekeeping
 from cleversync.cli.args import identifier
-from cleversync.cli.output import table
+from cleversync.cli.laptop import known_school_connection_string
+from cleversync.cli.output import TtyProgress, table
 
 if TYPE_CHECKING:
     from cleversync.cli import CliContext
+    from cleversync.db.sessiondb.registry import SchoolRecord
 
 
 def register(commands: Any) -> None:
@@ -68,6 +71,7 @@ def register(commands: Any) -> None:
         "--register", action="store_true", help="register the schools not registered yet"
     )
     discover.set_defaults(handler=school_discover)
+    housekeeping.register_school(school_commands)
 
 
 def school_add(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -87,11 +91,11 @@ def school_add(args: argparse.Namespace, ctx: CliContext) -> int:
             raise UsageError("no connection string on standard input")
         is_new = True
     else:
-        connection_string, is_new = services.new_school_connection_string(args.prefix)
+        connection_string, is_new = known_school_connection_string(services, args.prefix)
         if connection_string is None:
             raise UsageError(
-                f"secret {secret} is not in Key Vault; create it there first, or pass the "
-                "connection string with --connection-string-stdin"
+                f"secret {secret} is not in the {store.description}; create it there first, "
+                "or pass the connection string with --connection-string-stdin"
             )
     try:
         url = to_url(connection_string)
@@ -129,6 +133,7 @@ def school_list_command(args: argparse.Namespace, ctx: CliContext) -> int:
     if not schools:
         print("No schools registered. Add one with 'cleversync school add'.")
         return 0
+    full_next = _full_sync_next(ctx, schools)
     rows = [
         (
             s.school_id,
@@ -137,8 +142,8 @@ def school_list_command(args: argparse.Namespace, ctx: CliContext) -> int:
             s.clever_school_id,
             s.prefix,
             s.database_name,
-            s.is_active,
-            s.requires_full_sync,
+            s.is_active if s.district_active else "no (district)",
+            full_next[s.school_id],
         )
         for s in schools
     ]
@@ -154,6 +159,28 @@ def school_list_command(args: argparse.Namespace, ctx: CliContext) -> int:
     ]
     print(table(headers, rows))
     return 0
+
+
+def _full_sync_next(ctx: CliContext, schools: list[SchoolRecord]) -> dict[int, bool]:
+    """Whether each school's next run is full, as the sync decides it: flagged, never synced
+    successfully, or its event cursor expired (an emptied database is found at sync time)."""
+    from cleversync.sync.plan import choose_mode
+    from cleversync.vocabulary import SyncMode
+
+    history = ctx.services.history
+    now = ctx.services.utc_clock()
+    days = ctx.settings.sync.event_retention_days
+    return {
+        s.school_id: choose_mode(
+            requested_full=False,
+            requires_full_sync=s.requires_full_sync,
+            last=history.last_good_run(s.school_id),
+            now=now,
+            retention_days=days,
+        ).mode
+        == SyncMode.FULL
+        for s in schools
+    }
 
 
 def school_flag_full_sync(args: argparse.Namespace, ctx: CliContext) -> int:
@@ -238,30 +265,78 @@ def school_release_lease(args: argparse.Namespace, ctx: CliContext) -> int:
 
 
 def school_discover(args: argparse.Namespace, ctx: CliContext) -> int:
-    from cleversync.secrets import names
-
     services = ctx.services
-    district = services.registry.get_district(args.district_id)
-    found = services.discover_schools(district.district_id, register=args.register)
+    registry = services.registry
+    district = registry.get_district(args.district_id)
+    client = services.clever_client(district)
+    progress = TtyProgress(sys.stderr, 0, "registering")
+    found = []
+    for page in client.schools(page_size=100):
+        found.extend(page.records)
+        progress.note(
+            f"Reading district {district.clever_district_id}'s schools from Clever: "
+            f"{len(found)} so far..."
+        )
+    progress.clear()
+    registered = {s.clever_school_id: s for s in registry.list_schools(include_removed=True)}
+    removed = {s.school_id for s in registered.values()} - {
+        s.school_id for s in registry.list_schools()
+    }
+    rows = []
+    added: list[SchoolRecord] = []
+    to_add = [s for s in found if s.id not in registered] if args.register else []
+    progress = TtyProgress(sys.stderr, len(to_add), "registering")
+    for school in found:
+        known = registered.get(school.id)
+        if known is None and args.register:
+            progress.show(len(added) + 1, school.name or school.id)
+            known = services.register_discovered_school(
+                district.district_id, school.id, school.name or school.id
+            )
+            added.append(known)
+        rows.append(
+            (
+                school.id,
+                school.name,
+                (f"{known.school_id} (removed)" if known.school_id in removed else known.school_id)
+                if known
+                else None,
+                known.prefix if known else None,
+            )
+        )
+    progress.clear()
     if not found:
         print(f"Clever lists no schools for district {district.clever_district_id}.")
         return 0
-    rows = [
-        (
-            s.clever_id,
-            s.name,
-            s.school.school_id if s.school else None,
-            s.school.prefix if s.school else None,
-        )
-        for s in found
-    ]
     print(table(["CLEVER ID", "NAME", "SCHOOL ID", "PREFIX"], rows))
-    added = [s.school for s in found if s.added and s.school is not None]
     if added:
-        print(f"Registered {len(added)} school(s). Next: 'cleversync db upgrade --all-schools'.")
-        if services.settings.uses_key_vault:
-            missing = [names.connection_string(s.prefix) for s in added]
-            print("Create their connection strings in Key Vault: " + ", ".join(missing))
-    elif not args.register and any(s.school is None for s in found):
+        print(f"Registered {len(added)} school(s).")
+        _say_missing_connection_strings(ctx, added)
+    elif not args.register and len(registered.keys() & {s.id for s in found}) < len(found):
         print("Add the unregistered ones with --register.")
     return 0
+
+
+def _say_missing_connection_strings(ctx: CliContext, added: list[SchoolRecord]) -> None:
+    """Which new schools still need a connection string, and how to give each one."""
+    store = ctx.services.secret_store
+    missing = [s for s in added if not store.get(s.connection_secret)]
+    if not missing:
+        print("Next: 'cleversync db upgrade --all-schools' creates their tables.")
+        return
+    print(
+        f"{len(missing)} of them have no connection string yet (SessionDb is not a local "
+        "SQLite file, so none was invented); give each its own database's:"
+    )
+    print(
+        table(
+            ["SCHOOL ID", "PREFIX", "SECRET"],
+            [(s.school_id, s.prefix, s.connection_secret) for s in missing],
+        )
+    )
+    print(
+        "  cleversync school set-connection-string --school-id N   (reads it from standard input)"
+    )
+    if ctx.services.settings.uses_key_vault:
+        print("  or create each secret above in Key Vault directly.")
+    print("Then: 'cleversync db upgrade --all-schools' creates their tables.")

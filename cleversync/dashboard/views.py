@@ -31,7 +31,8 @@ NOTICES = {
     "activated": "Activated: the school is synced again.",
     "deactivated": "Deactivated: the school is left out of every sync run (its data stays).",
     "district": "District registered and its credentials stored in the secret store.",
-    "schools": "Schools registered. Create their tables with "
+    "schools": "Schools registered. Give any without a database its connection string "
+    "('cleversync school set-connection-string'), then create their tables with "
     "'cleversync db upgrade --all-schools'.",
 }
 

@@ -88,6 +88,17 @@ def _odbc_driver(url: URL) -> str | None:
     return driver.strip("{}") if driver else None
 
 
+def named(what: str, engine: Engine) -> str:
+    """``what`` for messages, with a SQLite file's absolute path: "SessionDb (SQLite file
+    /home/op/.cleversync/sessiondb.sqlite)", so an operator knows which file is meant."""
+    database = engine.url.database
+    if engine.url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return what
+    if database.startswith("file:"):
+        return f"{what} (SQLite {database})"
+    return f"{what} (SQLite file {Path(database).absolute()})"
+
+
 def display_url(engine: Engine) -> str:
     """The engine's URL with any password hidden, for messages."""
     return engine.url.render_as_string(hide_password=True)
@@ -101,7 +112,7 @@ def _sqlite_engine(url: URL, *, create_file: bool) -> Engine:
             private_dir(file.parent)
             create_private_file(file)
         elif not file.exists():
-            raise DatabaseUnavailableError(f"SQLite database file {file} does not exist")
+            raise DatabaseUnavailableError(f"SQLite database file {file.absolute()} does not exist")
         _require_writable(file)
     engine = create_engine(url, connect_args={"timeout": 30}, pool_pre_ping=True)
     event.listen(engine, "connect", _sqlite_on_connect)

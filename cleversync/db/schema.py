@@ -86,6 +86,10 @@ class District(SessionBase):
     DistrictPrefix: Mapped[str] = mapped_column(Unicode(100), index=True)
     CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
     UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    # A deactivated district's schools are left out of every run (their own flag is kept).
+    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    # Removed with its history kept: hidden everywhere, the row stays for SyncHistory's key.
+    RemovedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class School(SessionBase):
@@ -103,6 +107,7 @@ class School(SessionBase):
     SyncLeaseExpiresAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
     CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
     UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    RemovedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)  # as Districts.RemovedAt
 
 
 class SyncHistory(SessionBase):

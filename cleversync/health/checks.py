@@ -221,7 +221,9 @@ class ServicesProbe:
                 "error": self._message(exc),
             }, None
         check = {"status": HealthStatus.HEALTHY, "reachable": True, "districts": len(districts)}
-        return {**check, "activeSchools": schools}, districts
+        # A deactivated district is not synced: its authentication is no one's concern now.
+        active = [d for d in districts if d.is_active]
+        return {**check, "activeSchools": schools}, active
 
     def _clever_auth(self, targets: ProbeTargets, districts: list[DistrictRecord] | None) -> Check:
         from cleversync.clever.tokens import TokenState

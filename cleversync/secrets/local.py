@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from cleversync.errors import SecretError, SecretStoreUnavailableError
@@ -16,6 +17,24 @@ from cleversync.redaction import Redactor
 from cleversync.secrets.base import SecretStore
 
 logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file's folder (no lock file to leave behind): two
+    processes storing secrets at once (a loop of 'set-connection-string &') must not lose
+    each other's write, which a read-modify-write of the file would."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the threading lock alone
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class LocalSecretStore(SecretStore):
@@ -28,10 +47,14 @@ class LocalSecretStore(SecretStore):
         cache_seconds: float = 900,
         redactor: Redactor | None = None,
         clock: Callable[[], float] | None = None,
+        named_by: str | None = None,
     ) -> None:
+        """``named_by``: the setting that names this file; the file must then exist (a
+        mistyped name must not look like an empty store, nor silently start a new one)."""
         kwargs = {"clock": clock} if clock is not None else {}
         super().__init__(cache_seconds=cache_seconds, redactor=redactor, **kwargs)
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # messages name it where any shell finds it
+        self._named_by = named_by
         self.description = f"local secrets file {self.path}"
         self._file_lock = threading.Lock()
         self._warned_mode: int | None = None
@@ -49,10 +72,12 @@ class LocalSecretStore(SecretStore):
         return value
 
     def _store(self, name: str, value: str) -> None:
-        with self._file_lock:
+        if self._named_by and not self.path.exists():
+            self._read()  # the error naming the setting; the folder is not made either
+        private_dir(self.path.parent)
+        with self._file_lock, _folder_lock(self.path.parent):
             data = self._read()
             data[name] = value
-            private_dir(self.path.parent)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".secrets-", suffix=".tmp")
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -68,6 +93,11 @@ class LocalSecretStore(SecretStore):
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
+            if self._named_by:
+                raise SecretStoreUnavailableError(
+                    f"the local secrets file {self.path} named by {self._named_by} does not "
+                    "exist; create it (a file holding {} will do) or correct the setting"
+                ) from None
             return {}
         except OSError as exc:
             raise SecretStoreUnavailableError(

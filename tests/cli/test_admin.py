@@ -17,6 +17,7 @@ from cleversync.db.engines import engine_for
 
 CLEVER_DISTRICT = "58da8a43cc70ab00017a1a87"
 CLEVER_SCHOOL = "58da8c58155b940248000007"
+OTHER_DISTRICT = "5b2ad81a709e300001e2cd7a"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -54,7 +55,8 @@ def secrets(data_dir: Path) -> dict[str, str]:
 def test_db_upgrade_creates_sessiondb_on_a_fresh_machine(capsys, data_dir: Path) -> None:
     code, out, _ = run(capsys, "db", "upgrade")
     assert code == 0
-    assert "SessionDb: upgraded from empty to revision" in out
+    sqlite_file = (data_dir / "sessiondb.sqlite").resolve()
+    assert f"SessionDb (SQLite file {sqlite_file}): upgraded from empty to revision" in out
     url = secrets(data_dir)["CleverSyncSOS--SessionDb--ConnectionString"]
     assert url == f"sqlite:///{(data_dir / 'sessiondb.sqlite').resolve()}"
     assert {"Districts", "Schools", "SyncHistory"} <= set(
@@ -84,13 +86,29 @@ def test_district_add_and_list(capsys, ready) -> None:
             "already registered",
         ),
         (
-            ["--name", "Again", "--clever-id", "abc", "--prefix", "demo-isd"],
+            ["--name", "Again", "--clever-id", OTHER_DISTRICT, "--prefix", "demo-isd"],
             "already used by 'Demo-ISD'",
         ),
-        (["--name", "Again", "--clever-id", "abc", "--prefix", "Bad Prefix"], "only letters"),
+        (
+            ["--name", "Again", "--clever-id", OTHER_DISTRICT, "--prefix", "Bad Prefix"],
+            "only letters",
+        ),
         (["--name", "Again", "--clever-id", "not/an/id", "--prefix", "Fine"], "not a Clever id"),
-        (["--name", "   ", "--clever-id", "abc", "--prefix", "Fine"], "must not be empty"),
-        (["--name", "x" * 201, "--clever-id", "abc", "--prefix", "Fine"], "longer than 200"),
+        (["--name", "Again", "--clever-id", "abc", "--prefix", "Fine"], "24 hexadecimal digits"),
+        (["--name", "Again", "--clever-id", "d1", "--prefix", "Fine"], "24 hexadecimal digits"),
+        (
+            ["--name", "Again", "--clever-id", CLEVER_DISTRICT[:-1] + "g", "--prefix", "Fine"],
+            "24 hexadecimal digits",
+        ),
+        (
+            ["--name", "Again", "--clever-id", CLEVER_DISTRICT + "0", "--prefix", "Fine"],
+            "24 hexadecimal digits",
+        ),
+        (["--name", "   ", "--clever-id", OTHER_DISTRICT, "--prefix", "Fine"], "must not be empty"),
+        (
+            ["--name", "x" * 201, "--clever-id", OTHER_DISTRICT, "--prefix", "Fine"],
+            "longer than 200",
+        ),
     ],
 )
 def test_district_add_rejects_bad_input_with_exit_2(

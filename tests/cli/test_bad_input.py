@@ -40,7 +40,16 @@ def data_dir() -> Path:
 
 def setup_district(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, ["db", "upgrade"])[0] == 0
-    district = ["district", "add", "--name", "D", "--clever-id", "d1", "--prefix", "Demo"]
+    district = [
+        "district",
+        "add",
+        "--name",
+        "D",
+        "--clever-id",
+        "5b2ad81a709e300001e2cd7a",
+        "--prefix",
+        "Demo",
+    ]
     assert run(capsys, district)[0] == 0
 
 

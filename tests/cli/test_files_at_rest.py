@@ -39,7 +39,7 @@ def test_a_fresh_data_dir_and_its_databases_are_private_under_umask_000(
     data_dir = tmp_path / "nested" / "data"
     monkeypatch.setenv("CleverSync__DataDir", str(data_dir))
     assert run(capsys, "db", "upgrade")[0] == 0
-    district = ["--name", "D", "--clever-id", "d1", "--prefix", "Demo"]
+    district = ["--name", "D", "--clever-id", "5b2ad81a709e300001e2cd7a", "--prefix", "Demo"]
     assert run(capsys, "district", "add", *district)[0] == 0
     school = ["--district-id", "1", "--clever-id", "s1", "--name", "S", "--prefix", "S"]
     assert run(capsys, "school", "add", *school)[0] == 0

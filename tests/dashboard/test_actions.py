@@ -236,7 +236,7 @@ def test_wrong_credentials_store_nothing_and_are_not_echoed(world: World, client
 def test_bad_district_input_is_named(
     world: World, client: Client, change: dict[str, str], message: str
 ) -> None:
-    fields = _second_district(world) | {"clever_id": "newdistrict0001"} | change
+    fields = _second_district(world) | {"clever_id": "0123456789abcdef01234567"} | change
     response = _register(client, **fields)
     assert response.status_code == 400  # type: ignore[attr-defined]
     assert message in text(response).replace("&#39;", "'")  # type: ignore[arg-type]

@@ -34,6 +34,8 @@ EXPECTED_COLUMNS = {
             "DistrictPrefix",
             "CreatedAt",
             "UpdatedAt",
+            "IsActive",
+            "RemovedAt",
         ],
         "Schools": [
             "SchoolId",
@@ -48,6 +50,7 @@ EXPECTED_COLUMNS = {
             "SyncLeaseExpiresAt",
             "CreatedAt",
             "UpdatedAt",
+            "RemovedAt",
         ],
         "SyncHistory": [
             "SyncId",

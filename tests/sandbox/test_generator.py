@@ -148,7 +148,7 @@ def test_sections_hold_teachers_and_students(district: Sandbox) -> None:
     assert any(len(section["teachers"]) > 1 for section in sections)
 
 
-def test_one_school_of_50000_students_is_quick_to_make_and_to_page() -> None:
+def test_one_school_of_50000_students_is_made_and_paged() -> None:
     started = time.perf_counter()
     sandbox = Sandbox(seed=2, schools=1, students=50_000, teachers=5, sections=3)
     assert time.perf_counter() - started < 60  # a hang, not a speed test (make bench is)
@@ -156,9 +156,6 @@ def test_one_school_of_50000_students_is_quick_to_make_and_to_page() -> None:
     with client_for(sandbox) as api:
         body = api.get(f"/v3.0/schools/{school}/users?role=student&limit=100").json()
         cursor = body["data"][50]["data"]["id"]
-        started = time.perf_counter()
-        for _ in range(20):  # a page is a bisect and a slice, not a scan of 50,000 users
+        for _ in range(20):  # deep pages of a big school (their speed is make bench's case 5)
             response = api.get(f"/v3.0/schools/{school}/users?role=student&starting_after={cursor}")
             assert len(response.json()["data"]) == 100
-    # 20 pages of a 50,000-user scan would take minutes; a bisect and a slice, well under.
-    assert time.perf_counter() - started < 20

@@ -42,8 +42,10 @@ class SchoolDb:
         policy: RetryPolicy,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        from cleversync.db.engines import named
+
         self.engine = engine
-        self.name = name
+        self.name = named(name, engine)  # a SQLite file by its absolute path
         self._policy = policy
         self._sleep = sleep
 

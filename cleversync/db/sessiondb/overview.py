@@ -240,7 +240,11 @@ class Overview:
     # --- the overview -------------------------------------------------------------------
 
     def districts(self) -> list[DistrictSummary]:
-        query = select(_DISTRICTS).order_by(_DISTRICTS.c.Name, _DISTRICTS.c.DistrictId)
+        query = (
+            select(_DISTRICTS)
+            .where(_DISTRICTS.c.RemovedAt.is_(None))
+            .order_by(_DISTRICTS.c.Name, _DISTRICTS.c.DistrictId)
+        )
         rows = self._read("reading districts", lambda conn: conn.execute(query).all())
         return [
             DistrictSummary(r.DistrictId, r.Name, r.CleverDistrictId, r.DistrictPrefix)
@@ -253,7 +257,10 @@ class Overview:
         """Every school (of one district, or one school) with its state, most urgent first."""
         now = self._clock()
         since = now - timedelta(days=TREND_DAYS)
-        where_school: list[ColumnElement[bool]] = []
+        where_school: list[ColumnElement[bool]] = [
+            _SCHOOLS.c.RemovedAt.is_(None),
+            _DISTRICTS.c.RemovedAt.is_(None),
+        ]
         where_history: list[ColumnElement[bool]] = []
         if district_id is not None:
             where_school.append(_SCHOOLS.c.DistrictId == district_id)
@@ -274,6 +281,7 @@ class Overview:
             select(
                 _SCHOOLS,
                 _DISTRICTS.c.Name.label("DistrictName"),
+                _DISTRICTS.c.IsActive.label("DistrictActive"),
                 older.label("HasOlder"),
             )
             .select_from(
@@ -593,7 +601,7 @@ def _school_state(
         and row.SyncLeaseExpiresAt > now
     )
     count = streak(runs)
-    is_active = bool(row.IsActive)
+    is_active = bool(row.IsActive) and bool(row.DistrictActive)  # as runs decide
     ordered = {name: entities[name] for name in ENTITY_ORDER if name in entities}
     ordered.update({k: v for k, v in entities.items() if k not in ordered})
     return SchoolState(
