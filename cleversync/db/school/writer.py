@@ -26,7 +26,15 @@ from cleversync.errors import RecordError
 from cleversync.redaction import mask_credentials
 from cleversync.sync.mapping import Row, SectionRow
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.plan import Existing, plan_batch, plan_links
+from cleversync.sync.plan import (
+    ChangeItem,
+    Existing,
+    batch_changes,
+    display_name,
+    plan_batch,
+    plan_links,
+)
+from cleversync.vocabulary import ChangeKind
 
 # SQL Server allows 2,100 parameters a statement: IN lists stay well under it.
 MAX_IN = 2000
@@ -34,11 +42,13 @@ MAX_IN = 2000
 
 @dataclass
 class Written:
-    """What a batch wrote: the primary key of every row in it, and which were written."""
+    """What a batch wrote: the primary key of every row in it, which were written, and the
+    change of each written record."""
 
     keys: dict[str, int] = field(default_factory=dict)
     inserted_keys: set[int] = field(default_factory=set)
     updated_keys: set[int] = field(default_factory=set)
+    changes: list[ChangeItem] = field(default_factory=list)
 
     @property
     def inserted(self) -> int:
@@ -166,6 +176,7 @@ def write_rows(conn: Connection, entity: Entity, rows: Sequence[Row], now: datet
         keys=keys,
         inserted_keys=set(inserted.values()),
         updated_keys={key for key, _ in plan.updates},
+        changes=batch_changes(plan, existing),
     )
 
 
@@ -174,13 +185,13 @@ def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) 
 
     Links to students or teachers this school's database does not hold are skipped (real
     Clever sections list them often); the section is kept. A section whose links changed
-    counts as updated.
+    counts as updated; its change lists the links removed (old) and added (new).
     """
     rows = list({row.clever_id: row for row in rows}.values())
     written = write_rows(conn, SECTION, rows, now)
     if not rows:
         return written
-    changed = _write_links(
+    students = _write_links(
         conn,
         rows,
         written.keys,
@@ -189,7 +200,7 @@ def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) 
         STUDENT,
         lambda row: row.student_ids,
     )
-    changed |= _write_links(
+    teachers = _write_links(
         conn,
         rows,
         written.keys,
@@ -200,8 +211,39 @@ def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) 
     )
     # A section whose links changed was written: it counts as updated, unless it was
     # inserted in this batch (and once, even if its columns changed too).
-    written.updated_keys |= changed - written.inserted_keys
+    relinked = (students.keys() | teachers.keys()) - written.inserted_keys
+    if relinked:
+        written.updated_keys |= relinked
+        _link_changes(written, rows, relinked, {"Students": students, "Teachers": teachers})
     return written
+
+
+def _link_changes(
+    written: Written,
+    rows: Sequence[SectionRow],
+    relinked: set[int],
+    links: dict[str, dict[int, tuple[list[str], list[str]]]],
+) -> None:
+    """Add the link changes of ``relinked`` sections to their change (a new one if only
+    their links changed): the members' Clever ids removed (old) and added (new)."""
+    clever_ids = {key: clever_id for clever_id, key in written.keys.items()}
+    by_id = {row.clever_id: row for row in rows}
+    position = {item[0]: n for n, item in enumerate(written.changes)}
+    for key in sorted(relinked):
+        clever_id = clever_ids[key]
+        fields = {
+            label: (", ".join(removed) or None, ", ".join(added) or None)
+            for label, changed in links.items()
+            if key in changed
+            for removed, added in (changed[key],)
+        }
+        at = position.get(clever_id)
+        if at is None:
+            name = display_name(by_id[clever_id].values)
+            written.changes.append((clever_id, ChangeKind.UPDATED, name, fields))
+        else:
+            cid, kind, name, before = written.changes[at]
+            written.changes[at] = (cid, kind, name, {**(before or {}), **fields})
 
 
 def _write_links(
@@ -212,8 +254,9 @@ def _write_links(
     member_column: str,
     member_entity: Entity,
     members: Callable[[SectionRow], tuple[str, ...]],
-) -> set[int]:
-    """Make each section's links to ``member_entity`` exactly its current list.
+) -> dict[int, tuple[list[str], list[str]]]:
+    """Make each section's links to ``member_entity`` exactly its current list; returns, by
+    section whose links changed, the members' Clever ids removed and added.
 
     The stored links are read with their members' Clever ids (one join), so only the
     members of links to add are looked up; those this school does not hold are skipped.
@@ -233,6 +276,12 @@ def _write_links(
     known = keys_for(conn, member_entity, [m for _, m in add_ids]) if add_ids else {}
     add = [(s, known[m]) for s, m in add_ids if m in known]
     remove = [(s, stored[s][m]) for s, m in remove_ids]
+    changed: dict[int, tuple[list[str], list[str]]] = {}
+    for s, m in remove_ids:
+        changed.setdefault(s, ([], []))[0].append(m)
+    for s, m in add_ids:
+        if m in known:
+            changed.setdefault(s, ([], []))[1].append(m)
     if add:
         conn.execute(insert(table), [{"SectionId": s, member_column: m} for s, m in add])
     if remove:
@@ -244,7 +293,7 @@ def _write_links(
             ),
             [{"_s": s, "_m": m} for s, m in remove],
         )
-    return {s for s, _ in add} | {s for s, _ in remove}
+    return changed
 
 
 def missing_rows(conn: Connection, entity: Entity, seen: Container[str]) -> tuple[list[int], int]:
@@ -262,6 +311,22 @@ def missing_rows(conn: Connection, entity: Entity, seen: Container[str]) -> tupl
         if clever_id not in seen:
             missing.append(key)
     return missing, active
+
+
+def describe_rows(
+    conn: Connection, entity: Entity, keys: Sequence[int]
+) -> list[tuple[str, str | None]]:
+    """(Clever id, display name) of the rows with these primary keys (for change detail)."""
+    table = entity.table
+    named = [c for c in ("Name", "FirstName", "LastName") if c in entity.columns]
+    found: list[tuple[str, str | None]] = []
+    for part in chunks(list(keys)):
+        query = select(table.c[entity.clever_key], *(table.c[c] for c in named)).where(
+            one_of(conn, table.c[entity.key], part)
+        )
+        for clever_id, *values in conn.execute(query):
+            found.append((clever_id, display_name(dict(zip(named, values, strict=True)))))
+    return found
 
 
 def remove_rows(
@@ -346,6 +411,7 @@ def _write_or_split(
     # Counted once committed (a retried transaction must not count twice).
     outcome.counts.inserted += written.inserted
     outcome.counts.updated += written.updated
+    outcome.changes.add(entity.name, written.changes)
     return []
 
 
