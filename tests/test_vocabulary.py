@@ -52,7 +52,9 @@ def test_a_member_is_written_as_its_contract_string(member: StrEnum, text: str) 
 
 
 def test_every_member_is_in_the_contract() -> None:
-    members = [m for enum in (RunStatus, SyncType, SyncMode, HealthStatus, ChangeKind) for m in enum]
+    members = [
+        m for enum in (RunStatus, SyncType, SyncMode, HealthStatus, ChangeKind) for m in enum
+    ]
     assert sorted(members, key=repr) == sorted((m for m, _ in CONTRACT), key=repr)
 
 

@@ -99,7 +99,7 @@ def apply_events(
                 for name, result in written.items():
                     outcomes[name].counts.inserted += result.inserted
                     outcomes[name].counts.updated += result.updated
-                    outcomes[name].changes.add(name, result.changes)
+                    outcomes[name].changes.add_from(name, result)
         if page.last_id:
             last_applied = page.last_id
         after_page()

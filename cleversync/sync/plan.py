@@ -75,20 +75,28 @@ def _changed(row: Row, stored: Existing) -> bool:
 
 
 def display_name(values: Mapping[str, Any]) -> str | None:
-    """How a record is named to an operator: a section's Name, a person's first and last."""
+    """How a record is named to an operator: a section's Name, a person's first and last
+    (mapped values are already trimmed)."""
     if "Name" in values:
-        return clean(values["Name"])
-    parts = (clean(values.get("FirstName")), clean(values.get("LastName")))
-    return " ".join(p for p in parts if p) or None
+        return values["Name"] or None
+    first, last = values.get("FirstName"), values.get("LastName")
+    if first and last:
+        return f"{first} {last}"
+    return first or last or None
 
 
-def batch_changes(plan: BatchPlan, existing: Mapping[str, Existing]) -> list[ChangeItem]:
-    """What a batch's plan does to each record: inserted, updated (the columns that differ,
-    old and new, normalized as compared) or reactivated (with any columns that changed)."""
+def batch_changes(
+    plan: BatchPlan, existing: Mapping[str, Existing], limit: int | None = None
+) -> list[ChangeItem]:
+    """What a batch's plan does to each record (the first ``limit``): inserted, updated (the
+    columns that differ, old and new, normalized as compared) or reactivated (with any
+    columns that changed)."""
+    inserts = plan.inserts if limit is None else plan.inserts[:limit]
     items: list[ChangeItem] = [
-        (row.clever_id, ChangeKind.INSERTED, display_name(row.values), None) for row in plan.inserts
+        (row.clever_id, ChangeKind.INSERTED, display_name(row.values), None) for row in inserts
     ]
-    for _, row in plan.updates:
+    updates = plan.updates if limit is None else plan.updates[: max(limit - len(items), 0)]
+    for _, row in updates:
         stored = existing[row.clever_id]
         fields = {
             column: (clean(old), clean(new))

@@ -8,7 +8,7 @@ the caller decides the transaction (one per batch, or one per page of events).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -24,11 +24,13 @@ from cleversync.db.schema import SectionStudent, SectionTeacher
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
 from cleversync.redaction import mask_credentials
-from cleversync.sync.mapping import Row, SectionRow
+from cleversync.sync.mapping import Row, SectionRow, clean
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import (
+    BatchPlan,
     ChangeItem,
     Existing,
+    Fields,
     batch_changes,
     display_name,
     plan_batch,
@@ -42,13 +44,15 @@ MAX_IN = 2000
 
 @dataclass
 class Written:
-    """What a batch wrote: the primary key of every row in it, which were written, and the
-    change of each written record."""
+    """What a batch wrote: the primary key of every row in it, which were written, and (on
+    demand, up to a limit) the change of each written record."""
 
     keys: dict[str, int] = field(default_factory=dict)
     inserted_keys: set[int] = field(default_factory=set)
     updated_keys: set[int] = field(default_factory=set)
-    changes: list[ChangeItem] = field(default_factory=list)
+    plan: BatchPlan | None = None
+    existing: Mapping[str, Existing] = field(default_factory=dict)
+    links: dict[str, Fields] = field(default_factory=dict)  # by section Clever id
 
     @property
     def inserted(self) -> int:
@@ -57,6 +61,31 @@ class Written:
     @property
     def updated(self) -> int:
         return len(self.updated_keys)
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+    def changes(self, limit: int) -> list[ChangeItem]:
+        """The first ``limit`` changes (described only when asked: a run past its cap of
+        change detail pays nothing for them)."""
+        if self.plan is None or limit <= 0:
+            return []
+        items = batch_changes(self.plan, self.existing, limit)
+        if self.links:  # sections whose links changed: merged, or on their own
+            items = [
+                (c, k, n, {**(f or {}), **self.links[c]}) if c in self.links else (c, k, n, f)
+                for c, k, n, f in items
+            ]
+            for _, row in self.plan.unchanged:
+                if len(items) >= limit:
+                    break
+                if row.clever_id in self.links:
+                    fields = self.links[row.clever_id]
+                    items.append(
+                        (row.clever_id, ChangeKind.UPDATED, display_name(row.values), fields)
+                    )
+        return items
 
 
 _Key = TypeVar("_Key", str, int)
@@ -176,7 +205,8 @@ def write_rows(conn: Connection, entity: Entity, rows: Sequence[Row], now: datet
         keys=keys,
         inserted_keys=set(inserted.values()),
         updated_keys={key for key, _ in plan.updates},
-        changes=batch_changes(plan, existing),
+        plan=plan,
+        existing=existing,
     )
 
 
@@ -214,36 +244,14 @@ def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) 
     relinked = (students.keys() | teachers.keys()) - written.inserted_keys
     if relinked:
         written.updated_keys |= relinked
-        _link_changes(written, rows, relinked, {"Students": students, "Teachers": teachers})
+        # Their change lists the members' Clever ids unlinked (old) and linked (new).
+        clever_ids = {key: clever_id for clever_id, key in written.keys.items()}
+        for label, changed in (("Students", students), ("Teachers", teachers)):
+            for key, (removed, added) in changed.items():
+                if key in relinked:
+                    fields = written.links.setdefault(clever_ids[key], {})
+                    fields[label] = (", ".join(removed) or None, ", ".join(added) or None)
     return written
-
-
-def _link_changes(
-    written: Written,
-    rows: Sequence[SectionRow],
-    relinked: set[int],
-    links: dict[str, dict[int, tuple[list[str], list[str]]]],
-) -> None:
-    """Add the link changes of ``relinked`` sections to their change (a new one if only
-    their links changed): the members' Clever ids removed (old) and added (new)."""
-    clever_ids = {key: clever_id for clever_id, key in written.keys.items()}
-    by_id = {row.clever_id: row for row in rows}
-    position = {item[0]: n for n, item in enumerate(written.changes)}
-    for key in sorted(relinked):
-        clever_id = clever_ids[key]
-        fields = {
-            label: (", ".join(removed) or None, ", ".join(added) or None)
-            for label, changed in links.items()
-            if key in changed
-            for removed, added in (changed[key],)
-        }
-        at = position.get(clever_id)
-        if at is None:
-            name = display_name(by_id[clever_id].values)
-            written.changes.append((clever_id, ChangeKind.UPDATED, name, fields))
-        else:
-            cid, kind, name, before = written.changes[at]
-            written.changes[at] = (cid, kind, name, {**(before or {}), **fields})
 
 
 def _write_links(
@@ -325,7 +333,9 @@ def describe_rows(
             one_of(conn, table.c[entity.key], part)
         )
         for clever_id, *values in conn.execute(query):
-            found.append((clever_id, display_name(dict(zip(named, values, strict=True)))))
+            found.append(
+                (clever_id, display_name({c: clean(v) for c, v in zip(named, values, strict=True)}))
+            )
     return found
 
 
@@ -411,7 +421,7 @@ def _write_or_split(
     # Counted once committed (a retried transaction must not count twice).
     outcome.counts.inserted += written.inserted
     outcome.counts.updated += written.updated
-    outcome.changes.add(entity.name, written.changes)
+    outcome.changes.add_from(entity.name, written)
     return []
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
@@ -80,6 +80,15 @@ def fit(text: str | None, width: int) -> str | None:
     return "".join(kept) + "..."
 
 
+class Described(Protocol):
+    """What a write reports: how many records it changed, and their changes on demand."""
+
+    @property
+    def changed(self) -> int: ...
+
+    def changes(self, limit: int) -> list[ChangeItem]: ...
+
+
 @dataclass
 class ChangeBuffer:
     """One run's changes until they are written. ``limit`` changes are kept; removals the
@@ -100,23 +109,27 @@ class ChangeBuffer:
         return max(self.limit - len(kept), 0)
 
     def add(self, entity: str, items: Sequence[ChangeItem], *, total: int | None = None) -> None:
-        """Keep what fits of ``items``; the rest (and ``total`` beyond them: changes not even
-        described, to spare reading them) is counted as omitted."""
+        """Keep what fits of ``items`` (all held back, or none); the rest (and ``total``
+        beyond them: changes not even described, to spare reading them) is counted as
+        omitted."""
         total = len(items) if total is None else total
         if not total:
             return
         kept = 0
         if items:
             now = self.clock()
-            for target, kind_filter in ((self.rows, False), (self.held, True)):
-                chosen = [i for i in items if (i[1] == ChangeKind.HELD_BACK) == kind_filter]
-                if not chosen:
-                    continue
-                room = max(self.limit - len(target), 0)
-                target.extend((entity, c, k, n, f, now) for c, k, n, f in chosen[:room])
-                kept += min(room, len(chosen))
+            held = items[0][1] == ChangeKind.HELD_BACK  # a hold-back is added on its own
+            target = self.held if held else self.rows
+            room = max(self.limit - len(target), 0)
+            target.extend((entity, c, k, n, f, now) for c, k, n, f in items[:room])
+            kept = min(room, len(items))
         if total > kept:
             self.omitted[entity] = self.omitted.get(entity, 0) + total - kept
+
+    def add_from(self, entity: str, written: Described) -> None:
+        """A write's changes, described only as far as there is room."""
+        room = self.room()
+        self.add(entity, written.changes(room) if room else [], total=written.changed)
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.held)
@@ -144,16 +157,16 @@ class ChangeLog:
     def save(self, buffer: ChangeBuffer, *, school_id: int, sync_ids: dict[str, int]) -> int:
         """Write the buffered changes under their entity's SyncHistory row; returns how many."""
         rows = [
-            {
-                "SyncId": sync_ids[entity],
-                "SchoolId": school_id,
-                "EntityType": entity,
-                "CleverId": fit(clever_id, ID_WIDTH),
-                "ChangeKind": str(kind),
-                "Name": fit(name, NAME_WIDTH),
-                "Fields": _encode(fields),
-                "RecordedAt": at,
-            }
+            (
+                sync_ids[entity],
+                school_id,
+                entity,
+                fit(clever_id, ID_WIDTH),
+                str(kind),
+                fit(name, NAME_WIDTH),
+                _encode(fields),
+                at,
+            )
             for entity, clever_id, kind, name, fields, at in (*buffer.rows, *buffer.held)
             if entity in sync_ids
         ]
@@ -162,7 +175,7 @@ class ChangeLog:
 
         def write(conn: Connection) -> int:
             for start in range(0, len(rows), WRITE_CHUNK):
-                conn.execute(insert(_TABLE), rows[start : start + WRITE_CHUNK])
+                _insert(conn, rows[start : start + WRITE_CHUNK])
             return len(rows)
 
         return in_transaction(
@@ -240,6 +253,34 @@ class ChangeLog:
             return [_change(r._mapping) for r in conn.execute(query)]
 
         return self._read(read)
+
+
+_COLUMNS = (
+    "SyncId",
+    "SchoolId",
+    "EntityType",
+    "CleverId",
+    "ChangeKind",
+    "Name",
+    "Fields",
+    "RecordedAt",
+)
+
+
+def _insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    if conn.dialect.name != "sqlite":
+        conn.execute(insert(_TABLE), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
+        return
+    # On SQLite SQLAlchemy's processing of each row's parameters costs as much as the
+    # insert itself: the rows go to the driver as they are (integers and text), with the
+    # timestamps as SQLAlchemy writes them, each converted once.
+    compiled = insert(_TABLE).compile(dialect=conn.dialect, column_keys=list(_COLUMNS))
+    process = _TABLE.c.RecordedAt.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    stamps: dict[datetime, Any] = {}
+    for row in rows:
+        if row[-1] not in stamps:
+            stamps[row[-1]] = process(row[-1]) if process else row[-1]
+    conn.exec_driver_sql(str(compiled), [(*row[:-1], stamps[row[-1]]) for row in rows])
 
 
 def _encode(fields: Fields | None) -> str | None:
