@@ -53,6 +53,10 @@ class Preview:
     messages: list[str] = field(default_factory=list)
     omitted: int = 0  # changes counted but not listed (History__MaxChangeDetailsPerRun)
     skipped: int = 0  # records Clever sent that cannot be stored as they are
+    # How many records each action would touch (the lists stop at the cap).
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +67,9 @@ class Preview:
             "messages": self.messages,
             "omitted": self.omitted,
             "skipped": self.skipped,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "deleted": self.deleted,
             "inserts": [c.as_json() for c in self.inserts],
             "updates": [c.as_json() for c in self.updates],
             "deletes": [c.as_json() for c in self.deletes],
@@ -146,6 +153,9 @@ def preview_full_sync(
         messages=messages,
         omitted=sum(buffer.omitted.values()),
         skipped=sum(o.counts.failed for o in outcomes.values()),
+        inserted=sum(o.counts.inserted for o in outcomes.values()),
+        updated=sum(o.counts.updated for o in outcomes.values()),
+        deleted=sum(o.counts.deleted for o in outcomes.values()),
     )
 
 
