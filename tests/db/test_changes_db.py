@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import inspect, insert, select, text
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from cleversync.db.engines import engine_for
