@@ -11,7 +11,13 @@ from sqlalchemy import create_engine, select
 
 from cleversync.db.schema import SCHOOL_METADATA
 from cleversync.sandbox import Sandbox
-from tests.cli.test_operate import cli, env, registered, sandbox  # noqa: F401 (fixtures)
+from tests.cli import test_operate
+from tests.cli.test_operate import cli
+
+# The operator's fixtures: a sandbox served on loopback, and a laptop install registered to it.
+sandbox = test_operate.sandbox
+env = test_operate.env
+registered = test_operate.registered
 
 
 def school_dump() -> dict[str, dict[str, list[str]]]:
@@ -130,7 +136,7 @@ def test_dry_run_usage_errors(registered: Sandbox, capsys) -> None:
         ["sync", "--district-id", "1", "--full", "--dry-run"],
         ["sync", "--school-id", "1", "--full", "--allow-mass-delete", "--dry-run"],
     ):
-        code, out, err = cli(capsys, *argv)
+        code, _, err = cli(capsys, *argv)
         assert code == 2, argv
         assert "--school-id N --full --dry-run" in err
     code, _, err = cli(capsys, "sync", "--school-id", "99", "--full", "--dry-run")
