@@ -186,3 +186,15 @@ def test_the_reader_filters_and_orders_newest_first(db_url: str) -> None:
     assert log.omitted(sync_id) == 0 and log.omitted(999) == 0
     assert log.held_back(1) == []
     engine.dispose()
+
+
+def test_sql_server_gets_one_cascade_path_to_a_change() -> None:
+    # SQL Server refuses two cascading paths to one row (Schools -> SyncHistory -> SyncChanges
+    # and Schools -> SyncChanges): SchoolId is a plain column, SyncId cascades.
+    from sqlalchemy.dialects import mssql
+    from sqlalchemy.schema import CreateTable
+
+    ddl = str(CreateTable(SyncChange.__table__).compile(dialect=mssql.dialect()))
+    assert "REFERENCES [SyncHistory] ([SyncId]) ON DELETE CASCADE" in ddl
+    assert "[Schools]" not in ddl
+    assert "[Fields] NVARCHAR(max)" in ddl and "[RecordedAt] DATETIME2" in ddl
