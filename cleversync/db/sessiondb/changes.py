@@ -235,7 +235,9 @@ class ChangeLog:
 
     def held_back(self, school_id: int) -> list[Change]:
         """What the school's latest guard hold-back refused to remove (every entity of that
-        run), in the order recorded; empty if the guard never held anything back."""
+        run), in the order recorded; empty if the guard never held anything back. It stays
+        the latest after a forced run removed the rows: compare its ``history_id`` with the
+        school's newest history to tell whether the decision is still waiting."""
         held = (_TABLE.c.SchoolId == school_id, _TABLE.c.ChangeKind == str(ChangeKind.HELD_BACK))
         joined = _TABLE.join(_HISTORY, _HISTORY.c.SyncId == _TABLE.c.SyncId)
         latest = select(func.max(_HISTORY.c.SyncStartTime)).select_from(joined).where(*held)
