@@ -139,7 +139,7 @@ def preview_full_sync(
             )
         db.dispose()
     changes = [
-        Change(ids[entity], school_id, entity, clever_id, kind, name, fields, at)
+        Change(ids[entity], school_id, entity, clever_id, ChangeKind(kind), name, fields, at)
         for entity, clever_id, kind, name, fields, at in buffer.rows
     ]
     return Preview(

@@ -96,10 +96,12 @@ class ChangeBuffer:
 
     limit: int
     clock: Callable[[], datetime] = utcnow
-    rows: list[tuple[str, str, ChangeKind, str | None, Fields | None, datetime]] = field(
+    # (entity, Clever id, kind's value, name, fields, when): plain values only, so the
+    # garbage collector stops tracking the tuples (thousands live until the run's end).
+    rows: list[tuple[str, str, str, str | None, Fields | None, datetime]] = field(
         default_factory=list
     )
-    held: list[tuple[str, str, ChangeKind, str | None, Fields | None, datetime]] = field(
+    held: list[tuple[str, str, str, str | None, Fields | None, datetime]] = field(
         default_factory=list
     )
     omitted: dict[str, int] = field(default_factory=dict)
@@ -121,7 +123,7 @@ class ChangeBuffer:
             held = items[0][1] == ChangeKind.HELD_BACK  # a hold-back is added on its own
             target = self.held if held else self.rows
             room = max(self.limit - len(target), 0)
-            target.extend((entity, c, k, n, f, now) for c, k, n, f in items[:room])
+            target.extend((entity, c, k.value, n, f, now) for c, k, n, f in items[:room])
             kept = min(room, len(items))
         if total > kept:
             self.omitted[entity] = self.omitted.get(entity, 0) + total - kept
