@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from cleversync.clever.pages import FieldReport
     from cleversync.clever.ratelimit import RateLimitPacer
     from cleversync.clever.tokens import TokenProvider
+    from cleversync.db.sessiondb.changes import ChangeLog
     from cleversync.db.sessiondb.history import History
     from cleversync.db.sessiondb.overview import Overview
     from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from cleversync.runs import QueuedRuns
     from cleversync.secrets.base import SecretStore
     from cleversync.settings import Settings
+    from cleversync.sync.preview import Preview
     from cleversync.sync.school import Progress, SchoolSync
 
 
@@ -256,6 +258,15 @@ class Services:
 
         return enrol.discover(self, district_id, register=register)
 
+    @property
+    def changes(self) -> ChangeLog:
+        """The change detail of sync runs (what each run did to each record)."""
+        from cleversync.db.sessiondb.changes import ChangeLog
+
+        return ChangeLog(
+            self.checked_session_engine(), policy=self.settings.retry.database, sleep=self.sleep
+        )
+
     # --- school databases ---------------------------------------------------------------
 
     def school_connection_string(self, school: SchoolRecord) -> str:
@@ -362,6 +373,22 @@ class Services:
             clock=self.utc_clock,
             sleep=self.sleep,
             on_progress=on_progress,
+        )
+
+    def preview_full_sync(self, school_id: int) -> Preview:
+        """What a full sync of the school would insert, update and delete now; writes only
+        its ``DryRun`` history rows (nothing to the school database, no lease)."""
+        from cleversync.db.sessiondb.registry import Registry
+        from cleversync.sync.preview import preview_full_sync
+
+        return preview_full_sync(
+            school_id,
+            settings=self.settings,
+            registry=Registry(self.checked_session_engine(), clock=self.utc_clock),
+            history=self.history,
+            school_engine=self.school_engine,
+            clever=self.clever_client,
+            clock=self.utc_clock,
         )
 
     def orchestrator(

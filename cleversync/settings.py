@@ -173,6 +173,10 @@ class MonitoringSettings(_Section):
 
 class HistorySettings(_Section):
     retention_days: int = Field(90, ge=1, alias="RetentionDays")
+    # Records whose change a run details in SyncChanges; past it, only counted (0: none).
+    max_change_details_per_run: int = Field(
+        5000, ge=0, le=1_000_000, alias="MaxChangeDetailsPerRun"
+    )
 
 
 class LoggingSettings(_Section):

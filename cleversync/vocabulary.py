@@ -17,6 +17,8 @@ class RunStatus(StrEnum):
     A row is ``InProgress`` until closed as ``Success``, ``Partial`` (some records skipped or
     held back) or ``Failed``. ``Skipped`` is never stored: a school that was not tried (its
     lease is held elsewhere, its district is down) and a run in which no school ran.
+    ``DryRun`` marks a full sync's preview (``sync --full --dry-run``): it wrote nothing, so
+    it is never a good run, a failure nor a run in progress.
     """
 
     IN_PROGRESS = "InProgress"
@@ -24,13 +26,32 @@ class RunStatus(StrEnum):
     PARTIAL = "Partial"
     FAILED = "Failed"
     SKIPPED = "Skipped"
+    DRY_RUN = "DryRun"
 
 
-STORED_STATUSES = (RunStatus.IN_PROGRESS, RunStatus.SUCCESS, RunStatus.FAILED, RunStatus.PARTIAL)
+STORED_STATUSES = (
+    RunStatus.IN_PROGRESS,
+    RunStatus.SUCCESS,
+    RunStatus.FAILED,
+    RunStatus.PARTIAL,
+    RunStatus.DRY_RUN,
+)
 GOOD_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL)  # a run incremental sync can start from
 # A queued school's part of a run: Queued, then Running, then one of these.
 FINISHED_STATUSES = (RunStatus.SUCCESS, RunStatus.PARTIAL, RunStatus.FAILED, RunStatus.SKIPPED)
 RUN_TRIGGERS = ("timer", "http", "cli")  # who asked for a run
+
+
+class ChangeKind(StrEnum):
+    """What a run did to one record (the change detail of a SyncHistory row): ``HeldBack``
+    is a removal the mass-delete guard refused."""
+
+    INSERTED = "Inserted"
+    UPDATED = "Updated"
+    DELETED = "Deleted"
+    DEACTIVATED = "Deactivated"
+    REACTIVATED = "Reactivated"
+    HELD_BACK = "HeldBack"
 
 
 class SyncType(StrEnum):

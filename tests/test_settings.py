@@ -95,6 +95,11 @@ EVERY_VARIABLE = {
         5,
     ),
     "CleverSync__History__RetentionDays": ("30", lambda s: s.history.retention_days, 30),
+    "CleverSync__History__MaxChangeDetailsPerRun": (
+        "7",
+        lambda s: s.history.max_change_details_per_run,
+        7,
+    ),
     "CleverSync__Logging__LogLevel": ("Debug", lambda s: s.logging.python_level, logging.DEBUG),
     "CleverSync__Admin__AllowedUsers": (
         "Ada@Example.org; grace@example.org,",

@@ -10,6 +10,7 @@ import pytest
 from cleversync.vocabulary import (
     GOOD_STATUSES,
     STORED_STATUSES,
+    ChangeKind,
     HealthStatus,
     RunStatus,
     SyncMode,
@@ -22,6 +23,13 @@ CONTRACT: list[tuple[StrEnum, str]] = [
     (RunStatus.PARTIAL, "Partial"),
     (RunStatus.FAILED, "Failed"),
     (RunStatus.SKIPPED, "Skipped"),
+    (RunStatus.DRY_RUN, "DryRun"),
+    (ChangeKind.INSERTED, "Inserted"),
+    (ChangeKind.UPDATED, "Updated"),
+    (ChangeKind.DELETED, "Deleted"),
+    (ChangeKind.DEACTIVATED, "Deactivated"),
+    (ChangeKind.REACTIVATED, "Reactivated"),
+    (ChangeKind.HELD_BACK, "HeldBack"),
     (SyncType.FULL, "Full"),
     (SyncType.INCREMENTAL, "Incremental"),
     (SyncMode.FULL, "full"),
@@ -44,10 +52,13 @@ def test_a_member_is_written_as_its_contract_string(member: StrEnum, text: str) 
 
 
 def test_every_member_is_in_the_contract() -> None:
-    members = [m for enum in (RunStatus, SyncType, SyncMode, HealthStatus) for m in enum]
+    members = [
+        m for enum in (RunStatus, SyncType, SyncMode, HealthStatus, ChangeKind) for m in enum
+    ]
     assert sorted(members, key=repr) == sorted((m for m, _ in CONTRACT), key=repr)
 
 
 def test_what_is_stored_and_what_counts_as_good() -> None:
-    assert STORED_STATUSES == ("InProgress", "Success", "Failed", "Partial")  # never Skipped
+    # never Skipped; DryRun is a preview's row
+    assert STORED_STATUSES == ("InProgress", "Success", "Failed", "Partial", "DryRun")
     assert GOOD_STATUSES == ("Success", "Partial")

@@ -43,7 +43,7 @@ class CliContext:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cleversync.cli import admin, dashboard, demo, run, sandbox, schools
+    from cleversync.cli import admin, changes, dashboard, demo, run, sandbox, schools
 
     parser = argparse.ArgumentParser(
         prog="cleversync",
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.register(commands)
     schools.register(commands)
     run.register(commands)
+    changes.register(commands)
     demo.register(commands)
     dashboard.register(commands)
     sandbox.register(commands)

@@ -42,6 +42,12 @@ def register(commands: Any) -> None:
         help="let a full sync remove more than CleverSync__Sync__MaxDeletePercent of the school "
         "given with --school-id (one school only; implies --full)",
     )
+    sync.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --school-id and --full: read Clever and show what the full sync would "
+        "insert, update and remove, writing nothing to the school database",
+    )
     sync.add_argument("--json", action="store_true", help="print the result as JSON")
     sync.set_defaults(handler=sync_command)
 
@@ -98,6 +104,10 @@ def sync_command(args: argparse.Namespace, ctx: CliContext) -> int:
     from cleversync.report import SUMMARY_HEADERS, problems, run_json, summary_rows
     from cleversync.services import prepare_process
 
+    if args.dry_run:
+        from cleversync.cli.changes import dry_run_command
+
+        return dry_run_command(args, ctx)
     if args.allow_mass_delete and args.school_id is None:
         from cleversync.errors import UsageError
 

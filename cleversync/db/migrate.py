@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
@@ -11,7 +13,7 @@ from cleversync.errors import ConfigurationError, DatabaseError, DatabaseUnavail
 if TYPE_CHECKING:
     from alembic.config import Config
     from sqlalchemy import MetaData
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
 Kind = Literal["sessiondb", "school"]
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -70,9 +72,14 @@ def upgrade(
     try:
         before = current_revision(engine, kind)
         _check_known(engine, kind, before, revision, what)
-        with engine.begin() as connection:
+        with (
+            engine.connect() as connection,
+            _sqlite_foreign_keys_off(connection),
+            connection.begin(),
+        ):
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
+            _check_foreign_keys(connection, what)
         after = current_revision(engine, kind)
         _check_schema(engine, kind, after, what)
     except SQLAlchemyError as exc:
@@ -80,6 +87,37 @@ def upgrade(
     except CommandError as exc:
         raise DatabaseError(f"{what}: {exc}") from exc
     return before, after
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite alters a table by copying it and dropping the old one (Alembic's batch mode),
+    which foreign keys pointing at it refuse while they are enforced: switch enforcement off
+    around the migration (possible only outside a transaction) and on again after it; the
+    migration checks every key before it commits. Other databases alter in place."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: Connection, what: str) -> None:
+    """On SQLite (whose keys were not enforced while migrating), refuse to commit a migration
+    that left a row referring to one that does not exist."""
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        tables = ", ".join(sorted({str(row[0]) for row in broken}))
+        raise DatabaseError(
+            f"{what}: the migration left rows of {tables} referring to rows that do not exist"
+        )
 
 
 def _check_known(engine: Engine, kind: Kind, current: str | None, target: str, what: str) -> None:

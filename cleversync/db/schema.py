@@ -30,7 +30,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mssql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cleversync.vocabulary import FINISHED_STATUSES, RUN_TRIGGERS, STORED_STATUSES, SyncType
+from cleversync.vocabulary import (
+    FINISHED_STATUSES,
+    RUN_TRIGGERS,
+    STORED_STATUSES,
+    ChangeKind,
+    SyncType,
+)
 
 # Deterministic constraint names on every dialect, so migrations can refer to them.
 NAMING = {
@@ -49,6 +55,7 @@ ENTITY_TYPES = ("Student", "Teacher", "Section")
 SYNC_TYPES = tuple(t.value for t in SyncType)
 STATUSES = tuple(s.value for s in STORED_STATUSES)  # Skipped is never stored
 RUN_SCHOOL_STATUSES = ("Queued", "Running", *(s.value for s in FINISHED_STATUSES))
+CHANGE_KINDS = tuple(k.value for k in ChangeKind)
 
 
 def utf16_length(text: str) -> int:
@@ -135,6 +142,32 @@ class SyncHistory(SessionBase):
     LastSyncTimestamp: Mapped[datetime | None] = mapped_column(UtcDateTime)
     LastEventId: Mapped[str | None] = mapped_column(Unicode(100))
     CorrelationId: Mapped[str | None] = mapped_column(Unicode(64))
+    # Change details this row's run did not record (over History__MaxChangeDetailsPerRun).
+    ChangesOmitted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+
+
+class SyncChange(SessionBase):
+    """One record a run inserted, updated, deleted, (de/re)activated or held back, under its
+    SyncHistory row (deleted with it). ``SchoolId`` repeats the row's for reading by school
+    (no foreign key of its own: SQL Server allows one cascade path to a row)."""
+
+    __tablename__ = "SyncChanges"
+    __table_args__ = (
+        Index(None, "SyncId"),
+        Index(None, "SchoolId", "CleverId"),
+        _one_of("EntityType", ENTITY_TYPES),
+        _one_of("ChangeKind", CHANGE_KINDS),
+    )
+
+    ChangeId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
+    SyncId: Mapped[int] = mapped_column(ForeignKey("SyncHistory.SyncId", ondelete="CASCADE"))
+    SchoolId: Mapped[int] = mapped_column(Integer)
+    EntityType: Mapped[str] = mapped_column(Unicode(50))
+    CleverId: Mapped[str] = mapped_column(Unicode(50))
+    ChangeKind: Mapped[str] = mapped_column(Unicode(20))
+    Name: Mapped[str | None] = mapped_column(Unicode(200))
+    Fields: Mapped[str | None] = mapped_column(LongText)  # JSON {column: [old, new]}
+    RecordedAt: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class SyncRun(SessionBase):

@@ -96,9 +96,10 @@ def apply_events(
                         )
             else:
                 # Counted once committed (a retried transaction must not count twice).
-                for name, (inserted, updated) in written.items():
-                    outcomes[name].counts.inserted += inserted
-                    outcomes[name].counts.updated += updated
+                for name, result in written.items():
+                    outcomes[name].counts.inserted += result.inserted
+                    outcomes[name].counts.updated += result.updated
+                    outcomes[name].changes.add_from(name, result)
         if page.last_id:
             last_applied = page.last_id
         after_page()

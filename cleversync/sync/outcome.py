@@ -6,11 +6,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from cleversync.db.sessiondb.changes import ChangeBuffer
 from cleversync.db.sessiondb.history import Counts, sanitize
 from cleversync.errors import RecordError
 from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncType
 
 logger = logging.getLogger("cleversync.sync")
+DEFAULT_CHANGE_LIMIT = 5000  # History__MaxChangeDetailsPerRun's default
 
 
 @dataclass
@@ -29,6 +31,8 @@ class EntityOutcome:
     notes: list[str] = field(default_factory=list)
     last_event_id: str | None = None
     retryable: bool = False  # failed for a cause that may pass (Clever or a database down)
+    # The run's change detail (one buffer shared by the run's entities: the cap is per run).
+    changes: ChangeBuffer = field(default_factory=lambda: ChangeBuffer(DEFAULT_CHANGE_LIMIT))
 
     @property
     def done(self) -> bool:

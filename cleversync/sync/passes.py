@@ -24,6 +24,7 @@ from cleversync.db.school.writer import (
     MAX_IN,
     Transaction,
     chunks,
+    describe_rows,
     missing_rows,
     remove_rows,
     stored_versions,
@@ -39,7 +40,7 @@ from cleversync.sync.mapping import Row, section_row, storable, student_row, tea
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
 from cleversync.timeutil import parse_clever_time
-from cleversync.vocabulary import RunStatus
+from cleversync.vocabulary import ChangeKind, RunStatus
 
 # Raw records held for one read of their stored versions (within SQL Server's parameters).
 VERSION_CHECK_SIZE = MAX_IN
@@ -255,16 +256,42 @@ def _delete(
     if not decision.allowed:
         outcome.held_back = decision.message
         outcome.log(logging.WARNING, "Mass-delete guard: %s", decision.message)
+        _record_held_back(ctx, entity, missing, outcome)
         return
+    kind = ChangeKind.DEACTIVATED if mode == "Deactivate" else ChangeKind.DELETED
     for part in chunks(missing, ctx.settings.sync.batch_size):
+        described = part[: outcome.changes.room()]  # only what the change detail keeps
 
-        def remove(conn: SchoolConnection, part: list[int] = part) -> int:
-            return remove_rows(conn, entity, part, mode=mode, now=ctx.clock())
+        def remove(
+            conn: SchoolConnection, part: list[int] = part, described: list[int] = described
+        ) -> tuple[int, list[tuple[str, str | None]]]:
+            names = describe_rows(conn, entity, described) if described else []
+            return remove_rows(conn, entity, part, mode=mode, now=ctx.clock()), names
 
-        outcome.counts.deleted += ctx.transaction(
-            f"removing {len(part)} {entity.name.lower()} rows", remove
-        )
+        removed, names = ctx.transaction(f"removing {len(part)} {entity.name.lower()} rows", remove)
+        outcome.counts.deleted += removed
+        outcome.changes.add(entity.name, [(c, kind, n, None) for c, n in names], total=len(part))
         ctx.checkpoint()
+
+
+def _record_held_back(
+    ctx: PassContext, entity: Entity, missing: list[int], outcome: EntityOutcome
+) -> None:
+    """The rows the guard kept, in the change detail, for the operator deciding on them."""
+    wanted = missing[: outcome.changes.room(ChangeKind.HELD_BACK)]
+    names = (
+        ctx.transaction(
+            f"reading the {len(wanted)} {entity.name.lower()} rows held back",
+            lambda conn: describe_rows(conn, entity, wanted),
+        )
+        if wanted
+        else []
+    )
+    outcome.changes.add(
+        entity.name,
+        [(c, ChangeKind.HELD_BACK, n, None) for c, n in names],
+        total=len(missing),
+    )
 
 
 def _count_active(ctx: PassContext, entity: Entity) -> int:

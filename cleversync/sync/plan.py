@@ -8,10 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from cleversync.sync.mapping import Row, clean
-from cleversync.vocabulary import SyncMode, SyncType
+from cleversync.vocabulary import ChangeKind, SyncMode, SyncType
+
+# {column: (old, new)}, both normalized as the diff compares them (trimmed, empty = None).
+Fields: TypeAlias = dict[str, tuple[str | None, str | None]]
+# One record's change as a write reports it: (Clever id, kind, display name, fields or None).
+ChangeItem: TypeAlias = tuple[str, ChangeKind, str | None, Fields | None]
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,40 @@ def _changed(row: Row, stored: Existing) -> bool:
     if incoming == stored.values:  # what we wrote is already normalized: the usual case
         return False
     return any(not same(a, b) for a, b in zip(incoming, stored.values, strict=True))
+
+
+def display_name(values: Mapping[str, Any]) -> str | None:
+    """How a record is named to an operator: a section's Name, a person's first and last
+    (mapped values are already trimmed)."""
+    if "Name" in values:
+        return values["Name"] or None
+    first, last = values.get("FirstName"), values.get("LastName")
+    if first and last:
+        return f"{first} {last}"
+    return first or last or None
+
+
+def batch_changes(
+    plan: BatchPlan, existing: Mapping[str, Existing], limit: int | None = None
+) -> list[ChangeItem]:
+    """What a batch's plan does to each record (the first ``limit``): inserted, updated (the
+    columns that differ, old and new, normalized as compared) or reactivated (with any
+    columns that changed)."""
+    inserts = plan.inserts if limit is None else plan.inserts[:limit]
+    items: list[ChangeItem] = [
+        (row.clever_id, ChangeKind.INSERTED, display_name(row.values), None) for row in inserts
+    ]
+    updates = plan.updates if limit is None else plan.updates[: max(limit - len(items), 0)]
+    for _, row in updates:
+        stored = existing[row.clever_id]
+        fields = {
+            column: (clean(old), clean(new))
+            for (column, new), old in zip(row.values.items(), stored.values, strict=True)
+            if not same(new, old)
+        }
+        kind = ChangeKind.UPDATED if stored.is_active else ChangeKind.REACTIVATED
+        items.append((row.clever_id, kind, display_name(row.values), fields or None))
+    return items
 
 
 def plan_links(

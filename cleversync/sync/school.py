@@ -22,6 +22,7 @@ from cleversync.db.retry import translate
 from cleversync.db.school.entities import ENTITIES
 from cleversync.db.school.store import EngineFactory
 from cleversync.db.sessiondb import SessionEngine
+from cleversync.db.sessiondb.changes import ChangeBuffer, ChangeLog
 from cleversync.db.sessiondb.history import History, sanitize
 from cleversync.db.sessiondb.lease import Lease, Leases
 from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
@@ -97,6 +98,7 @@ class SchoolSync:
             session_engine, policy=policy, redactor=redactor, clock=clock, sleep=sleep
         )
         self.leases = Leases(session_engine, policy=policy, clock=clock, sleep=sleep)
+        self.changes = ChangeLog(session_engine, policy=policy, sleep=sleep)
         self._modes = Modes(
             settings=settings,
             school_engine=school_engine,
@@ -205,6 +207,7 @@ class SchoolSync:
             started_at=started,
             correlation_id=request.correlation_id,
         )
+        changes = ChangeBuffer(self._settings.history.max_change_details_per_run, self._clock)
         run = Run(
             school,
             district,
@@ -220,6 +223,7 @@ class SchoolSync:
                     district.district_id,
                     school.school_id,
                     request.correlation_id,
+                    changes=changes,
                 )
                 for name, sync_id in ids.items()
             },
@@ -259,10 +263,33 @@ class SchoolSync:
                 # until the next run (the engine reconnects then).
                 run.db.dispose()
 
+    def _save_changes(self, run: Run) -> dict[str, int]:
+        """Write the run's change detail; returns what was left out, by entity (everything,
+        if it cannot be written: the run's counts stand, only the detail is lost)."""
+        buffer = next(iter(run.outcomes.values())).changes
+        omitted = dict(buffer.omitted)
+        try:
+            self.changes.save(
+                buffer,
+                school_id=run.school.school_id,
+                sync_ids={o.entity: o.sync_id for o in run.outcomes.values()},
+            )
+        except Exception as exc:
+            for entity, *_ in (*buffer.rows, *buffer.held):
+                omitted[entity] = omitted.get(entity, 0) + 1
+            logger.warning(
+                "Could not write school %s's change detail (the sync itself is unaffected): %s",
+                run.school.school_id,
+                _describe(exc),
+                extra=dims(run.school, run.request),
+            )
+        return omitted
+
     def _close(self, run: Run, mode: SyncMode, result: SchoolResult) -> None:
         # A write that fails here is reported after the run's own error, never instead of
         # it: "writing 7 student rows: ..." is what the operator must read first.
         unwritten: list[str] = []
+        omitted = self._save_changes(run)
         for outcome in run.outcomes.values():
             if not outcome.done:
                 outcome.fail("the run stopped before this entity was synced")
@@ -275,6 +302,7 @@ class SchoolSync:
                     error=outcome.message(),
                     last_event_id=outcome.last_event_id if good else None,
                     last_sync_timestamp=run.started if good else None,
+                    changes_omitted=omitted.get(outcome.entity, 0),
                 )
             except Exception as exc:  # the row stays InProgress until the next sweep
                 unwritten.append(_describe(exc))

@@ -69,6 +69,18 @@ EXPECTED_COLUMNS = {
             "LastSyncTimestamp",
             "LastEventId",
             "CorrelationId",
+            "ChangesOmitted",
+        ],
+        "SyncChanges": [
+            "ChangeId",
+            "SyncId",
+            "SchoolId",
+            "EntityType",
+            "CleverId",
+            "ChangeKind",
+            "Name",
+            "Fields",
+            "RecordedAt",
         ],
         "SyncRuns": [
             "RunId",
@@ -169,6 +181,13 @@ EXPECTED_NVARCHAR = {
         "ErrorMessage": "max",
         "LastEventId": 100,
         "CorrelationId": 64,
+    },
+    "SyncChanges": {
+        "EntityType": 50,
+        "CleverId": 50,
+        "ChangeKind": 20,
+        "Name": 200,
+        "Fields": "max",
     },
     "Students": {
         "CleverStudentId": 50,

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from cleversync.db.migrate import require_current
 from cleversync.db.retry import in_transaction, translated
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
-from cleversync.db.school.writer import write_rows, write_sections
+from cleversync.db.school.writer import Written, write_rows, write_sections
 from cleversync.db.sessiondb.registry import SchoolRecord
 from cleversync.settings import RetryPolicy
 from cleversync.sync.mapping import Row, SectionRow
@@ -100,15 +100,13 @@ def write_page(
     teachers: Sequence[Row],
     sections: Sequence[SectionRow],
     now: datetime,
-) -> dict[str, tuple[int, int]]:
-    """Write one page of events' rows; returns (inserted, updated) by entity."""
-    written: dict[str, tuple[int, int]] = {}
+) -> dict[str, Written]:
+    """Write one page of events' rows; returns what was written by entity."""
+    written: dict[str, Written] = {}
     # Users first, so the sections of this page can link to students created in it.
     for rows, entity in ((students, STUDENT), (teachers, TEACHER)):
         if rows:
-            result = write_rows(conn, entity, rows, now)
-            written[entity.name] = (result.inserted, result.updated)
+            written[entity.name] = write_rows(conn, entity, rows, now)
     if sections:
-        result = write_sections(conn, sections, now)
-        written[SECTION.name] = (result.inserted, result.updated)
+        written[SECTION.name] = write_sections(conn, sections, now)
     return written

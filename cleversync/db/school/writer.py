@@ -8,7 +8,7 @@ the caller decides the transaction (one per batch, or one per page of events).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
@@ -24,9 +24,19 @@ from cleversync.db.schema import SectionStudent, SectionTeacher
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
 from cleversync.redaction import mask_credentials
-from cleversync.sync.mapping import Row, SectionRow
+from cleversync.sync.mapping import Row, SectionRow, clean
 from cleversync.sync.outcome import EntityOutcome
-from cleversync.sync.plan import Existing, plan_batch, plan_links
+from cleversync.sync.plan import (
+    BatchPlan,
+    ChangeItem,
+    Existing,
+    Fields,
+    batch_changes,
+    display_name,
+    plan_batch,
+    plan_links,
+)
+from cleversync.vocabulary import ChangeKind
 
 # SQL Server allows 2,100 parameters a statement: IN lists stay well under it.
 MAX_IN = 2000
@@ -34,11 +44,15 @@ MAX_IN = 2000
 
 @dataclass
 class Written:
-    """What a batch wrote: the primary key of every row in it, and which were written."""
+    """What a batch wrote: the primary key of every row in it, which were written, and (on
+    demand, up to a limit) the change of each written record."""
 
     keys: dict[str, int] = field(default_factory=dict)
     inserted_keys: set[int] = field(default_factory=set)
     updated_keys: set[int] = field(default_factory=set)
+    plan: BatchPlan | None = None
+    existing: Mapping[str, Existing] = field(default_factory=dict)
+    links: dict[str, Fields] = field(default_factory=dict)  # by section Clever id
 
     @property
     def inserted(self) -> int:
@@ -47,6 +61,31 @@ class Written:
     @property
     def updated(self) -> int:
         return len(self.updated_keys)
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated
+
+    def changes(self, limit: int) -> list[ChangeItem]:
+        """The first ``limit`` changes (described only when asked: a run past its cap of
+        change detail pays nothing for them)."""
+        if self.plan is None or limit <= 0:
+            return []
+        items = batch_changes(self.plan, self.existing, limit)
+        if self.links:  # sections whose links changed: merged, or on their own
+            items = [
+                (c, k, n, {**(f or {}), **self.links[c]}) if c in self.links else (c, k, n, f)
+                for c, k, n, f in items
+            ]
+            for _, row in self.plan.unchanged:
+                if len(items) >= limit:
+                    break
+                if row.clever_id in self.links:
+                    fields = self.links[row.clever_id]
+                    items.append(
+                        (row.clever_id, ChangeKind.UPDATED, display_name(row.values), fields)
+                    )
+        return items
 
 
 _Key = TypeVar("_Key", str, int)
@@ -166,6 +205,8 @@ def write_rows(conn: Connection, entity: Entity, rows: Sequence[Row], now: datet
         keys=keys,
         inserted_keys=set(inserted.values()),
         updated_keys={key for key, _ in plan.updates},
+        plan=plan,
+        existing=existing,
     )
 
 
@@ -174,13 +215,13 @@ def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) 
 
     Links to students or teachers this school's database does not hold are skipped (real
     Clever sections list them often); the section is kept. A section whose links changed
-    counts as updated.
+    counts as updated; its change lists the links removed (old) and added (new).
     """
     rows = list({row.clever_id: row for row in rows}.values())
     written = write_rows(conn, SECTION, rows, now)
     if not rows:
         return written
-    changed = _write_links(
+    students = _write_links(
         conn,
         rows,
         written.keys,
@@ -189,7 +230,7 @@ def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) 
         STUDENT,
         lambda row: row.student_ids,
     )
-    changed |= _write_links(
+    teachers = _write_links(
         conn,
         rows,
         written.keys,
@@ -200,7 +241,16 @@ def write_sections(conn: Connection, rows: Sequence[SectionRow], now: datetime) 
     )
     # A section whose links changed was written: it counts as updated, unless it was
     # inserted in this batch (and once, even if its columns changed too).
-    written.updated_keys |= changed - written.inserted_keys
+    relinked = (students.keys() | teachers.keys()) - written.inserted_keys
+    if relinked:
+        written.updated_keys |= relinked
+        # Their change lists the members' Clever ids unlinked (old) and linked (new).
+        clever_ids = {key: clever_id for clever_id, key in written.keys.items()}
+        for label, changed in (("Students", students), ("Teachers", teachers)):
+            for key, (removed, added) in changed.items():
+                if key in relinked:
+                    fields = written.links.setdefault(clever_ids[key], {})
+                    fields[label] = (", ".join(removed) or None, ", ".join(added) or None)
     return written
 
 
@@ -212,8 +262,9 @@ def _write_links(
     member_column: str,
     member_entity: Entity,
     members: Callable[[SectionRow], tuple[str, ...]],
-) -> set[int]:
-    """Make each section's links to ``member_entity`` exactly its current list.
+) -> dict[int, tuple[list[str], list[str]]]:
+    """Make each section's links to ``member_entity`` exactly its current list; returns, by
+    section whose links changed, the members' Clever ids removed and added.
 
     The stored links are read with their members' Clever ids (one join), so only the
     members of links to add are looked up; those this school does not hold are skipped.
@@ -233,6 +284,12 @@ def _write_links(
     known = keys_for(conn, member_entity, [m for _, m in add_ids]) if add_ids else {}
     add = [(s, known[m]) for s, m in add_ids if m in known]
     remove = [(s, stored[s][m]) for s, m in remove_ids]
+    changed: dict[int, tuple[list[str], list[str]]] = {}
+    for s, m in remove_ids:
+        changed.setdefault(s, ([], []))[0].append(m)
+    for s, m in add_ids:
+        if m in known:
+            changed.setdefault(s, ([], []))[1].append(m)
     if add:
         conn.execute(insert(table), [{"SectionId": s, member_column: m} for s, m in add])
     if remove:
@@ -244,7 +301,7 @@ def _write_links(
             ),
             [{"_s": s, "_m": m} for s, m in remove],
         )
-    return {s for s, _ in add} | {s for s, _ in remove}
+    return changed
 
 
 def missing_rows(conn: Connection, entity: Entity, seen: Container[str]) -> tuple[list[int], int]:
@@ -262,6 +319,24 @@ def missing_rows(conn: Connection, entity: Entity, seen: Container[str]) -> tupl
         if clever_id not in seen:
             missing.append(key)
     return missing, active
+
+
+def describe_rows(
+    conn: Connection, entity: Entity, keys: Sequence[int]
+) -> list[tuple[str, str | None]]:
+    """(Clever id, display name) of the rows with these primary keys (for change detail)."""
+    table = entity.table
+    named = [c for c in ("Name", "FirstName", "LastName") if c in entity.columns]
+    found: list[tuple[str, str | None]] = []
+    for part in chunks(list(keys)):
+        query = select(table.c[entity.clever_key], *(table.c[c] for c in named)).where(
+            one_of(conn, table.c[entity.key], part)
+        )
+        for clever_id, *values in conn.execute(query):
+            found.append(
+                (clever_id, display_name({c: clean(v) for c, v in zip(named, values, strict=True)}))
+            )
+    return found
 
 
 def remove_rows(
@@ -346,6 +421,7 @@ def _write_or_split(
     # Counted once committed (a retried transaction must not count twice).
     outcome.counts.inserted += written.inserted
     outcome.counts.updated += written.updated
+    outcome.changes.add_from(entity.name, written)
     return []
 
 

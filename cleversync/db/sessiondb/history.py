@@ -17,7 +17,7 @@ from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from cleversync.db.retry import in_transaction, run_with_retry
-from cleversync.db.schema import School, SyncHistory
+from cleversync.db.schema import School, SyncChange, SyncHistory
 from cleversync.redaction import Redactor, mask_credentials
 from cleversync.settings import RetryPolicy
 from cleversync.sync.plan import EntityRun, LastRun
@@ -96,8 +96,10 @@ class History:
         sync_type: SyncType,
         started_at: datetime,
         correlation_id: str,
+        status: RunStatus = RunStatus.IN_PROGRESS,
     ) -> dict[str, int]:
-        """Open one InProgress row per entity; returns their SyncIds by entity."""
+        """Open one InProgress row per entity (a preview's: DryRun); returns their SyncIds
+        by entity."""
 
         def run() -> dict[str, int]:
             ids = {}
@@ -110,7 +112,7 @@ class History:
                             "EntityType": entity,
                             "SyncType": sync_type,
                             "SyncStartTime": started_at,
-                            "Status": RunStatus.IN_PROGRESS,
+                            "Status": status,
                             "RecordsProcessed": 0,
                             "RecordsInserted": 0,
                             "RecordsUpdated": 0,
@@ -174,6 +176,7 @@ class History:
         error: str | None,
         last_event_id: str | None,
         last_sync_timestamp: datetime | None,
+        changes_omitted: int = 0,
     ) -> None:
         self._write(
             "closing a SyncHistory row",
@@ -190,6 +193,7 @@ class History:
                 ErrorMessage=sanitize(error, self._redact),
                 LastEventId=last_event_id,
                 LastSyncTimestamp=last_sync_timestamp,
+                ChangesOmitted=changes_omitted,
             ),
         )
 
@@ -256,7 +260,7 @@ class History:
                 func.max(_TABLE.c.LastEventId),
                 func.max(_TABLE.c.LastSyncTimestamp),
             )
-            .where(_TABLE.c.SchoolId == school_id)
+            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status != RunStatus.DRY_RUN)
             .group_by(_TABLE.c.SyncStartTime)
             .having(bad == 0)
             .order_by(_TABLE.c.SyncStartTime.desc())
@@ -295,7 +299,8 @@ class History:
         """The school's latest runs, newest first, each as Failed, Partial or Success.
 
         The attempts of one queued run (its message delivered again after a failure) share
-        its CorrelationId: they count as one run, the latest attempt's outcome."""
+        its CorrelationId: they count as one run, the latest attempt's outcome. Previews
+        (DryRun) are not runs: they neither fail nor reset a failure streak."""
         worst = func.max(
             case(
                 (_TABLE.c.Status == RunStatus.FAILED, 3),
@@ -306,7 +311,7 @@ class History:
         )
         query = (
             select(_TABLE.c.SyncStartTime, worst, func.max(_TABLE.c.CorrelationId))
-            .where(_TABLE.c.SchoolId == school_id)
+            .where(_TABLE.c.SchoolId == school_id, _TABLE.c.Status != RunStatus.DRY_RUN)
             .group_by(_TABLE.c.SyncStartTime)
             .order_by(_TABLE.c.SyncStartTime.desc())
             .limit(limit * RETRIED_ATTEMPTS)
@@ -337,13 +342,25 @@ class History:
         return streak
 
     def purge(self, older_than: datetime) -> int:
-        result = self._write(
-            "purging old SyncHistory rows",
-            delete(_TABLE).where(
-                _TABLE.c.SyncStartTime < older_than, _TABLE.c.Status != RunStatus.IN_PROGRESS
-            ),
+        """Delete the rows older than ``older_than`` (not those in progress) and their change
+        detail (deleted first, not left to the cascade: a large purge stays one statement
+        per table whatever the database's foreign-key settings)."""
+        old = (_TABLE.c.SyncStartTime < older_than, _TABLE.c.Status != RunStatus.IN_PROGRESS)
+        changes = SyncChange.__table__
+
+        def purge(conn: Connection) -> int:
+            conn.execute(
+                delete(changes).where(changes.c.SyncId.in_(select(_TABLE.c.SyncId).where(*old)))
+            )
+            return conn.execute(delete(_TABLE).where(*old)).rowcount or 0
+
+        return in_transaction(
+            self._engine,
+            purge,
+            policy=self._policy,
+            what="purging old SyncHistory rows",
+            sleep=self._sleep,
         )
-        return result.rowcount or 0
 
     def rows(
         self,
