@@ -7,6 +7,7 @@ the CSRF token the app checks before the handler runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -21,6 +22,7 @@ from cleversync.errors import CleverSyncError, NotFoundError, UsageError
 from cleversync.vocabulary import STORED_STATUSES, RunStatus
 
 MAX_ID = 2**31 - 1
+_CLEVER_ID = re.compile(r"[0-9A-Za-z_-]{1,50}")
 SCHOOL = f"<int(min=1, max={MAX_ID}):school_id>"  # SQL int keys
 DISTRICT = f"<int(min=1, max={MAX_ID}):district_id>"
 HISTORY_LIMIT = 300
@@ -66,6 +68,14 @@ ACTIONS = {
         "Remove them: sync with the guard lifted",
         full=True,
         allow_mass_delete=True,
+    ),
+    "preview": Action(
+        "Preview a full sync",
+        "Read Clever now and show what a full sync would insert, update (old and new values) "
+        "and delete, without changing anything: the school database is only read, and the "
+        "history gets one DryRun row per entity.",
+        "Preview now",
+        full=True,
     ),
     "flag-full-sync": Action(
         "Flag for a full sync",
@@ -161,6 +171,20 @@ def school(ctx: Context, school_id: int) -> Page:
     if status is not None and status not in STORED_STATUSES:
         problems.append(f"status {status!r} is not one of {', '.join(STORED_STATUSES)}")
         status = None
+    log = ctx.services.changes
+    detail_id = _id_param(query.get("changes"), "changes", problems)
+    detail = None
+    if detail_id is not None:
+        listed = [c for c in log.for_history(detail_id) if c.school_id == school_id]
+        detail = {"history_id": detail_id, "changes": listed, "omitted": log.omitted(detail_id)}
+    record = (query.get("record") or "").strip() or None
+    record_changes = None
+    if record is not None:
+        if _CLEVER_ID.fullmatch(record):
+            record_changes = log.for_school(school_id, clever_id=record, limit=HISTORY_LIMIT)
+        else:
+            problems.append(f"Clever id {record!r} is not one (up to 50 letters, digits, - or _)")
+            record = None
     rows = ctx.services.overview.history(
         school_id,
         since=datetime.combine(since, datetime.min.time()) if since else None,
@@ -187,6 +211,10 @@ def school(ctx: Context, school_id: int) -> Page:
         problems=problems,
         actions=ACTIONS,
         notice=NOTICES.get(query.get("done", "")),
+        detail=detail,
+        record=record or "",
+        record_changes=record_changes,
+        held_records=log.held_back(school_id) if state.held_back else [],
     )
 
 
@@ -228,6 +256,8 @@ def action(ctx: Context, school_id: int, action: str) -> Page:
         raise NotFoundError(f"no school has id {school_id}")
     state = states[0]
     values: dict[str, Any] = {"school": state, "action": chosen, "name": action}
+    if action == "accept-hold-back":
+        values["held_records"] = ctx.services.changes.held_back(school_id)
     if ctx.request.method == "GET":
         return Page("confirm.html", **values)
     try:
@@ -238,6 +268,9 @@ def action(ctx: Context, school_id: int, action: str) -> Page:
 
 def _perform(ctx: Context, school_id: int, name: str, chosen: Action) -> Page:
     registry = ctx.services.registry
+    if name == "preview":
+        preview = ctx.services.preview_full_sync(school_id)
+        return Page("preview.html", school=registry.get_school(school_id), preview=preview)
     if name == "flag-full-sync":
         registry.set_requires_full_sync(school_id, True)
         return Page(redirect=ctx.url(f"/schools/{school_id}", done="flagged"))
@@ -400,6 +433,12 @@ def _status_class(status: str) -> str:
         "Inactive": "muted",
         "Running": "run",
         "Queued": "muted",
+        RunStatus.DRY_RUN: "muted",
+        "Inserted": "ok",
+        "Updated": "run",
+        "Reactivated": "ok",
+        "Deleted": "bad",
+        "Deactivated": "warn",
     }.get(status, "muted")
 
 

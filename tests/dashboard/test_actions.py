@@ -241,3 +241,29 @@ def test_bad_district_input_is_named(
     assert response.status_code == 400  # type: ignore[attr-defined]
     assert message in text(response).replace("&#39;", "'")  # type: ignore[arg-type]
     assert len(world.services.registry.list_districts()) == 1
+
+
+def test_preview_shows_what_a_full_sync_would_do_and_changes_nothing(
+    client: Client, story: Story, world: World, queue: RecordingQueue
+) -> None:
+    school = story.held_back.school_id
+    before_state = text(client.get("/admin/?state=HeldBack"))
+    stored = len(world.students(world.school(1)))
+    confirm, response = _confirm_and_post(client, f"/admin/schools/{school}/actions/preview")
+    assert "without changing anything" in confirm
+    assert response.status_code == 200  # type: ignore[attr-defined]
+    page = text(response)  # type: ignore[arg-type]
+    assert "Would hold the removals back" in page
+    assert f"Removals ({len(story.leaving)})" in page
+    for clever_id in story.leaving:
+        assert clever_id in page
+    assert queue.sent == []
+    assert len(world.students(world.school(1))) == stored  # the school database only read
+    dry = [r for r in world.history(school_id=school) if r["Status"] == "DryRun"]
+    assert len(dry) == 3
+    # the preview is history, not the school's state: still held back, same streak
+    assert text(client.get("/admin/?state=HeldBack")).count("<tr class=") == before_state.count(
+        "<tr class="
+    )
+    history = text(client.get(f"/admin/schools/{school}?status=DryRun"))
+    assert history.count('<tr id="sync-') == 3

@@ -217,6 +217,12 @@ def page(tmp_path: Path) -> Iterator[Any]:
             browser.close()
 
 
+def go(page: Any, selector: str) -> None:
+    """Click what navigates, and wait for the next page."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def shot(page: Any, tmp_path: Path, name: str) -> Path:
     folder = tmp_path / "screenshots"
     folder.mkdir(exist_ok=True)
@@ -246,28 +252,39 @@ def test_an_operator_s_morning(
 
     # filter by status
     page.select_option("#f-state", "Failed")
-    page.click("form.filters button[type=submit]")
+    go(page, "form.filters button[type=submit]")
     assert page.locator("table.schools tbody tr").count() == 1
     assert "Broken Elementary" in page.locator("table.schools").inner_text()
     shot(page, tmp_path, "overview-filtered")
 
     # the failing school: its sanitized error, and the run it belongs to
-    page.click("text=Broken Elementary")
+    go(page, "text=Broken Elementary")
     assert "Broken Elementary" in page.locator("h1").inner_text()
     assert page.locator("tr.message pre").count() >= 3
     shot(page, tmp_path, "school-failing")
-    page.locator("table.history a code").first.click()
+    with page.expect_navigation():
+        page.locator("table.history a code").first.click()
     assert "Schools (" in page.inner_text("main")
     shot(page, tmp_path, "run")
 
-    # the healthy school and its history (the update's old and new values come with the
-    # change detail)
+    # the healthy school, its history, and the update's old and new values
     page.goto(f"{dashboard_url}/")
-    page.click(f"text={setup.district.schools[0].name}")
+    go(page, f"text={setup.district.schools[0].name}")
     assert page.locator("table.history tbody tr[id^=sync-]").count() == 6
     page.select_option("#f-entity", "Student")
-    page.click("form.filters button[type=submit]")
+    go(page, "form.filters button:has-text('Filter')")
     assert page.locator("table.history tbody tr[id^=sync-]").count() == 2
+    with page.expect_navigation():
+        page.locator("table.history tbody tr[id^=sync-]").first.locator("text=Changes").click()
+    detail = page.locator("#changes").inner_text()
+    assert "Updated" in detail and story["renamed"] in detail
+    diff = page.locator("#changes table.diff").first.inner_text()
+    assert "LastName" in diff and story["old"] in diff and story["new"] in diff
+    shot(page, tmp_path, "school-changes")
+    page.fill("#f-record", story["renamed"])
+    go(page, "button:has-text('Show its changes')")
+    mine = page.locator("#record").inner_text()
+    assert story["old"] in mine and story["new"] in mine and "Inserted" in mine
     shot(page, tmp_path, "school")
 
     # accept the hold-back and see the deletes happen
@@ -275,11 +292,25 @@ def test_an_operator_s_morning(
         s.prefix for s in _schools(setup) if s.clever_school_id == setup.district.schools[1].id
     )
     before = setup.active_students(prefix)
+    # first a preview: what a full sync would do, nothing changed
     page.goto(f"{dashboard_url}/")
-    page.click("text=Decide on the held-back deletes")
+    go(page, f"text={setup.district.schools[1].name}")
+    go(page, "text=Preview a full sync")
+    go(page, "button:has-text('Preview now')")
+    assert "Would hold the removals back" in page.inner_text("main")
+    assert f"Removals ({len(story['leaving'])})" in page.inner_text("main")
+    shot(page, tmp_path, "preview")
+    assert setup.active_students(prefix) == before
+    page.goto(f"{dashboard_url}/")
+    go(page, "text=Decide on the held-back deletes")
     assert "held back deleting" in page.inner_text("main")
+    held = page.locator("table.held tbody tr")
+    assert held.count() == len(story["leaving"])
+    assert set(story["leaving"]) == {
+        held.nth(i).locator("code").inner_text() for i in range(held.count())
+    }
     shot(page, tmp_path, "accept-hold-back")
-    page.click("button:has-text('Remove them')")
+    go(page, "button:has-text('Remove them')")
     assert re.search(r"/admin/runs/\d+$", page.url)
     deadline = time.monotonic() + 90
     while "not yet" in page.inner_text("main") and time.monotonic() < deadline:
@@ -294,19 +325,19 @@ def test_an_operator_s_morning(
     assert "Deletes held back" not in page.inner_text("table.schools")
 
     # register the second district against the sandbox, then its schools
-    page.click("text=Register a district")
+    go(page, "text=Register a district")
     page.fill("#d-name", setup.other.name)
     page.fill("#d-clever", setup.other.id)
     page.fill("#d-prefix", "Second-District")
     page.fill("#d-client", setup.other.client_id)
     page.fill("#d-secret", setup.other.client_secret)
     shot(page, tmp_path, "district-new")
-    page.click("button:has-text('Verify with Clever and register')")
+    go(page, "button:has-text('Verify with Clever and register')")
     assert "/discover" in page.url
     for school in setup.other.schools:
         assert school.name in page.inner_text("main")
     assert setup.other.client_secret not in page.content()
-    page.click("button:has-text('Register 2 school(s)')")
+    go(page, "button:has-text('Register 2 school(s)')")
     assert "Every school Clever lists for this district is registered." in page.inner_text("main")
     shot(page, tmp_path, "discover")
     page.goto(f"{dashboard_url}/")

@@ -212,3 +212,37 @@ def test_pages_carry_security_headers_and_the_css_is_served(client: Client, stor
     assert css.status_code == 200 and css.mimetype == "text/css"
     assert "@media (max-width: 700px)" in text(css)
     assert "http" not in text(css)  # nothing fetched from elsewhere
+
+
+def test_a_run_s_change_detail_shows_old_and_new_values(
+    client: Client, story: Story, world: World
+) -> None:
+    school = story.healthy.school_id
+    row = next(
+        r
+        for r in world.history(school_id=school)
+        if r["EntityType"] == "Student" and r["RecordsUpdated"] == 1
+    )
+    page = text(client.get(f"/admin/schools/{school}?changes={row['SyncId']}"))
+    detail = plain(page.split('id="changes"', 1)[1].split("</section>", 1)[0])
+    assert "Updated" in detail and story.renamed_id in detail
+    assert f"LastName {story.renamed_old} {story.renamed_new}" in detail
+    # a record's own changes, by its Clever id
+    record = text(client.get(f"/admin/schools/{school}?record={story.renamed_id}"))
+    mine = plain(record.split('id="record"', 1)[1])
+    assert f"LastName {story.renamed_old} {story.renamed_new}" in mine
+    assert "Inserted" in mine  # its first full sync
+    bad = client.get(f"/admin/schools/{school}?record=no%20such&changes=x")
+    assert bad.status_code == 400
+    assert "is not one (up to 50 letters" in text(bad)
+
+
+def test_the_held_back_records_are_listed_beside_the_decision(client: Client, story: Story) -> None:
+    for path in (
+        f"/admin/schools/{story.held_back.school_id}",
+        f"/admin/schools/{story.held_back.school_id}/actions/accept-hold-back",
+    ):
+        page = text(client.get(path))
+        held = page.split('class="held"', 1)[1].split("</table>", 1)[0]
+        assert sorted(re.findall(r"<code>([^<]+)</code>", held)) == sorted(story.leaving)
+    assert 'class="held"' not in text(client.get(f"/admin/schools/{story.healthy.school_id}"))

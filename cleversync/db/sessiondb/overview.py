@@ -272,9 +272,13 @@ class Overview:
         if school_id is not None:
             where_school.append(_SCHOOLS.c.SchoolId == school_id)
             where_history.append(_HISTORY.c.SchoolId == school_id)
+        # A preview's DryRun rows changed nothing: they are history, not the school's state.
+        real = _HISTORY.c.Status != RunStatus.DRY_RUN
         older = (
             select(_HISTORY.c.SyncId)
-            .where(_HISTORY.c.SchoolId == _SCHOOLS.c.SchoolId, _HISTORY.c.SyncStartTime < since)
+            .where(
+                _HISTORY.c.SchoolId == _SCHOOLS.c.SchoolId, _HISTORY.c.SyncStartTime < since, real
+            )
             .exists()
         )
         schools_query = (
@@ -291,7 +295,7 @@ class Overview:
         )
         newest = (
             select(func.max(_HISTORY.c.SyncId).label("SyncId"))
-            .where(*where_history)
+            .where(real, *where_history)
             .group_by(_HISTORY.c.SchoolId, _HISTORY.c.EntityType)
             .subquery()
         )
@@ -316,7 +320,7 @@ class Overview:
                 ).label("Changed"),
                 func.max(_HISTORY.c.CorrelationId).label("CorrelationId"),
             )
-            .where(_HISTORY.c.SyncStartTime >= since, *where_history)
+            .where(_HISTORY.c.SyncStartTime >= since, real, *where_history)
             .group_by(_HISTORY.c.SchoolId, _HISTORY.c.SyncStartTime)
             .order_by(_HISTORY.c.SchoolId, _HISTORY.c.SyncStartTime)
         )
