@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from cleversync import httpapi, runtime, threads
+from cleversync.dashboard.hosted import HostedDashboard
 from cleversync.redaction import mask_credentials
 
 if TYPE_CHECKING:
@@ -110,10 +111,44 @@ def scheduled_sync(timer: func.TimerRequest, context: func.Context) -> None:
         httpapi.scheduled_sync(runtime.current(), past_due=timer.past_due)
 
 
+# The operator's dashboard: GET and POST under /dashboard (the host reserves /admin for its
+# own API). Anonymous at the host: App Service Authentication (Entra ID) signs users in in
+# front of it, and the app admits only CleverSync__Admin__AllowedUsers or the
+# CleverSync__Admin__Role (cleversync.dashboard.auth); it fails closed without them.
+dashboard_api = func.Blueprint()
+_dashboard = HostedDashboard(runtime.current)
+
+
+@dashboard_api.function_name("dashboard")
+@dashboard_api.route(
+    route="dashboard/{*path}",
+    methods=[func.HttpMethod.GET, func.HttpMethod.POST],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
+def dashboard(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    with threads.bind_invocation(context):
+        status, headers, body = _dashboard.handle(
+            req.method, req.url, dict(req.headers), req.get_body() or b""
+        )
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "text/html")
+        mimetype, _, charset = content_type.partition(";")
+        response = func.HttpResponse(
+            body,
+            status_code=status,
+            mimetype=mimetype.strip(),
+            charset=charset.partition("=")[2].strip() or "utf-8",
+        )
+        for name, value in headers:
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response
+
+
 app.register_functions(sync_api)
 app.register_functions(health_api)
 app.register_functions(schedule)
 app.register_functions(sync_queue)
+app.register_functions(dashboard_api)
 
 
 def _health_parts() -> tuple[HealthMonitor | None, Callable[[str], str]]:

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from cleversync.clever.tokens import TokenProvider
     from cleversync.db.sessiondb.changes import ChangeLog
     from cleversync.db.sessiondb.history import History
+    from cleversync.db.sessiondb.overview import Overview
     from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRecord
+    from cleversync.enrol import DiscoveredSchool
     from cleversync.notify.notifier import Notifier
     from cleversync.orchestrator import Orchestrator
     from cleversync.queue import SyncQueue
@@ -203,6 +205,58 @@ class Services:
             clock=self.utc_clock,
             sleep=self.sleep,
         )
+
+    @property
+    def overview(self) -> Overview:
+        """The dashboard's read-only queries."""
+        from cleversync.db.sessiondb.overview import Overview
+
+        return Overview(
+            self.checked_session_engine(),
+            policy=self.settings.retry.database,
+            clock=self.utc_clock,
+            sleep=self.sleep,
+        )
+
+    # --- registering districts and schools (the CLI and the dashboard share these) ------
+
+    def verify_clever_credentials(
+        self, *, clever_district_id: str, prefix: str, client_id: str, client_secret: str
+    ) -> None:
+        from cleversync import enrol
+
+        enrol.verify_credentials(self, clever_district_id, prefix, client_id, client_secret)
+
+    def store_district_credentials(
+        self, prefix: str, client_id: str, client_secret: str
+    ) -> tuple[str, str]:
+        from cleversync import enrol
+
+        return enrol.store_credentials(self, prefix, client_id, client_secret)
+
+    def register_district(
+        self, *, name: str, clever_id: str, prefix: str, client_id: str, client_secret: str
+    ) -> DistrictRecord:
+        from cleversync import enrol
+
+        return enrol.register_district(self, name, clever_id, prefix, client_id, client_secret)
+
+    def new_school_connection_string(self, prefix: str) -> tuple[str | None, bool]:
+        from cleversync import enrol
+
+        return enrol.new_school_connection_string(self, prefix)
+
+    def register_discovered_school(
+        self, district_id: int, clever_id: str, name: str
+    ) -> SchoolRecord:
+        from cleversync import enrol
+
+        return enrol.register_school(self, district_id, clever_id, name)
+
+    def discover_schools(self, district_id: int, *, register: bool) -> list[DiscoveredSchool]:
+        from cleversync import enrol
+
+        return enrol.discover(self, district_id, register=register)
 
     @property
     def changes(self) -> ChangeLog:

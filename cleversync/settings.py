@@ -195,6 +195,29 @@ class LoggingSettings(_Section):
         return LOG_LEVELS[self.log_level.lower()]
 
 
+class AdminSettings(_Section):
+    """Who may use the dashboard in Azure (behind App Service Authentication): users named in
+    ``AllowedUsers`` (sign-in names, separated by commas or semicolons, matched ignoring case)
+    or holding the app role ``Role``. Neither set: nobody (the dashboard fails closed)."""
+
+    allowed_users: str = Field("", alias="AllowedUsers")
+    role: str = Field("", alias="Role")
+
+    @field_validator("role")
+    @classmethod
+    def _one_role(cls, value: str) -> str:
+        value = value.strip()
+        if any(c.isspace() or c in ",;" for c in value):
+            raise ValueError("must be one app role name (no spaces, commas or semicolons)")
+        return value
+
+    @property
+    def users(self) -> frozenset[str]:
+        return frozenset(
+            name.strip().lower() for name in re.split(r"[,;]", self.allowed_users) if name.strip()
+        )
+
+
 # An address as SMTP takes it: one local part, one domain, nothing a header could be built from.
 _ADDRESS = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$"
@@ -296,6 +319,7 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(MonitoringSettings(), alias="Monitoring")
     history: HistorySettings = Field(HistorySettings(), alias="History")
     logging: LoggingSettings = Field(LoggingSettings(), alias="Logging")
+    admin: AdminSettings = Field(AdminSettings(), alias="Admin")
     notify: NotifySettings = Field(NotifySettings(), alias="Notify")
     schedule: str = Field("0 0 2 * * *", alias=SCHEDULE_VARIABLE)
     queue_name: str = Field("cleversync-sync", alias=QUEUE_VARIABLE)

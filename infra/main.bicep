@@ -26,6 +26,19 @@ param alertEmail string
 @description('Object id of whoever runs azd (azd fills it in): granted Key Vault Secrets Officer, to store the secrets with the cleversync CLI. Empty: nobody.')
 param principalId string = ''
 
+@description('Client id of the Entra ID app registration that signs operators in to the dashboard (App Service Authentication). Empty: sign-in is not set up and the dashboard refuses everyone.')
+param dashboardClientId string = ''
+
+@description('Who may use the dashboard: sign-in names, separated by commas or semicolons (CleverSync__Admin__AllowedUsers).')
+param dashboardAllowedUsers string = ''
+
+@description('An app role of the app registration that admits its holders to the dashboard (CleverSync__Admin__Role).')
+param dashboardRole string = ''
+
+@secure()
+@description('The key the dashboard signs its forms with (a new random one each deployment unless given).')
+param dashboardCsrfKey string = newGuid()
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -46,6 +59,10 @@ module resources 'resources.bicep' = {
     resourceToken: resourceToken
     alertEmail: alertEmail
     principalId: principalId
+    dashboardClientId: dashboardClientId
+    dashboardAllowedUsers: dashboardAllowedUsers
+    dashboardRole: dashboardRole
+    dashboardCsrfKey: dashboardCsrfKey
   }
 }
 

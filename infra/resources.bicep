@@ -5,6 +5,11 @@ param tags object
 param resourceToken string
 param alertEmail string
 param principalId string
+param dashboardClientId string
+param dashboardAllowedUsers string
+param dashboardRole string
+@secure()
+param dashboardCsrfKey string
 
 var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
@@ -85,6 +90,15 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableRbacAuthorization: true
     enableSoftDelete: true
     publicNetworkAccess: 'Enabled'
+  }
+}
+
+// The dashboard signs its forms with this key; every instance of the app reads it.
+resource dashboardCsrfSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: vault
+  name: 'CleverSyncSOS--AdminPortal--CsrfKey'
+  properties: {
+    value: dashboardCsrfKey
   }
 }
 
@@ -242,6 +256,9 @@ module api 'app/api.bicep' = {
     deploymentContainerName: deploymentContainer.name
     applicationInsightsName: appInsights.name
     keyVaultUrl: vault.properties.vaultUri
+    dashboardClientId: dashboardClientId
+    dashboardAllowedUsers: dashboardAllowedUsers
+    dashboardRole: dashboardRole
   }
   // The host starts reading storage, the vault and telemetry as soon as the app exists.
   dependsOn: [

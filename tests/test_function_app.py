@@ -97,6 +97,17 @@ EXPECTED_BINDINGS = {
         },
         {"direction": "OUT", "type": "http", "name": "$return"},
     ],
+    "dashboard": [
+        {
+            "direction": "IN",
+            "type": "httpTrigger",
+            "name": "req",
+            "methods": ["GET", "POST"],
+            "authLevel": "ANONYMOUS",
+            "route": "dashboard/{*path}",
+        },
+        {"direction": "OUT", "type": "http", "name": "$return"},
+    ],
     "sync_school": [
         {
             "direction": "IN",

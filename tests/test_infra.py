@@ -330,3 +330,42 @@ def test_the_checks_pass_a_good_setting(tmp_path: Path) -> None:
     }
     check_names(settings)
     assert check_values(settings).key_vault.url == "https://kv.vault.azure.net/"
+
+
+# --- the dashboard's sign-in ----------------------------------------------------------------
+
+
+def test_the_dashboard_sign_in_is_app_service_authentication_with_entra_id() -> None:
+    api = (INFRA / "app" / "api.bicep").read_text()
+    match = re.search(r"resource authSettings 'config' = if \(!empty\(dashboardClientId\)\)", api)
+    assert match, "no authsettingsV2 resource, or it is not conditional on the client id"
+    body = _object_after(api, match.end())
+    assert re.search(r"name:\s*'authsettingsV2'", api[match.start() : match.end() + 200])
+    assert re.search(r"platform:\s*\{\s*enabled:\s*true\s*\}", body)
+    # Anonymous requests pass: the function-key routes and the health probe stay reachable;
+    # the app itself refuses the dashboard to anyone not signed in (401 with a sign-in link).
+    assert re.search(r"requireAuthentication:\s*false", body)
+    assert re.search(r"unauthenticatedClientAction:\s*'AllowAnonymous'", body)
+    assert re.search(r"azureActiveDirectory:\s*\{\s*enabled:\s*true", body)
+    assert re.search(r"clientId:\s*dashboardClientId", body)
+    assert "tenant().tenantId}/v2.0" in body
+
+
+def test_the_dashboard_admin_settings_and_csrf_key_come_from_parameters() -> None:
+    from cleversync.secrets import names
+
+    settings = bicep_app_settings()
+    assert settings["CleverSync__Admin__AllowedUsers"] == "dashboardAllowedUsers"
+    assert settings["CleverSync__Admin__Role"] == "dashboardRole"
+    resources = (INFRA / "resources.bicep").read_text()
+    assert f"name: '{names.DASHBOARD_CSRF_KEY}'" in resources
+    assert re.search(r"@secure\(\)\s*param dashboardCsrfKey string", resources)
+    main = (INFRA / "main.bicep").read_text()
+    assert re.search(
+        r"@secure\(\)\n(@description\(.*\)\n)?param dashboardCsrfKey string = newGuid\(\)", main
+    )
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert given["dashboardClientId"]["value"] == "${DASHBOARD_CLIENT_ID=}"
+    assert "dashboardCsrfKey" not in given  # a new random key unless one is given
+    for name in ("dashboardClientId", "dashboardAllowedUsers", "dashboardRole", "dashboardCsrfKey"):
+        assert re.search(rf"{name}: {name}\b", main), f"main.bicep does not pass {name} on"

@@ -101,6 +101,12 @@ EVERY_VARIABLE = {
         7,
     ),
     "CleverSync__Logging__LogLevel": ("Debug", lambda s: s.logging.python_level, logging.DEBUG),
+    "CleverSync__Admin__AllowedUsers": (
+        "Ada@Example.org; grace@example.org,",
+        lambda s: s.admin.users,
+        frozenset({"ada@example.org", "grace@example.org"}),
+    ),
+    "CleverSync__Admin__Role": ("CleverSync.Admin", lambda s: s.admin.role, "CleverSync.Admin"),
     "CleverSync__Notify__To": (
         "ops@example.org, it@example.org",
         lambda s: s.notify.recipients,

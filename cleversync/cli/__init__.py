@@ -43,7 +43,7 @@ class CliContext:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cleversync.cli import admin, changes, demo, run, sandbox, schools
+    from cleversync.cli import admin, changes, dashboard, demo, run, sandbox, schools
 
     parser = argparse.ArgumentParser(
         prog="cleversync",
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.register(commands)
     changes.register(commands)
     demo.register(commands)
+    dashboard.register(commands)
     sandbox.register(commands)
     _verbosity_after_the_command(parser)
     return parser

@@ -175,7 +175,6 @@ def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
     import getpass
 
     from cleversync.errors import CleverSyncError, UsageError
-    from cleversync.secrets import names
 
     services = ctx.services
     district = services.registry.get_district(args.district_id)
@@ -191,30 +190,19 @@ def district_set_credentials(args: argparse.Namespace, ctx: CliContext) -> int:
     if not client_id or not secret:
         raise UsageError("the client id and the client secret must not be empty")
     services.redactor.register_basic(client_id, secret)
-    id_name, secret_name = names.client_id(district.prefix), names.client_secret(district.prefix)
     if args.verify:
         # Check them before they replace anything: a wrong secret must not break the syncs.
-        from cleversync.clever.tokens import DistrictRef, TokenProvider
-        from cleversync.secrets.memory import MemorySecretStore
-
-        candidate = MemorySecretStore(
-            {id_name: client_id, secret_name: secret}, redactor=services.redactor
-        )
-        checker = TokenProvider(
-            settings=services.settings,
-            secret_store=candidate,
-            http=services.http,
-            district_count=lambda: 0,
-            redactor=services.redactor,
-        )
-        ref = DistrictRef(district.district_id, district.clever_district_id, district.prefix)
         try:
-            checker.token(ref)
+            services.verify_clever_credentials(
+                clever_district_id=district.clever_district_id,
+                prefix=district.prefix,
+                client_id=client_id,
+                client_secret=secret,
+            )
         except CleverSyncError as exc:
             raise CleverSyncError(f"{exc}; nothing was stored") from None
         print(f"Verified: Clever issued a token for district {district.clever_district_id}")
     store = services.secret_store
-    store.set(id_name, client_id)
-    store.set(secret_name, secret)
+    id_name, secret_name = services.store_district_credentials(district.prefix, client_id, secret)
     print(f"Stored {id_name} and {secret_name} in the {store.description}")
     return 0

@@ -81,6 +81,9 @@ def demo_command(args: argparse.Namespace, ctx: CliContext) -> int:
     say("  .venv/bin/cleversync school list; .venv/bin/cleversync history --school-id 3")
     say("To run the commands yourself against a sandbox, start 'cleversync sandbox serve' and")
     say("set CleverSync__Clever__ApiBaseUrl and CleverSync__Clever__TokenUrl as it prints.")
+    say("\nTo see all of it in the dashboard (with the variable above set):")
+    say("  .venv/bin/cleversync dashboard")
+    say("then open http://127.0.0.1:8765/admin/ in a browser (Ctrl-C stops it).")
     return 0
 
 

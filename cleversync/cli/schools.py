@@ -290,8 +290,8 @@ def school_discover(args: argparse.Namespace, ctx: CliContext) -> int:
         known = registered.get(school.id)
         if known is None and args.register:
             progress.show(len(added) + 1, school.name or school.id)
-            known = _register_discovered(
-                ctx, district.district_id, school.id, school.name or school.id
+            known = services.register_discovered_school(
+                district.district_id, school.id, school.name or school.id
             )
             added.append(known)
         rows.append(
@@ -340,36 +340,3 @@ def _say_missing_connection_strings(ctx: CliContext, added: list[SchoolRecord]) 
     if ctx.services.settings.uses_key_vault:
         print("  or create each secret above in Key Vault directly.")
     print("Then: 'cleversync db upgrade --all-schools' creates their tables.")
-
-
-def _register_discovered(
-    ctx: CliContext, district_id: int, clever_id: str, name: str
-) -> SchoolRecord:
-    """Register a school found in Clever with a prefix derived from its name."""
-    from cleversync.connstr import database_name
-    from cleversync.secrets import names
-
-    services = ctx.services
-    registry = services.registry
-    base = names.prefix_from_name(name)[: names.MAX_PREFIX_LENGTH - 4]
-    taken = {s.prefix.lower() for s in registry.list_schools(include_removed=True)} | {
-        d.prefix.lower() for d in registry.list_districts(include_removed=True)
-    }
-    prefix, n = base, 2
-    while prefix.lower() in taken:
-        prefix, n = f"{base}-{n}", n + 1
-    connection_string, is_new = known_school_connection_string(services, prefix)
-    try:
-        derived = database_name(connection_string) if connection_string else None
-    except Exception:  # a bad stored string is reported by db upgrade and sync, not here
-        derived = None
-    school = registry.add_school(
-        district_id=district_id,
-        clever_id=clever_id,
-        name=name[:200] if name.strip() else clever_id,
-        prefix=prefix,
-        database_name=(derived or prefix)[:100],
-    )
-    if is_new and connection_string is not None:
-        services.secret_store.set(names.connection_string(prefix), connection_string)
-    return school

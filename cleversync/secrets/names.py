@@ -9,6 +9,8 @@ from cleversync.errors import UsageError
 
 ROOT = "CleverSyncSOS"
 SESSIONDB_CONNECTION_STRING = f"{ROOT}--SessionDb--ConnectionString"
+# The key the dashboard signs its CSRF tokens with (shared by every instance of the app).
+DASHBOARD_CSRF_KEY = f"{ROOT}--AdminPortal--CsrfKey"
 NOTIFY_SMTP_PASSWORD = f"{ROOT}--Notify--SmtpPassword"  # the SMTP login for run reports
 GLOBAL_COMPONENT = "Clever"
 RESERVED_PREFIXES = frozenset({"clever", "sessiondb", "adminportal"})

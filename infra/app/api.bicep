@@ -9,6 +9,9 @@ param storageAccountName string
 param deploymentContainerName string
 param applicationInsightsName string
 param keyVaultUrl string
+param dashboardClientId string = ''
+param dashboardAllowedUsers string = ''
+param dashboardRole string = ''
 param maximumInstanceCount int = 100
 @allowed([
   2048
@@ -99,6 +102,49 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       CleverSync__KeyVault__Url: keyVaultUrl
       // Large districts: fewer, bigger pages (see the README's Performance section).
       CleverSync__Sync__PageSize: '1000'
+      // Who may use the dashboard (/dashboard); neither set: nobody.
+      CleverSync__Admin__AllowedUsers: dashboardAllowedUsers
+      CleverSync__Admin__Role: dashboardRole
+    }
+  }
+
+  // App Service Authentication (Entra ID) for the dashboard. Anonymous requests pass (the
+  // function-key routes and the health probe must keep working); the platform signs users
+  // in at /.auth/login/aad and hands the app who they are in X-MS-CLIENT-PRINCIPAL, which it
+  // strips from client requests, and the app admits only the users or role above.
+  resource authSettings 'config' = if (!empty(dashboardClientId)) {
+    name: 'authsettingsV2'
+    properties: {
+      platform: {
+        enabled: true
+      }
+      globalValidation: {
+        requireAuthentication: false
+        unauthenticatedClientAction: 'AllowAnonymous'
+      }
+      httpSettings: {
+        requireHttps: true
+      }
+      identityProviders: {
+        azureActiveDirectory: {
+          enabled: true
+          registration: {
+            openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+            clientId: dashboardClientId
+          }
+          validation: {
+            allowedAudiences: [
+              dashboardClientId
+              'api://${dashboardClientId}'
+            ]
+          }
+        }
+      }
+      login: {
+        tokenStore: {
+          enabled: false
+        }
+      }
     }
   }
 }

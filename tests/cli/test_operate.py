@@ -251,6 +251,10 @@ def test_demo_runs_the_whole_cycle(capsys, tmp_path: Path) -> None:
         assert step in out
     assert (folder / "sessiondb.sqlite").exists()
     assert "graduated" in out
+    assert out.rstrip().endswith(
+        ".venv/bin/cleversync dashboard\nthen open http://127.0.0.1:8765/admin/ in a browser "
+        "(Ctrl-C stops it)."
+    )
     # Every run's report is an .eml file in the demo's outbox; the last one is shown.
     reports = sorted((folder / "outbox").glob("*.eml"))
     assert len(reports) == 3

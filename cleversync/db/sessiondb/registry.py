@@ -108,22 +108,22 @@ class Registry:
 
     # --- districts ----------------------------------------------------------------------
 
+    def check_new_district(self, *, name: str, clever_id: str, prefix: str) -> tuple[str, str]:
+        """UsageError unless a district with these values could be added now; the cleaned
+        (name, Clever id). For checks before anything else happens (asking Clever)."""
+        name = check_text(name, what="district name", width=200)
+        clever_id = check_clever_district_id(clever_id)
+        names.validate_prefix(prefix, what="district prefix")
+        with self._engine.connect() as conn:
+            self._check_district_free(conn, clever_id, prefix)
+        return name, clever_id
+
     def add_district(self, *, name: str, clever_id: str, prefix: str) -> DistrictRecord:
         name = check_text(name, what="district name", width=200)
         clever_id = check_clever_district_id(clever_id)
         names.validate_prefix(prefix, what="district prefix")
         with self._engine.begin() as conn:
-            found = conn.execute(
-                select(District.DistrictId, District.RemovedAt).where(
-                    District.CleverDistrictId == clever_id
-                )
-            ).first()
-            if found is not None:
-                raise UsageError(
-                    f"a district with Clever id {clever_id} is already registered"
-                    + _removed_note("district", found.DistrictId, found.RemovedAt)
-                )
-            self._check_prefix_free(conn, prefix)
+            self._check_district_free(conn, clever_id, prefix)
             now = self._clock()
             district_id = conn.execute(
                 District.__table__.insert().returning(District.DistrictId),
@@ -255,6 +255,19 @@ class Registry:
                 .values(IsActive=active, UpdatedAt=self._clock())
             )
         return self.get_school(school_id)
+
+    def _check_district_free(self, conn: Connection, clever_id: str, prefix: str) -> None:
+        found = conn.execute(
+            select(District.DistrictId, District.RemovedAt).where(
+                District.CleverDistrictId == clever_id
+            )
+        ).first()
+        if found is not None:
+            raise UsageError(
+                f"a district with Clever id {clever_id} is already registered"
+                + _removed_note("district", found.DistrictId, found.RemovedAt)
+            )
+        self._check_prefix_free(conn, prefix)
 
     def set_district_active(self, district_id: int, active: bool) -> DistrictRecord:
         """Take a district's schools out of (or back into) every run; each school's own
