@@ -30,7 +30,7 @@ from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRec
 from cleversync.errors import CleverSyncError, LeaseHeldError, LeaseLostError
 from cleversync.logcontext import log_context
 from cleversync.redaction import Redactor
-from cleversync.runtally import RunTally, Waits
+from cleversync.runtally import RunTally
 from cleversync.settings import Settings
 from cleversync.sync.modes import ClientFactory, Modes, Run, dims
 from cleversync.sync.outcome import EntityOutcome
@@ -300,6 +300,8 @@ class SchoolSync:
         for outcome in run.outcomes.values():
             if not outcome.done:
                 outcome.fail("the run stopped before this entity was synced")
+            if counted is not None:
+                outcome.waits = counted.of(outcome.entity)
             good = outcome.status in GOOD_STATUSES
             try:
                 self.history.close(
@@ -310,7 +312,7 @@ class SchoolSync:
                     last_event_id=outcome.last_event_id if good else None,
                     last_sync_timestamp=run.started if good else None,
                     changes_omitted=omitted.get(outcome.entity, 0),
-                    waits=counted.of(outcome.entity) if counted is not None else Waits(),
+                    waits=outcome.waits,
                 )
             except Exception as exc:  # the row stays InProgress until the next sweep
                 unwritten.append(_describe(exc))

@@ -111,6 +111,12 @@ def test_500s_and_429s_are_counted_on_their_entitys_row_and_nowhere_else(
         "Teacher": (2, 0, 0),
         "Section": (2, 1, pytest.approx(7.0)),
     }
+    # The run's result (the CLI's and HTTP answer's entities) says the same.
+    assert {o.entity: o.waits for o in run.schools[0].entities} == {
+        "Student": runtally.Waits(),
+        "Teacher": runtally.Waits(retries=2),
+        "Section": runtally.Waits(2, 1, 7.0),
+    }
     # The other school, not synced in that run, and the earlier run: nothing recorded.
     earlier = [r for r in world.history(school_id=1) if r["CorrelationId"] != run.correlation_id]
     assert earlier and all(
