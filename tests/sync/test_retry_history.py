@@ -302,3 +302,25 @@ def test_nothing_is_counted_outside_a_run_and_a_pool_thread_forgets_its_run() ->
     assert (tally.of("Student").retries, tally.of("Teacher").rate_limit_waits) == (1, 1)
     assert tally.of("Teacher").rate_limit_wait_seconds == 2.5
     assert tally.of("Section").retries == 1
+
+
+def test_a_previews_dry_run_rows_record_its_retries_too(
+    world: World, clock: Clock, on_clock: Callable[..., Services]
+) -> None:
+    world.sync(school_id=1)
+    services = on_clock()
+    world.sandbox.faults.add(
+        Fault("status", path=users_path(world), query="role=teacher", status=500, times=1)
+    )
+    world.sandbox.faults.add(
+        Fault(
+            "status", path=sections_path(world), status=429, headers={"Retry-After": "5"}, times=1
+        )
+    )
+    preview = services.preview_full_sync(1)
+    rows = {r["SyncId"]: r for r in world.history(school_id=1, status="DryRun")}
+    got = {
+        entity: (rows[i]["Retries"], rows[i]["RateLimitWaits"], rows[i]["RateLimitWaitSeconds"])
+        for entity, i in preview.history_ids.items()
+    }
+    assert got == {"Student": (0, 0, 0), "Teacher": (1, 0, 0), "Section": (1, 1, 5.0)}
