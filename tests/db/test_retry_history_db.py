@@ -7,16 +7,20 @@ import io
 
 from alembic import command
 from sqlalchemy import insert, inspect, select, text
+from sqlalchemy.engine import Connection
 
+from cleversync import runtally
 from cleversync.db.engines import engine_for
 from cleversync.db.migrate import alembic_config, current_revision, head_revision, upgrade
-from cleversync.db.schema import SyncChange, SyncHistory
+from cleversync.db.retry import in_transaction
+from cleversync.db.schema import SyncChange, SyncHistory, Teacher
 from cleversync.db.sessiondb.history import Counts, History
 from cleversync.redaction import Redactor
 from cleversync.runtally import Waits
 from cleversync.settings import Settings
 from cleversync.vocabulary import ChangeKind, RunStatus
 from tests.db.test_changes_db import T0, downgrade, seed, upgrade_to
+from tests.db.test_retry import POLICY, _insert, impatient_engine, teachers_locked
 
 NEW = {"Retries", "RateLimitWaits", "RateLimitWaitSeconds"}
 
@@ -109,3 +113,24 @@ def test_0006_renders_t_sql_both_ways() -> None:
     for name in NEW:
         drop_default = sql.index(f"col_name(parent_object_id, parent_column_id) = '{name}'")
         assert drop_default < sql.index(f"ALTER TABLE [SyncHistory] DROP COLUMN [{name}]")
+
+
+def test_a_database_retry_counts_on_the_entity_whose_pass_met_it(school_db_url: str) -> None:
+    # A real lock held by another session (SQLite and PostgreSQL), met inside a run's
+    # Teacher pass: one retry, on the Teacher row.
+    engine = impatient_engine(school_db_url)
+    counted = runtally.RunTally("Student")
+    with teachers_locked(school_db_url) as release:
+
+        def work(conn: Connection) -> str:
+            _insert(conn, Teacher, "t1")
+            return "written"
+
+        def sleep(seconds: float) -> None:
+            release()
+
+        with runtally.tally(counted), runtally.entity("Teacher"):
+            assert in_transaction(engine, work, policy=POLICY, what="w", sleep=sleep) == "written"
+    assert counted.of("Teacher") == Waits(retries=1)
+    assert counted.of("Student") == counted.of("Section") == Waits()
+    engine.dispose()
