@@ -11,6 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from cleversync.clever.pages import RawPage
 from cleversync.sandbox import Fault, Sandbox
 from cleversync.services import Services
 from cleversync.settings import Settings
-from cleversync.threads import start_thread
+from cleversync.threads import bound, start_thread
 from tests.sync.test_clever_faults import Clock
 from tests.world import World, clever_school_id
 
@@ -301,6 +302,15 @@ def test_nothing_is_counted_outside_a_run_and_a_pool_thread_forgets_its_run() ->
     assert runtally.current() == (None, None)
     assert (tally.of("Student").retries, tally.of("Teacher").rate_limit_waits) == (1, 1)
     assert tally.of("Teacher").rate_limit_wait_seconds == 2.5
+    assert tally.of("Section").retries == 1
+    # A pool thread that ran a run's work (handed over through ``bound``) keeps nothing of
+    # it for the next task, which counts nowhere.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with runtally.tally(tally), runtally.entity("Section"):
+            seen = pool.submit(bound(runtally.current)).result()
+        assert seen == (tally, "Section")
+        assert pool.submit(runtally.current).result() == (None, None)
+        pool.submit(runtally.count_retry).result()
     assert tally.of("Section").retries == 1
 
 
