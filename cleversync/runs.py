@@ -173,6 +173,12 @@ class QueuedRuns:
                 part.status,
                 extra=dims,
             )
+            notifier = self.orchestrator.notifier
+            if run.finished_at is not None and run.reported_at is None and notifier is not None:
+                # The instance that finished the run died before claiming its report.
+                finished = self.runs.get(message.run_id, with_history=notifier.enabled)
+                if finished is not None:
+                    notifier.queued_run_finished(finished)  # never raises; claims it once
             return DUPLICATE
         registry = self.orchestrator.registry
         try:
