@@ -32,7 +32,9 @@ HELD_BACK_MARK = "--allow-mass-delete"
 DEFAULT_FROM = "CleverSync <cleversync@localhost>"
 MSGID_DOMAIN = "cleversync.local"  # make_msgid would otherwise ask DNS for this host's name
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0, DEL and C1 controls and the Unicode line and paragraph separators: every character
+# str.splitlines (and so the email package) takes for a line break, and the other controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ class Envelope:
 
 
 def one_line(text: str) -> str:
-    """Safe in a header: control characters (CR, LF) become spaces."""
+    """Safe in a header: control characters and line breaks (CR, LF, NEL, U+2028...) become
+    spaces."""
     return _CONTROL.sub(" ", text).strip()
 
 

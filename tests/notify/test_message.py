@@ -129,3 +129,15 @@ def test_an_alert_names_the_school_and_its_streak_on_one_subject_line() -> None:
     text, page = _parts(message)
     assert "ConsecutiveSyncFailures" in text and "cleversync sync --school-id 5" in text
     assert "Clever said &lt;no&gt;" in page
+
+
+def test_an_alert_survives_every_line_break_python_knows_in_a_name() -> None:
+    """NEL, the line and paragraph separators and the file/group/record separators break a
+    header line for the email package as CR and LF do: made spaces, the alert is composed."""
+    for mark in ("\x85", "\u2028", "\u2029", "\x1c", "\x0b"):
+        alert = Alert(5, f"Elm{mark}Bcc: victim@example.org", 2, 3, "error", "abc", AT)
+        message = alert_message(alert, Envelope(to=("ops@example.org",)), Redactor().redact)
+        assert message["Subject"] == (
+            "CleverSync alert: school 5 (Elm Bcc: victim@example.org) failed 3 syncs in a row"
+        )
+        assert message["Bcc"] is None
