@@ -176,6 +176,9 @@ def _when(at: datetime) -> str:
 
 
 def report_text(report: RunReport, envelope: Envelope, redact: Redact) -> str:
+    def t(text: str) -> str:  # one line each: no value can forge a line of advice
+        return one_line(redact(text))
+
     lines = [report_subject(report), ""]
     lines.append(
         f"Run {report.correlation_id} ({report.trigger}) finished {_when(report.finished_at)}."
@@ -186,15 +189,15 @@ def report_text(report: RunReport, envelope: Envelope, redact: Redact) -> str:
             continue
         lines += ["", f"{category.capitalize()} ({len(schools)}):"]
         for school in schools:
-            lines.append(f"- school {school.school_id}: {redact(school.name)}")
-            lines += [f"    {redact(problem)}" for problem in school.problems()]
+            lines.append(f"- school {school.school_id}: {t(school.name)}")
+            lines += [f"    {t(problem)}" for problem in school.problems()]
             lines += [f"    $ {action}" for action in school.actions()]
     skipped = [s for s in report.schools if s.category == SKIPPED]
     if skipped:
         lines += ["", f"Skipped ({len(skipped)}):"]
         for school in skipped:
-            reason = f": {redact(school.error)}" if school.error else ""
-            lines.append(f"- school {school.school_id}: {redact(school.name)}{reason}")
+            reason = f": {t(school.error)}" if school.error else ""
+            lines.append(f"- school {school.school_id}: {t(school.name)}{reason}")
     lines += ["", "Totals:"]
     lines += [f"  {category}: {report.count(category)}" for category in CATEGORIES]
     totals = report.totals()
@@ -254,13 +257,14 @@ def report_html(report: RunReport, envelope: Envelope, redact: Redact) -> str:
 
 
 def alert_text(alert: Alert, envelope: Envelope, redact: Redact) -> str:
+    name = one_line(redact(alert.name))  # one line: no value can forge a line of advice
     lines = [
         alert_subject(alert, redact),
         "",
-        f"School {alert.school_id} ({redact(alert.name)}, district {alert.district_id}) has "
+        f"School {alert.school_id} ({name}, district {alert.district_id}) has "
         f"failed {alert.failures} syncs in a row (ConsecutiveSyncFailures), "
         f"as of {_when(alert.at)}.",
-        f"Last error: {redact(alert.error or 'unknown')}",
+        f"Last error: {one_line(redact(alert.error or 'unknown'))}",
         f"Run: {alert.correlation_id}",
         "",
         f"  $ cleversync history --school-id {alert.school_id}",
