@@ -273,6 +273,50 @@ def test_a_queued_run_is_reported_once_when_its_last_school_finishes(world: Worl
     assert world.services.queued_runs().run_status(run_id)["status"] == "Failed"  # type: ignore[index]
 
 
+def test_an_instance_killed_before_claiming_the_report_leaves_it_to_the_redelivery(
+    world: World,
+) -> None:
+    """Killed after its last school's part was closed (the run finished) and before the
+    report was claimed: the queue delivers that message again, and the report goes then."""
+    fail_school(world)
+    queue = ListQueue()
+    run_id = _enqueue(world.services, queue)
+    first, last = queue.messages
+    queued = world.services.queued_runs()
+    queued.process_message(first.to_json(), MAX_DEQUEUE)
+    # What the killed instance committed: the last part closed, the run finished.
+    assert queued.runs.start_school(run_id, last.school_id)
+    assert queued.runs.finish_school(run_id, last.school_id, "Success") == (True, True)
+    assert outbox_files(world) == []
+    assert queued.process_message(last.to_json(), 2) == "duplicate"
+    [path] = outbox_files(world)
+    assert read_eml(path)["Subject"] == "CleverSync: 1 school synced, 1 failed"
+    queued.process_message(last.to_json(), 3)  # and once only
+    assert len(outbox_files(world)) == 1
+
+
+@pytest.mark.parametrize("history", ["refuse", "purge"])
+def test_a_school_removed_while_queued_lets_its_run_finish_and_be_reported(
+    world: World, history: str
+) -> None:
+    """'school remove' of a school whose part of a queued run has not started: the run
+    still ends (with its other schools) and is reported, once."""
+    fail_school(world)
+    queue = ListQueue()
+    run_id = _enqueue(world.services, queue)
+    first, last = queue.messages
+    queued = world.services.queued_runs()
+    queued.process_message(first.to_json(), MAX_DEQUEUE)
+    world.services.registry.remove_school(last.school_id, history)
+    queued.process_message(last.to_json(), 1)  # its message arrives all the same
+    record = queued.runs.get(run_id, with_history=False)
+    assert record is not None and record.finished_at is not None
+    [path] = outbox_files(world)
+    assert read_eml(path)["Subject"] == "CleverSync: 0 schools synced, 1 failed"
+    queued.process_message(last.to_json(), 2)
+    assert len(outbox_files(world)) == 1
+
+
 def test_a_queued_schools_alert_is_sent_when_its_part_ends(world: World) -> None:
     fail_school(world)
     made = services(world, CleverSync__Monitoring__AlertAfterConsecutiveFailures="1")
