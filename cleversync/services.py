@@ -274,6 +274,7 @@ class Services:
             clock=self.wall_clock,
             wait=wait,
             breaker=breaker,
+            prefetch=True,
         )
 
     # --- sync ---------------------------------------------------------------------------
