@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import ssl
@@ -14,7 +15,7 @@ import pytest
 
 from cleversync.clever.client import CleverClient
 from cleversync.clever.http import build_http_client
-from cleversync.clever.models import User
+from cleversync.clever.models import Section, User, unknown_fields, unknown_in
 from cleversync.clever.pages import FieldReport
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.errors import (
@@ -264,6 +265,31 @@ def test_prefetch_raises_a_failed_page_where_it_is_asked_for() -> None:
     assert [u.id for u in next(pages).records] == ["a"]  # page b's failure is not page a's
     with pytest.raises(CleverRequestError):
         next(pages)
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("schoool_users_next", User), ("school_sections", Section)]
+)
+def test_unknown_fields_of_a_page_are_those_of_its_records(name: str, model: type) -> None:
+    # A page's unknown fields are read from the dicts at once (unknown_in): the same set as
+    # walking each parsed record's models (unknown_fields), on real payloads with fields
+    # added at every level, and with nested objects missing or null.
+    raws = [copy.deepcopy(item["data"]) for item in body(name)["data"]]  # recordings are shared
+    assert raws
+    for n, raw in enumerate(raws):
+        raw[f"top_{n % 3}"] = 1
+        if model is User:
+            raw["name"] = {**(raw.get("name") or {}), f"nick_{n % 2}": "x"} if n % 4 else None
+            student = raw["roles"].get("student")
+            if student is not None and n % 5 == 0:
+                student["new_flag"] = True
+        elif n % 2:
+            raw["term"] = {"id": "t"}
+    expected: set[str] = set()
+    for raw in raws:
+        expected |= unknown_fields(model.model_validate(raw))
+    assert unknown_in(model, raws) == expected
+    assert "top_0" in expected and ("roles.student.new_flag" in expected or model is Section)
 
 
 def test_records_without_the_role_asked_for_are_skipped() -> None:
