@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 # One school of cases 1 and 2 (and 3, which changes it). Case 5 keeps its teachers and
 # sections, so that the difference between the two is students alone.
 SCHOOL_STUDENTS, SCHOOL_TEACHERS, SCHOOL_SECTIONS = 10_000, 600, 400
-PAGE_SIZE = 100  # the product's default
+PAGE_SIZE = 1000  # the product's default
 PARALLEL = 5  # MaxSchoolsInParallel, the product's default
 RATE_LIMIT, RATE_WINDOW = 1200, 60.0  # Clever's: per token, per minute
 

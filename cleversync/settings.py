@@ -113,7 +113,7 @@ class ConcurrencySettings(_Section):
 
 
 class SyncSettings(_Section):
-    page_size: int = Field(100, ge=1, le=10000, alias="PageSize")
+    page_size: int = Field(1000, ge=1, le=10000, alias="PageSize")
     batch_size: int = Field(500, ge=1, le=2000, alias="BatchSize")
     timeout_minutes: float = Field(30, gt=0, alias="TimeoutMinutes")
     # A run inside the Functions host starts no school after this many minutes (host.json's
