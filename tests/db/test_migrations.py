@@ -402,3 +402,15 @@ def test_scripts_that_are_not_one_line_of_revisions_go_to_alembic(tmp_path) -> N
     (tmp_path / "c.py").write_text('revision = "c"\ndown_revision = ("a", "b")\n')  # a merge
     with pytest.raises(ValueError, match="plain"):
         _single_head(tmp_path)
+
+
+def test_sqlite_connections_use_wal_with_normal_sync(tmp_path) -> None:
+    # WAL with synchronous=NORMAL (a commit does not wait for the disk; the file stays
+    # consistent through a crash), foreign keys on, and no pre-ping statement per checkout.
+    engine = engine_for(f"sqlite:///{tmp_path / 's.sqlite'}", create_sqlite_file=True)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert engine.pool._pre_ping is False
+    engine.dispose()
