@@ -15,6 +15,7 @@ import pytest
 
 from cleversync.cli import main
 from cleversync.sandbox import Sandbox
+from cleversync.services import GC_THRESHOLDS
 
 
 @pytest.fixture
@@ -209,6 +210,7 @@ def test_sync_turns_the_collector_back_on(registered: Sandbox, capsys) -> None:
     assert code == 0, err
     assert gc.isenabled()
     assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == GC_THRESHOLDS
     code, _, _ = cli(capsys, "sync", "--allow-mass-delete")  # refused before loading
     assert code == 2
     assert gc.isenabled()
