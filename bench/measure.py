@@ -149,10 +149,12 @@ def product_command() -> list[str]:
 
 def process(argv: list[str], env: dict[str, str] | None = None) -> Result:
     """Run ``argv`` as a process of its own and time it from the outside: its whole life,
-    start-up and exit included. The peak RSS is GNU time's (it forks from its own small
-    process, so the figure is the child's alone); None where GNU time is missing."""
+    start-up and exit included. The peak RSS and the CPU seconds (user + system) are GNU
+    time's (it forks from its own small process, so the figures are the child's alone);
+    None where GNU time is missing. CPU seconds vary far less than wall time on a busy
+    machine: the notes give their ratio next to the wall's."""
     with tempfile.NamedTemporaryFile("r", suffix=".rss", encoding="utf-8") as rss:
-        command = [TIME, "-f", "%M", "-o", rss.name, *argv] if TIME else argv
+        command = [TIME, "-f", "%M %U %S", "-o", rss.name, *argv] if TIME else argv
         began = time.perf_counter()
         done = subprocess.run(
             command,
@@ -170,8 +172,26 @@ def process(argv: list[str], env: dict[str, str] | None = None) -> Result:
             f"{' '.join(argv[:4])} ... failed (exit {done.returncode}):\n"
             f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
         )
-    peak = int(lines[-1]) / 1024 if lines and lines[-1].isdigit() else None
-    return {"wall": wall, "peak_mb": peak, "stdout": done.stdout, "stderr": done.stderr}
+    fields = lines[-1].split() if lines else []
+    peak = cpu = None
+    if len(fields) == 3:
+        peak, cpu = int(fields[0]) / 1024, float(fields[1]) + float(fields[2])
+    return {
+        "wall": wall,
+        "peak_mb": peak,
+        "cpu": cpu,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+    }
+
+
+def cpu_ratio(runs: list[Result], floors: list[Result]) -> float | None:
+    """The ratio of the median CPU seconds (None without them)."""
+    mine = [float(r["cpu"]) for r in runs if r.get("cpu") is not None]
+    theirs = [float(r["cpu"]) for r in floors if r.get("cpu") is not None]
+    if not mine or not theirs or not statistics.median(theirs):
+        return None
+    return statistics.median(mine) / statistics.median(theirs)
 
 
 def median_of(results: list[Result]) -> Result:

@@ -11,12 +11,15 @@ product's median to that one's. The last databases are kept for cases 3 and 2.
 
 from __future__ import annotations
 
+import statistics
+
 from bench.install import Backend, Database, Installation, fingerprint
 from bench.measure import (
     Bench,
     Figure,
     Result,
     Served,
+    cpu_ratio,
     district,
     median_of,
 )
@@ -130,7 +133,13 @@ def run(
 
 
 def walls(runs: list[Result], floors: list[Result]) -> str:
-    return f"wall s (the median counts): product {_walls(runs)}; floor {_walls(floors)}"
+    text = f"wall s (the median counts): product {_walls(runs)}; floor {_walls(floors)}"
+    ratio = cpu_ratio(runs, floors)
+    if ratio is not None:
+        mine = statistics.median(r["cpu"] for r in runs)
+        theirs = statistics.median(r["cpu"] for r in floors)
+        text += f"; CPU s (median) {mine:.2f} against {theirs:.2f}, x{ratio:.2f}"
+    return text
 
 
 def _walls(results: list[Result]) -> str:

@@ -8,7 +8,7 @@ count. The queue is a list here: the Storage queue's send and receive are the ho
 from __future__ import annotations
 
 from bench.install import Backend, Installation
-from bench.measure import Bench, Figure, Result, Served, median_of
+from bench.measure import Bench, Figure, Result, Served, cpu_ratio, median_of
 
 QUEUE_RATIO = 1.10
 
@@ -50,7 +50,9 @@ def run(bench: Bench, site: Served, backend: Backend) -> None:
                 "the floor column is the same school synced inline; wall s: queued "
                 + " ".join(f"{r['wall']:.2f}" for r in queued)
                 + "; inline "
-                + " ".join(f"{r['wall']:.2f}" for r in inline),
+                + " ".join(f"{r['wall']:.2f}" for r in inline)
+                + f"; CPU s (median): queued {run['cpu']:.2f}, inline {base['cpu']:.2f}, "
+                + f"x{cpu_ratio(queued, inline) or 0:.2f}",
             ],
             details={"queued": run["walls"], "inline": base["walls"]},
         )
