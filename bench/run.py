@@ -319,4 +319,21 @@ def _write_json(
         "figures": [{**asdict(f), "rows_per_second": f.rows_per_second} for f in figures],
     }
     RESULTS.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    print(f"figures written to {RESULTS.relative_to(REPO)}")
+    RESULTS.with_suffix(".md").write_text(markdown(figures) + "\n", encoding="utf-8")
+    print(f"figures written to {RESULTS.relative_to(REPO)} (and the README's table to .md)")
+
+
+def markdown(figures: list[Figure]) -> str:
+    """The figures as the README's table."""
+    lines = [
+        "| case | database | product | floor | ratio | peak | target | result |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        db = "SQLite" if f.db == "sqlite" else "PostgreSQL"
+        peak = "" if f.peak_mb is None else f"{f.peak_mb:.0f} MB"
+        lines.append(
+            f"| {f.case} | {db} | {_fmt(f.wall)} s | {_fmt(f.floor)} s | {_fmt(f.ratio)} "
+            f"| {peak} | {f.target} | {verdict(f)} |"
+        )
+    return "\n".join(lines)
