@@ -63,7 +63,7 @@ class Figure:
         floor: dict[str, Any] | float,
         *,
         target: str,
-        passed: bool,
+        passed: bool | None,
         ratio: float | None = None,
         notes: list[str] | None = None,
         details: dict[str, Any] | None = None,
@@ -399,4 +399,4 @@ def timing(runs: list[Result], floors: list[Result]) -> str:
 
 
 def verdict(figure: Figure) -> str:
-    return {True: "PASS", False: "FAIL", None: "-"}[figure.passed]
+    return {True: "PASS", False: "FAIL", None: "n/a"}[figure.passed]
