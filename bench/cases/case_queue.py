@@ -7,6 +7,8 @@ count. The queue is a list here: the Storage queue's send and receive are the ho
 
 from __future__ import annotations
 
+import statistics
+
 from bench.install import Backend, Installation
 from bench.measure import Bench, Figure, Result, Served, cpu_ratio, median_of
 
@@ -51,7 +53,8 @@ def run(bench: Bench, site: Served, backend: Backend) -> None:
                 + " ".join(f"{r['wall']:.2f}" for r in queued)
                 + "; inline "
                 + " ".join(f"{r['wall']:.2f}" for r in inline)
-                + f"; CPU s (median): queued {run['cpu']:.2f}, inline {base['cpu']:.2f}, "
+                + f"; CPU s (median): queued {statistics.median(r['cpu'] for r in queued):.2f}, "
+                + f"inline {statistics.median(r['cpu'] for r in inline):.2f}, "
                 + f"x{cpu_ratio(queued, inline) or 0:.2f}",
             ],
             details={"queued": run["walls"], "inline": base["walls"]},
