@@ -180,7 +180,7 @@ class Services:
         with self._lock:
             if self._session_engine is None:
                 try:
-                    engine = engine_for(connection_string, create_sqlite_file=create)
+                    engine = engine_for(connection_string, create_sqlite_file=create, durable=False)
                 except DatabaseUnavailableError as exc:
                     raise DatabaseUnavailableError(
                         f"SessionDb: {exc}; create it with 'cleversync db upgrade'"

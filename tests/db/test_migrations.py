@@ -437,13 +437,21 @@ def test_scripts_that_are_not_one_line_of_revisions_go_to_alembic(tmp_path) -> N
         _single_head(tmp_path)
 
 
-def test_sqlite_connections_use_wal_with_normal_sync(tmp_path) -> None:
-    # WAL with synchronous=NORMAL (a commit does not wait for the disk; the file stays
-    # consistent through a crash), foreign keys on, and no pre-ping statement per checkout.
-    engine = engine_for(f"sqlite:///{tmp_path / 's.sqlite'}", create_sqlite_file=True)
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    assert engine.pool._pre_ping is False
-    engine.dispose()
+def test_sqlite_connections_use_wal_and_only_sessiondb_commits_before_the_disk(
+    tmp_path,
+) -> None:
+    # WAL, foreign keys on, and no pre-ping statement per checkout. A school database's
+    # commit waits for the disk (FULL): its rows are durable before the history row that
+    # moves the cursor past them. SessionDb's need not (NORMAL): a power cut takes back
+    # its last runs' rows, and the next run starts earlier.
+    school = engine_for(f"sqlite:///{tmp_path / 's.sqlite'}", create_sqlite_file=True)
+    session = engine_for(
+        f"sqlite:///{tmp_path / 'c.sqlite'}", create_sqlite_file=True, durable=False
+    )
+    for engine, synchronous in ((school, 2), (session, 1)):  # FULL, NORMAL
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == synchronous
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert engine.pool._pre_ping is False
+        engine.dispose()
