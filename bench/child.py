@@ -29,8 +29,6 @@ PRODUCT_MODULES = (
     "cleversync.db.migrate",
     "cleversync.secrets.local",
     "cleversync.telemetry",
-    "alembic.runtime.migration",
-    "alembic.script",
 )
 
 
@@ -51,7 +49,10 @@ def peak_rss_kb() -> int:
 
 
 class GcTimer:
-    """Time spent in the cyclic garbage collector while it is installed (all threads)."""
+    """CPU time spent in the cyclic garbage collector while it is installed (all threads).
+
+    CPU time of the collecting thread (``time.thread_time``), not wall time: on a busy
+    machine a collection's wall time counts the moments the process was not running."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
@@ -61,9 +62,9 @@ class GcTimer:
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = time.thread_time()
             return
-        self.seconds += time.perf_counter() - self._started
+        self.seconds += time.thread_time() - self._started
         self.full += info["generation"] == 2
 
     def stop(self) -> None:
@@ -182,6 +183,65 @@ def product(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+class ListQueue:
+    """The sync queue as a list: the messages a run sends, for the bench to deliver."""
+
+    def __init__(self) -> None:
+        self.messages: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.messages.append(message)
+
+
+def school_path(spec: dict[str, Any]) -> dict[str, Any]:
+    """One school synced in this process, ``inline`` (the orchestrator, as a run inside the
+    host does) or ``queued`` (the run recorded and its message sent, then the message
+    processed as the ``sync_school`` trigger does: ``queued_runs().process_message``). Only
+    the school's sync is timed: for the queue, the trigger's work on the message."""
+    _import_product(spec["backend"])
+    importlib.import_module("cleversync.runs")
+    from cleversync.services import Services, prepare_process
+    from cleversync.settings import Settings
+    from cleversync.telemetry import configure_logging
+
+    services = Services(Settings.load())
+    configure_logging(None, stream=sys.stderr, level=logging.WARNING, redactor=services.redactor)
+    queue = ListQueue()
+    services.use_sync_queue(queue)
+    orchestrator = services.orchestrator()
+    targets = orchestrator.targets(school_id=spec["school_id"], district_id=None)
+    prepare_process()
+    collector = GcTimer()
+    cpu = cpu_seconds()
+    try:
+        if spec["path"] == "inline":
+            began = time.perf_counter()
+            run = orchestrator.run(school_id=spec["school_id"], full=True, trigger="timer")
+            wall = time.perf_counter() - began
+            status = str(run.status)
+        else:
+            queued = services.queued_runs()
+            record = queued.enqueue_run(targets, full=True, trigger="timer")
+            [message] = queue.messages
+            began = time.perf_counter()
+            outcome = services.queued_runs().process_message(message.to_json(), 1)
+            wall = time.perf_counter() - began
+            state = queued.run_status(record.run_id) or {}
+            status = f"{state.get('status')} ({outcome})"
+    finally:
+        services.close()
+    cpu = cpu_seconds() - cpu
+    collector.stop()
+    return {
+        "wall": wall,
+        "status": status,
+        "cpu": cpu,
+        "gc_seconds": collector.seconds,
+        "gc_full_collections": collector.full,
+        "rows": None,
+    }
+
+
 def floor(spec: dict[str, Any]) -> dict[str, Any]:
     from bench.floor import FLOORS
 
@@ -194,7 +254,7 @@ def floor(spec: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-KINDS = {"idle": idle, "product": product, "floor": floor}
+KINDS = {"idle": idle, "product": product, "floor": floor, "school_path": school_path}
 
 
 def main() -> int:

@@ -312,3 +312,20 @@ def events(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 FLOORS = {"full": full, "fetch": fetch_only, "events": events}
+
+
+def main(argv: list[str]) -> int:
+    """``python -m bench.floor SPEC``: one floor as a whole process (what case 1 and the fixed
+    cost compare the product's whole process with); prints its result as JSON."""
+    import json
+
+    spec = json.loads(argv[1])
+    result = FLOORS[spec["floor"]](spec)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv))

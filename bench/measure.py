@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 # One school of cases 1 and 2 (and 3, which changes it). Case 5 keeps its teachers and
 # sections, so that the difference between the two is students alone.
 SCHOOL_STUDENTS, SCHOOL_TEACHERS, SCHOOL_SECTIONS = 10_000, 600, 400
-PAGE_SIZE = 100  # the product's default
+PAGE_SIZE = 1000  # the product's default
 PARALLEL = 5  # MaxSchoolsInParallel, the product's default
 RATE_LIMIT, RATE_WINDOW = 1200, 60.0  # Clever's: per token, per minute
 
@@ -59,7 +63,7 @@ class Figure:
         floor: dict[str, Any] | float,
         *,
         target: str,
-        passed: bool,
+        passed: bool | None,
         ratio: float | None = None,
         notes: list[str] | None = None,
         details: dict[str, Any] | None = None,
@@ -134,13 +138,72 @@ def spawn(spec: dict[str, Any], env: dict[str, str] | None = None) -> Result:
     return result
 
 
-def best(results: list[Result]) -> Result:
-    """The fastest of repeated runs (what the machine gives when nothing else disturbs it),
-    with the peak memory of the largest."""
-    fastest = dict(min(results, key=lambda r: r["wall"]))
-    fastest["peak_mb"] = max(r["peak_mb"] for r in results)
-    fastest["walls"] = [round(r["wall"], 3) for r in results]
-    return fastest
+TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time: a whole process's peak RSS
+
+
+def product_command() -> list[str]:
+    """How an operator starts the product: the console script, else ``python -m``."""
+    script = Path(sys.executable).with_name("cleversync")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cleversync"]
+
+
+def process(argv: list[str], env: dict[str, str] | None = None) -> Result:
+    """Run ``argv`` as a process of its own and time it from the outside: its whole life,
+    start-up and exit included. The peak RSS and the CPU seconds (user + system) are GNU
+    time's (it forks from its own small process, so the figures are the child's alone);
+    None where GNU time is missing. CPU seconds vary far less than wall time on a busy
+    machine: the notes give their ratio next to the wall's."""
+    with tempfile.NamedTemporaryFile("r", suffix=".rss", encoding="utf-8") as rss:
+        command = [TIME, "-f", "%M %U %S", "-o", rss.name, *argv] if TIME else argv
+        began = time.perf_counter()
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=child_env(env),
+            timeout=1800,
+            check=False,
+        )
+        wall = time.perf_counter() - began
+        lines = [line for line in Path(rss.name).read_text(encoding="utf-8").splitlines() if line]
+    if done.returncode != 0:
+        raise BenchError(
+            f"{' '.join(argv[:4])} ... failed (exit {done.returncode}):\n"
+            f"{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+        )
+    fields = lines[-1].split() if lines else []
+    peak = cpu = None
+    if len(fields) == 3:
+        peak, cpu = int(fields[0]) / 1024, float(fields[1]) + float(fields[2])
+    return {
+        "wall": wall,
+        "peak_mb": peak,
+        "cpu": cpu,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+    }
+
+
+def cpu_ratio(runs: list[Result], floors: list[Result]) -> float | None:
+    """The ratio of the median CPU seconds (None without them)."""
+    mine = [float(r["cpu"]) for r in runs if r.get("cpu") is not None]
+    theirs = [float(r["cpu"]) for r in floors if r.get("cpu") is not None]
+    if not mine or not theirs or not statistics.median(theirs):
+        return None
+    return statistics.median(mine) / statistics.median(theirs)
+
+
+def median_of(results: list[Result]) -> Result:
+    """The median run (the middle wall) of repeated, interleaved runs, with the peak memory
+    of the largest and every wall."""
+    walls = [r["wall"] for r in results]
+    middle = dict(sorted(results, key=lambda r: r["wall"])[(len(results) - 1) // 2])
+    middle["wall"] = statistics.median(walls)
+    peaks = [r["peak_mb"] for r in results if r.get("peak_mb") is not None]
+    middle["peak_mb"] = max(peaks) if peaks else None
+    middle["walls"] = [round(w, 3) for w in walls]
+    return middle
 
 
 class Served:
@@ -194,11 +257,14 @@ def served(sandbox: Sandbox) -> Iterator[Served]:
 
 
 class Bench:
-    """One bench run: where its files go, how often cases 1 and 2 repeat, what it found."""
+    """One bench run: where its files go, how often the cases repeat, what it found."""
 
-    def __init__(self, root: Path, *, repeat: int, profile_dir: Path | None) -> None:
+    def __init__(
+        self, root: Path, *, repeat: int, profile_dir: Path | None, district_repeat: int = 1
+    ) -> None:
         self.root = root
         self.repeat = max(1, repeat)
+        self.district_repeat = max(1, district_repeat)
         self.profile_dir = profile_dir
         self.figures: list[Figure] = []
         self.facts: dict[str, Any] = {}
@@ -229,6 +295,51 @@ class Bench:
         if self.profile_dir is not None:
             full["profile"] = str(self.profile_dir / f"{label}.txt")
         result = spawn(full, env)
+        result["api_requests"], result["http_429"] = site.api_requests()
+        return result
+
+    def cli(
+        self,
+        site: Served,
+        installation: Installation,
+        args: list[str],
+        *,
+        page_size: int = PAGE_SIZE,
+        env: dict[str, str] | None = None,
+    ) -> Result:
+        """``cleversync ARGS`` as an operator runs it, timed as a whole process."""
+        site.fresh_token()
+        full_env = installation.env(
+            site.api_base_url, site.token_url, page_size=page_size, parallel=PARALLEL
+        )
+        full_env.update(env or {})
+        result = process([*product_command(), *args], full_env)
+        result["api_requests"], result["http_429"] = site.api_requests()
+        return result
+
+    def floor_process(
+        self,
+        site: Served,
+        backend: Backend,
+        floor: str,
+        schools: list[dict[str, str]],
+        *,
+        page_size: int = PAGE_SIZE,
+    ) -> Result:
+        """The floor as a whole process of its own (``python -m bench.floor``)."""
+        token = site.fresh_token()
+        spec = {
+            "floor": floor,
+            "backend": backend.name,
+            "api_base_url": site.api_base_url,
+            "token": token,
+            "page_size": page_size,
+            "schools": schools,
+        }
+        result = process([sys.executable, "-m", "bench.floor", json.dumps(spec)])
+        inner = json.loads(result["stdout"].strip().splitlines()[-1])
+        result.update({k: v for k, v in inner.items() if k != "wall"})
+        result["inner_wall"] = inner["wall"]
         result["api_requests"], result["http_429"] = site.api_requests()
         return result
 
@@ -278,9 +389,9 @@ def timing(runs: list[Result], floors: list[Result]) -> str:
     def walls(results: list[Result]) -> str:
         return " ".join(f"{r['wall']:.2f}" for r in results)
 
-    run, floor = best(runs), best(floors)
+    run, floor = median_of(runs), median_of(floors)
     text = (
-        f"wall s (fastest counts): product {walls(runs)}, floor {walls(floors)}; CPU s: "
+        f"wall s (the median counts): product {walls(runs)}, floor {walls(floors)}; CPU s: "
         f"product {run['cpu']:.2f} of which {run['gc_seconds']:.2f} in the garbage collector "
         f"({run['gc_full_collections']} full collections), floor {floor['cpu']:.2f}"
     )
@@ -288,4 +399,4 @@ def timing(runs: list[Result], floors: list[Result]) -> str:
 
 
 def verdict(figure: Figure) -> str:
-    return {True: "PASS", False: "FAIL", None: "-"}[figure.passed]
+    return {True: "PASS", False: "FAIL", None: "n/a"}[figure.passed]

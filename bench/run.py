@@ -24,7 +24,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.cases import case1_full, case2_no_change, case3_events, case4_district, case5_big_school
+from bench.cases import (
+    case1_full,
+    case2_no_change,
+    case3_events,
+    case4_district,
+    case5_big_school,
+    case_fixed,
+    case_queue,
+)
 from bench.install import Backend, PostgresBackend, SqliteBackend
 from bench.measure import (
     REPO,
@@ -43,28 +51,45 @@ HELP_SECONDS = 0.5
 # --- cases 1, 3 and 2: one school of 10,000 students ---------------------------------------
 
 
-def one_school(bench: Bench, backend: Backend, idle_mb: float) -> None:
-    """Case 1 into new databases, then cases 3 and 2 into the same ones."""
+def one_school(bench: Bench, backend: Backend, idle_mb: float, cases: set[str]) -> None:
+    """Case 1 into new databases, then cases 3 and 2 into the same ones; the queue path
+    (case Q) on the same school."""
     sandbox = case1_full.sandbox()
     sections = sandbox.sections(sandbox.districts[0].schools[0].id)
     bench.facts["students_per_section"] = round(
         sum(len(s["students"]) for s in sections) / len(sections), 1
     )
     with served(sandbox) as site:
-        installation, floor_db = case1_full.run(bench, site, backend, idle_mb)
-        school = installation.schools[0]
-        floor_school = [{"clever_id": school.clever_id, "target": floor_db.target}]
-        try:
-            # Case 3 before case 2: a data comparison stores no event cursor, so after it
-            # the next run would compare data again instead of reading events.
-            case3_events.run(bench, site, backend, installation, floor_school)
-            case2_no_change.run(bench, site, backend, installation, floor_school)
-        finally:
-            installation.drop()
-            backend.drop(floor_db)
+        if cases & {"1", "2", "3", "5"}:
+            installation, floor_db = case1_full.run(bench, site, backend, idle_mb)
+            school = installation.schools[0]
+            floor_school = [{"clever_id": school.clever_id, "target": floor_db.target}]
+            try:
+                # Case 3 before case 2: a data comparison stores no event cursor, so after
+                # it the next run would compare data again instead of reading events.
+                if "3" in cases:
+                    case3_events.run(bench, site, backend, installation, floor_school)
+                if "2" in cases:
+                    case2_no_change.run(bench, site, backend, installation, floor_school)
+            finally:
+                installation.drop()
+                backend.drop(floor_db)
+        if "Q" in cases:
+            case_queue.run(bench, site, backend)
 
 
 # --- start-up ---------------------------------------------------------------------------------
+
+
+def compile_bytecode() -> None:
+    """Write the .pyc files an install has (pip writes them; uv, and PYTHONDONTWRITEBYTECODE,
+    leave them out): without them every process compiles its imports from source, a second
+    or more of each run that no installed CleverSync pays."""
+    import compileall
+    import sysconfig
+
+    for folder in (sysconfig.get_paths()["purelib"], REPO / "cleversync", REPO / "bench"):
+        compileall.compile_dir(folder, quiet=2, workers=0)
 
 
 def measure_help(runs: int = 7) -> dict[str, Any]:
@@ -134,12 +159,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--db", choices=["sqlite", "postgresql", "all"], default="all", help="databases (all)"
     )
-    parser.add_argument("--cases", default="1,2,3,4,5", help="cases to run (1,2,3,4,5)")
+    parser.add_argument(
+        "--cases",
+        default="F,1,2,3,Q,4,5",
+        help="cases to run (F,1,2,3,Q,4,5; case 1 includes D, the change-detail cost)",
+    )
     parser.add_argument(
         "--repeat",
         type=int,
-        default=3,
-        help="runs of cases 1 and 2, product and floor alike; the fastest counts (3)",
+        default=5,
+        help="interleaved runs of cases F, 1, 2 and Q, product and floor alike; the median "
+        "counts (5)",
+    )
+    parser.add_argument(
+        "--district-repeat",
+        type=int,
+        default=1,
+        help="interleaved runs of case 4, product and floor alike; the median counts (1)",
+    )
+    parser.add_argument(
+        "--page-sizes",
+        action="store_true",
+        help="run the page-size study instead (cases 1, 4, 5 at 100 to 10000) and write its "
+        "table into docs/performance.md",
     )
     parser.add_argument(
         "--profile", type=Path, help="write a pyinstrument profile of each product run here"
@@ -149,16 +191,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cases = {c.strip() for c in args.cases.split(",") if c.strip()}
+    if args.page_sizes:
+        from bench.pagesizes import study
+
+        return study(args)
+    cases = {c.strip().upper() for c in args.cases.split(",") if c.strip()}
+    if "1" in cases:
+        cases.add("D")
     began = time.perf_counter()
     root = Path(tempfile.mkdtemp(prefix="cleversync-bench-"))
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    bench = Bench(root, repeat=args.repeat, profile_dir=args.profile)
+    bench = Bench(
+        root,
+        repeat=args.repeat,
+        profile_dir=args.profile,
+        district_repeat=args.district_repeat,
+    )
     print(
         f"CleverSync benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()}",
         flush=True,
     )
+    compile_bytecode()
     help_times = measure_help()
     bench.facts["help"] = help_times
     bench.facts["bytes_per_seen_id"] = case5_big_school.bytes_per_seen_id()
@@ -180,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             idle = spawn({"kind": "idle", "backend": backend.name})
             bench.facts[f"idle_child_mb_{backend.name}"] = idle["peak_mb"]
             print(f"  idle child (the product's modules imported): {idle['peak_mb']:.0f} MB")
-            if cases & {"1", "2", "3", "5"}:
-                one_school(bench, backend, idle["peak_mb"])
+            if "F" in cases:
+                case_fixed.run(bench, backend)
+            if cases & {"1", "2", "3", "5", "Q"}:
+                one_school(bench, backend, idle["peak_mb"], cases)
             if "5" in cases:
                 case5_big_school.run(bench, backend, idle["peak_mb"])
             if "4" in cases:
@@ -215,6 +271,9 @@ def _report(bench: Bench, cases: set[str], skipped: dict[str, str], total: float
     for name, reason in skipped.items():
         print(f"{name} skipped: {reason}")
     print(f"total bench time: {total:.0f} s")
+    load = os.getloadavg()
+    print(f"machine load (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    bench.facts["load_average"] = load
     missed = [f"case {f.case} on {f.db}" for f in figures if f.passed is False]
     if not help_ok:
         missed.append("cleversync --help")
@@ -260,4 +319,21 @@ def _write_json(
         "figures": [{**asdict(f), "rows_per_second": f.rows_per_second} for f in figures],
     }
     RESULTS.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    print(f"figures written to {RESULTS.relative_to(REPO)}")
+    RESULTS.with_suffix(".md").write_text(markdown(figures) + "\n", encoding="utf-8")
+    print(f"figures written to {RESULTS.relative_to(REPO)} (and the README's table to .md)")
+
+
+def markdown(figures: list[Figure]) -> str:
+    """The figures as the README's table."""
+    lines = [
+        "| case | database | product | floor | ratio | peak | target | result |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        db = "SQLite" if f.db == "sqlite" else "PostgreSQL"
+        peak = "" if f.peak_mb is None else f"{f.peak_mb:.0f} MB"
+        lines.append(
+            f"| {f.case} | {db} | {_fmt(f.wall)} s | {_fmt(f.floor)} s | {_fmt(f.ratio)} "
+            f"| {peak} | {f.target} | {verdict(f)} |"
+        )
+    return "\n".join(lines)

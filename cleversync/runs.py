@@ -157,6 +157,8 @@ class QueuedRuns:
         dims = _dims(message)
         run = self.runs.get(message.run_id, with_history=False, school_id=message.school_id)
         part = run.school(message.school_id) if run is not None else None
+        if run is not None and part is None:
+            self._report_unclaimed(run)  # its school was removed: the run may have ended
         if run is None or part is None:
             logger.warning(
                 "Ignored a queue message for school %s of run %s: no such run or school in it",
@@ -173,6 +175,7 @@ class QueuedRuns:
                 part.status,
                 extra=dims,
             )
+            self._report_unclaimed(run)  # its finisher may have died before claiming it
             return DUPLICATE
         registry = self.orchestrator.registry
         try:
@@ -320,6 +323,17 @@ class QueuedRuns:
             )
             if run is not None and notifier is not None and reporting:
                 notifier.queued_run_finished(run)  # never raises; claims the report once
+
+    def _report_unclaimed(self, run: RunRecord) -> None:
+        """Report a run that has ended but whose report nobody claimed."""
+        notifier = self.orchestrator.notifier
+        if run.finished_at is None or run.reported_at is not None or notifier is None:
+            return
+        if not notifier.enabled:
+            return
+        finished = self.runs.get(run.run_id, with_history=True)
+        if finished is not None:
+            notifier.queued_run_finished(finished)  # never raises; claims the report once
 
     def _live(self, holder: str, expires: datetime | None) -> bool:
         return expires is not None and expires > self._clock() and owner_state(holder) != GONE

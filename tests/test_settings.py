@@ -59,7 +59,7 @@ EVERY_VARIABLE = {
         lambda s: s.concurrency.max_schools_in_parallel,
         12,
     ),
-    "CleverSync__Sync__PageSize": ("1000", lambda s: s.sync.page_size, 1000),
+    "CleverSync__Sync__PageSize": ("5000", lambda s: s.sync.page_size, 5000),
     "CleverSync__Sync__BatchSize": ("250", lambda s: s.sync.batch_size, 250),
     "CleverSync__Sync__TimeoutMinutes": ("45", lambda s: s.sync.timeout_minutes, 45),
     "CleverSync__Sync__RunDeadlineMinutes": ("0", lambda s: s.sync.run_deadline_minutes, 0),
@@ -157,7 +157,7 @@ def test_defaults_match_the_design() -> None:
     assert s.token_refresh_threshold == 0.75
     assert s.schedule == "0 0 2 * * *"
     assert s.concurrency.max_schools_in_parallel == 5
-    assert (s.sync.page_size, s.sync.batch_size, s.sync.timeout_minutes) == (100, 500, 30)
+    assert (s.sync.page_size, s.sync.batch_size, s.sync.timeout_minutes) == (1000, 500, 30)
     assert s.sync.run_deadline_minutes == 25
     assert (s.sync.max_delete_percent, s.sync.delete_mode, s.sync.event_retention_days) == (
         40,
@@ -203,7 +203,7 @@ def test_a_misspelled_variable_is_reported(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.WARNING, logger="cleversync.settings"):
         settings = Settings.load({"CleverSync__Sync__PageSzie": "50", "CleverSync__Sync": "x"})
     assert settings.unknown_variables == ("CleverSync__Sync", "CleverSync__Sync__PageSzie")
-    assert settings.sync.page_size == 100
+    assert settings.sync.page_size == 1000
     assert "CleverSync__Sync__PageSzie" in caplog.text
 
 

@@ -14,11 +14,13 @@ does not try again (``DistrictBreaker``). Other answers become the typed errors 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -44,6 +46,7 @@ from cleversync.errors import (
 )
 from cleversync.retrying import retrying
 from cleversync.settings import Settings
+from cleversync.threads import bound
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +83,17 @@ class CleverClient:
         clock: Callable[[], float] = time.time,
         wait: Callable[[float], None] | None = None,
         breaker: DistrictBreaker | None = None,
+        prefetch: bool = False,
     ) -> None:
         """``wait(seconds)`` does every wait (retries, rate limits; ``sleep`` by default)
         and is also called with 0 before each request, so the caller may renew its lease or
-        stop there; ``breaker`` shares "Clever is down" with the run's other clients."""
+        stop there; ``breaker`` shares "Clever is down" with the run's other clients.
+
+        ``prefetch``: while the caller works on a page, the next one is already being
+        fetched (one page ahead, on a thread of the list's own), so waiting for Clever
+        overlaps parsing and writing. Requests stay one at a time and in order; an error
+        fetching a page is raised where that page is asked for."""
+        self._prefetch = prefetch
         self._http = http
         self._base = settings.clever.api_base_url.rstrip("/")
         self._version = settings.clever.api_version.strip("/")
@@ -188,32 +198,51 @@ class CleverClient:
         self, first: str, call: Call, what: str, *, confirm_end: bool = True
     ) -> Iterator[RawPage]:
         paginator = CursorPaginator(first, what=what, confirm_end=confirm_end)
-        while paginator.next_path is not None:
-            confirming = paginator.confirming
-            try:
-                body = self._get(paginator.next_path, call)
-            except (CleverTransientError, CleverResponseError, CleverRequestError) as exc:
-                if not confirming:
-                    raise
-                raise CleverIncompleteListError(
-                    f"Clever's {what} list ended after a full or empty page, and its end could "
-                    f"not be confirmed ({exc})"
-                ) from exc
-            items = body.get("data")
-            if not isinstance(items, list):
-                raise CleverResponseError(f"Clever's {what} page has no 'data' array")
-            page = raw_page(items, what)
-            paginator.advance(body, page.last_id)
-            if confirming and not items:
-                continue  # the end is confirmed; nothing to hand on
-            if confirming:
-                logger.warning(
-                    "Clever's list of %s ended early (a full or empty page without a next "
-                    "link); the request confirming its end found more, so paging goes on",
-                    call.what,
-                    extra={"PagesRead": paginator.pages},
-                )
-            yield page
+        ahead: Future[dict[str, Any]] | None = None
+        pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="clever-prefetch") if self._prefetch else None
+        )
+        try:
+            while paginator.next_path is not None:
+                confirming = paginator.confirming
+                try:
+                    if ahead is not None:
+                        body, ahead = ahead.result(), None
+                    else:
+                        body = self._get(paginator.next_path, call)
+                except (CleverTransientError, CleverResponseError, CleverRequestError) as exc:
+                    if not confirming:
+                        raise
+                    raise CleverIncompleteListError(
+                        f"Clever's {what} list ended after a full or empty page, and its end "
+                        f"could not be confirmed ({exc})"
+                    ) from exc
+                items = body.get("data")
+                if not isinstance(items, list):
+                    raise CleverResponseError(f"Clever's {what} page has no 'data' array")
+                page = raw_page(items, what)
+                paginator.advance(body, page.last_id)
+                if pool is not None and paginator.next_path is not None:
+                    # The caller's context (log dimensions, the invocation) goes along.
+                    context = contextvars.copy_context()
+                    ahead = pool.submit(context.run, bound(self._get), paginator.next_path, call)
+                if confirming and not items:
+                    continue  # the end is confirmed; nothing to hand on
+                if confirming:
+                    logger.warning(
+                        "Clever's list of %s ended early (a full or empty page without a next "
+                        "link); the request confirming its end found more, so paging goes on",
+                        call.what,
+                        extra={"PagesRead": paginator.pages},
+                    )
+                yield page
+        finally:
+            if pool is not None:
+                # The caller stopped early (or failed): a request already under way ends
+                # before the list does, so nothing of this list outlives it.
+                if ahead is not None:
+                    ahead.cancel()
+                pool.shutdown(wait=True)
 
     # --- one request --------------------------------------------------------------------
 

@@ -194,6 +194,33 @@ def unknown_fields(record: BaseModel, prefix: str = "") -> set[str]:
     return found
 
 
+def unknown_in(model: type[BaseModel], raws: list[dict[str, Any]], prefix: str = "") -> set[str]:
+    """What ``unknown_fields`` finds in the records ``model`` parsed from ``raws``, for all
+    of them at once, read from the dicts Clever sent: a page's key sets are joined in C
+    instead of each record's models being walked in Python (it runs for every page)."""
+    keys: set[str] = set().union(*raws)
+    found = {f"{prefix}{key}" for key in keys - _field_names(model)}
+    for name in _nested_fields(model):
+        nested = [raw[name] for raw in raws if isinstance(raw.get(name), dict)]
+        if nested:
+            found |= unknown_in(_nested_model(model, name), nested, f"{prefix}{name}.")
+    return found
+
+
+@functools.cache
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(model.model_fields)
+
+
+@functools.cache
+def _nested_model(model: type[BaseModel], name: str) -> type[BaseModel]:
+    annotation = model.model_fields[name].annotation
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if inspect.isclass(candidate) and issubclass(candidate, CleverModel):
+            return candidate
+    raise TypeError(f"{model.__name__}.{name} is not a nested model")
+
+
 @functools.cache
 def _nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
     """The fields of ``model`` declared as a nested model: the only ones ``unknown_fields``

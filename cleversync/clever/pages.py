@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from cleversync.clever.models import CleverModel, Event, User, parse, parse_event, unknown_fields
+from cleversync.clever.models import CleverModel, Event, User, parse, parse_event, unknown_in
 from cleversync.errors import RecordError
 
 logger = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def parse_page(
 ) -> Page[T]:
     """Typed records (unreadable ones as failures, records without ``role`` left out)."""
     page: Page[T] = Page()
-    unknown: set[str] = set()
+    kept: list[dict[str, Any]] = []  # the raw records of page.records
     for raw in raws:
         try:
             record = parse_event(raw) if model is Event else parse(model, raw)
@@ -101,10 +101,9 @@ def parse_page(
         if role is not None and isinstance(record, User) and getattr(record.roles, role) is None:
             page.off_role += 1  # `next` links may not carry the role filter
             continue
-        if model is not Event:
-            unknown |= unknown_fields(record)
+        kept.append(raw)
         page.records.append(record)  # type: ignore[arg-type]
-    field_report.observe(entity, unknown)
+    field_report.observe(entity, set() if model is Event else unknown_in(model, kept))
     return page
 
 

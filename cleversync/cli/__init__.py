@@ -7,6 +7,7 @@ each command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -90,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
+    if getattr(args, "gc_off_while_loading", False):
+        # Loading a sync's modules makes some 100,000 objects that live as long as the
+        # process, and the collector would sweep them again and again while they load;
+        # prepare_process() freezes them and turns it back on.
+        gc.disable()
     from cleversync.services import Services
     from cleversync.settings import Settings
 
@@ -108,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # every error is reported, sanitized, with an exit status
         return report_error(exc, services.redactor)
     finally:
+        gc.enable()
         services.close()
 
 

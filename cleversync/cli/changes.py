@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,21 @@ if TYPE_CHECKING:
 
 ENTITIES = ("Student", "Teacher", "Section")
 DEFAULT_LIMIT = 200
+# Clever's values reach a terminal: control characters (escape sequences, line breaks that
+# would forge a row) are shown escaped.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def shown(value: str | None) -> str | None:
+    """``value`` with its control characters escaped (``\\x1b``), fit for one table cell."""
+    if value is None:
+        return None
+    return _UNPRINTABLE.sub(
+        lambda m: (
+            f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}"
+        ),
+        value,
+    )
 
 
 def register(commands: Any) -> None:
@@ -108,10 +124,10 @@ def changes_command(args: argparse.Namespace, ctx: CliContext) -> int:
             _when(c.recorded_at),
             c.history_id,
             c.entity,
-            c.clever_id,
+            shown(c.clever_id),
             c.kind,
-            c.name,
-            describe_fields(c),
+            shown(c.name),
+            shown(describe_fields(c)),
         )
         for c in found
     ]
@@ -169,7 +185,10 @@ def render_preview(preview: Preview) -> str:
     changes = [*preview.inserts, *preview.updates, *preview.deletes]
     if changes:
         headers = ["ACTION", "ENTITY", "CLEVER ID", "NAME", "CHANGES"]
-        rows = [(c.kind, c.entity, c.clever_id, c.name, describe_fields(c)) for c in changes]
+        rows = [
+            (c.kind, c.entity, shown(c.clever_id), shown(c.name), shown(describe_fields(c)))
+            for c in changes
+        ]
         lines.append(table(headers, rows))
     if preview.omitted:
         lines.append(
@@ -180,5 +199,5 @@ def render_preview(preview: Preview) -> str:
         lines.append(f"{preview.skipped} record(s) from Clever cannot be stored as they are")
     if preview.held_back:
         lines.append("The mass-delete guard would hold the removals back:")
-    lines += [f"  {message}" for message in preview.messages]
+    lines += [f"  {shown(message)}" for message in preview.messages]
     return "\n".join(lines)

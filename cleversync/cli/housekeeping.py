@@ -104,6 +104,12 @@ def school_set_connection_string(args: argparse.Namespace, ctx: CliContext) -> i
         raise UsageError(
             f"the connection string on standard input: {exc}; nothing was stored"
         ) from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        from pathlib import Path
+
+        if not Path(url.database).is_absolute() and "uri" not in url.query:  # same file later
+            url = url.set(database=str(Path(url.database).absolute()))
+            connection_string = url.render_as_string(hide_password=False)
     where = location(connection_string)
     if url.get_backend_name() == "mssql":
         from cleversync.db.engines import odbc_problem

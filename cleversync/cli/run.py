@@ -49,7 +49,8 @@ def register(commands: Any) -> None:
         "insert, update and remove, writing nothing to the school database",
     )
     sync.add_argument("--json", action="store_true", help="print the result as JSON")
-    sync.set_defaults(handler=sync_command)
+    # The collector stays off while the sync's modules load (prepare_process turns it on).
+    sync.set_defaults(handler=sync_command, gc_off_while_loading=True)
 
     history = commands.add_parser("history", help="show recent sync history")
     history.add_argument("--school-id", type=identifier)

@@ -32,7 +32,9 @@ HELD_BACK_MARK = "--allow-mass-delete"
 DEFAULT_FROM = "CleverSync <cleversync@localhost>"
 MSGID_DOMAIN = "cleversync.local"  # make_msgid would otherwise ask DNS for this host's name
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# C0, DEL and C1 controls and the Unicode line and paragraph separators: every character
+# str.splitlines (and so the email package) takes for a line break, and the other controls.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ class Envelope:
 
 
 def one_line(text: str) -> str:
-    """Safe in a header: control characters (CR, LF) become spaces."""
+    """Safe in a header: control characters and line breaks (CR, LF, NEL, U+2028...) become
+    spaces."""
     return _CONTROL.sub(" ", text).strip()
 
 
@@ -173,6 +176,9 @@ def _when(at: datetime) -> str:
 
 
 def report_text(report: RunReport, envelope: Envelope, redact: Redact) -> str:
+    def t(text: str) -> str:  # one line each: no value can forge a line of advice
+        return one_line(redact(text))
+
     lines = [report_subject(report), ""]
     lines.append(
         f"Run {report.correlation_id} ({report.trigger}) finished {_when(report.finished_at)}."
@@ -183,15 +189,15 @@ def report_text(report: RunReport, envelope: Envelope, redact: Redact) -> str:
             continue
         lines += ["", f"{category.capitalize()} ({len(schools)}):"]
         for school in schools:
-            lines.append(f"- school {school.school_id}: {redact(school.name)}")
-            lines += [f"    {redact(problem)}" for problem in school.problems()]
+            lines.append(f"- school {school.school_id}: {t(school.name)}")
+            lines += [f"    {t(problem)}" for problem in school.problems()]
             lines += [f"    $ {action}" for action in school.actions()]
     skipped = [s for s in report.schools if s.category == SKIPPED]
     if skipped:
         lines += ["", f"Skipped ({len(skipped)}):"]
         for school in skipped:
-            reason = f": {redact(school.error)}" if school.error else ""
-            lines.append(f"- school {school.school_id}: {redact(school.name)}{reason}")
+            reason = f": {t(school.error)}" if school.error else ""
+            lines.append(f"- school {school.school_id}: {t(school.name)}{reason}")
     lines += ["", "Totals:"]
     lines += [f"  {category}: {report.count(category)}" for category in CATEGORIES]
     totals = report.totals()
@@ -251,13 +257,14 @@ def report_html(report: RunReport, envelope: Envelope, redact: Redact) -> str:
 
 
 def alert_text(alert: Alert, envelope: Envelope, redact: Redact) -> str:
+    name = one_line(redact(alert.name))  # one line: no value can forge a line of advice
     lines = [
         alert_subject(alert, redact),
         "",
-        f"School {alert.school_id} ({redact(alert.name)}, district {alert.district_id}) has "
+        f"School {alert.school_id} ({name}, district {alert.district_id}) has "
         f"failed {alert.failures} syncs in a row (ConsecutiveSyncFailures), "
         f"as of {_when(alert.at)}.",
-        f"Last error: {redact(alert.error or 'unknown')}",
+        f"Last error: {one_line(redact(alert.error or 'unknown'))}",
         f"Run: {alert.correlation_id}",
         "",
         f"  $ cleversync history --school-id {alert.school_id}",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import ssl
+import threading
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
@@ -13,7 +15,7 @@ import pytest
 
 from cleversync.clever.client import CleverClient
 from cleversync.clever.http import build_http_client
-from cleversync.clever.models import User
+from cleversync.clever.models import Section, User, unknown_fields, unknown_in
 from cleversync.clever.pages import FieldReport
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.errors import (
@@ -49,7 +51,11 @@ class Tokens:
 
 
 def make_client(
-    handler: Callable[[httpx.Request], httpx.Response], clock: FakeClock | None = None, **env: str
+    handler: Callable[[httpx.Request], httpx.Response],
+    clock: FakeClock | None = None,
+    *,
+    prefetch: bool = False,
+    **env: str,
 ) -> tuple[CleverClient, Tokens, FakeClock]:
     clock = clock or FakeClock()
     settings = Settings.load({"CleverSync__Retry__CleverApi__BackoffBase": "2", **env})
@@ -61,6 +67,7 @@ def make_client(
         pacer=RateLimitPacer(clock=clock, sleep=clock.sleep),
         sleep=clock.sleep,
         clock=clock,
+        prefetch=prefetch,
     )
     return client, tokens, clock
 
@@ -204,6 +211,85 @@ def test_a_next_link_to_another_host_is_refused() -> None:
     next(pages)
     with pytest.raises(CleverResponseError, match="another host"):
         next(pages)
+
+
+def _three_pages(requested: list[str], *, fail_at: str | None = None):
+    """A list of pages a, b, c (one record each); ``fail_at``: that page answers 400."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        after = parse_qs(request.url.query.decode()).get("starting_after", [""])[0]
+        requested.append(after)
+        following = {"": "a", "a": "b", "b": "c", "c": None}[after]
+        if following is not None and following == fail_at:
+            return httpx.Response(400, json={"message": "bad"})
+        if following is None:
+            return httpx.Response(200, json=page([]))
+        return httpx.Response(
+            200, json=page([following], f"/v3.0/schools/s/users?starting_after={following}")
+        )
+
+    return handler
+
+
+def test_prefetch_reads_the_same_pages_in_the_same_order() -> None:
+    plain: list[str] = []
+    ahead: list[str] = []
+    client, _, _ = make_client(_three_pages(plain))
+    expected = [[u.id for u in p.records] for p in client.students("s", page_size=1)]
+    client, _, _ = make_client(_three_pages(ahead), prefetch=True)
+    got = [[u.id for u in p.records] for p in client.students("s", page_size=1)]
+    assert got == expected
+    assert got[:3] == [["a"], ["b"], ["c"]]
+    assert ahead == plain  # one request at a time, in order, none twice
+
+
+def test_prefetch_fetches_the_next_page_while_the_caller_works() -> None:
+    requested: list[str] = []
+    client, _, _ = make_client(_three_pages(requested), prefetch=True)
+    pages = client.students("s", page_size=1)
+    next(pages)  # page a in hand: page b is being fetched meanwhile
+    for _ in range(100):
+        if len(requested) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert requested == ["", "a"]
+    pages.close()  # the caller stops: nothing further is asked for, no thread is left
+    assert requested == ["", "a"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("clever-prefetch")]
+
+
+def test_prefetch_raises_a_failed_page_where_it_is_asked_for() -> None:
+    requested: list[str] = []
+    client, _, _ = make_client(_three_pages(requested, fail_at="b"), prefetch=True)
+    pages = client.students("s", page_size=1)
+    assert [u.id for u in next(pages).records] == ["a"]  # page b's failure is not page a's
+    with pytest.raises(CleverRequestError):
+        next(pages)
+
+
+@pytest.mark.parametrize(
+    ("name", "model"), [("schoool_users_next", User), ("school_sections", Section)]
+)
+def test_unknown_fields_of_a_page_are_those_of_its_records(name: str, model: type) -> None:
+    # A page's unknown fields are read from the dicts at once (unknown_in): the same set as
+    # walking each parsed record's models (unknown_fields), on real payloads with fields
+    # added at every level, and with nested objects missing or null.
+    raws = [copy.deepcopy(item["data"]) for item in body(name)["data"]]  # recordings are shared
+    assert raws
+    for n, raw in enumerate(raws):
+        raw[f"top_{n % 3}"] = 1
+        if model is User:
+            raw["name"] = {**(raw.get("name") or {}), f"nick_{n % 2}": "x"} if n % 4 else None
+            student = raw["roles"].get("student")
+            if student is not None and n % 5 == 0:
+                student["new_flag"] = True
+        elif n % 2:
+            raw["term"] = {"id": "t"}
+    expected: set[str] = set()
+    for raw in raws:
+        expected |= unknown_fields(model.model_validate(raw))
+    assert unknown_in(model, raws) == expected
+    assert "top_0" in expected and ("roles.student.new_flag" in expected or model is Section)
 
 
 def test_records_without_the_role_asked_for_are_skipped() -> None:

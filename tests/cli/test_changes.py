@@ -66,6 +66,24 @@ def test_changes_lists_what_runs_did_newest_first(registered: Sandbox, capsys) -
     assert code == 0 and "(the newest 2; --limit shows more)" in out
 
 
+def test_control_characters_from_clever_reach_no_terminal(registered: Sandbox, capsys) -> None:
+    """A hostile name (an escape sequence, a line break forging a row) is shown escaped."""
+    assert cli(capsys, "sync", "--school-id", "1")[0] == 0
+    student = registered.students(first_school(registered))[0]
+    hostile = "Evil\x1b]0;owned\x07\x1b[2J\nFAKE  1  Student  x  Deleted"
+    registered.update_user(student["id"], {"name": {"last": hostile}})
+    code, out, err = cli(capsys, "sync", "--school-id", "1", "--full", "--dry-run")
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert not any(line.startswith("FAKE") for line in out.splitlines())
+    assert cli(capsys, "sync", "--school-id", "1")[0] == 0
+    code, out, err = cli(capsys, "changes", "--school-id", "1", "--clever-id", student["id"])
+    assert code == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    assert not any(line.startswith("FAKE") for line in out.splitlines())
+    assert "Evil\\x1b]0;owned" in out  # shown, escaped
+
+
 def test_changes_says_how_many_were_not_detailed(
     registered: Sandbox, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -156,6 +156,24 @@ def test_a_sqlite_file_to_be_created_is_accepted_when_its_folder_exists(
     assert f"the folder {tmp_path / 'no'}" in err
 
 
+def test_a_relative_sqlite_path_is_stored_where_the_command_found_it(
+    first: str, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'sqlite:///school.sqlite' typed in one folder must not name another file for a
+    sync run started elsewhere (the Functions host, a timer): it is stored absolute."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    code, out, err = set_connection_string(capsys, "sqlite:///rel-school.sqlite\n")
+    assert code == 0, err
+    assert f"SQLite file {here / 'rel-school.sqlite'}" in out
+    assert stored()[school_secret(first)] == f"sqlite:///{here / 'rel-school.sqlite'}"
+    monkeypatch.chdir(tmp_path)  # elsewhere, the same file
+    code, out, err = cli(capsys, "db", "upgrade", "--school-id", "1")
+    assert code == 0, err
+    assert (here / "rel-school.sqlite").exists() and not (tmp_path / "rel-school.sqlite").exists()
+
+
 def test_set_connection_string_for_an_unknown_school(first: str, capsys) -> None:
     code, _, err = set_connection_string(capsys, "sqlite:///x\n", school_id="99")
     assert code == 2 and "no school has id 99" in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import pytest
 
 from cleversync.cli import main
 from cleversync.sandbox import Sandbox
+from cleversync.services import GC_THRESHOLDS
 
 
 @pytest.fixture
@@ -200,6 +202,19 @@ def test_sync_history_and_exit_statuses(registered: Sandbox, capsys) -> None:
     code, out, _ = cli(capsys, "history", "--since", "2000-01-01")
     assert code == 0
     assert "SYNC" in out and "Partial" in out
+
+
+def test_sync_turns_the_collector_back_on(registered: Sandbox, capsys) -> None:
+    # `sync` holds the cyclic GC off while its modules load, then freezes them and turns it
+    # on: a run must never go on without it, nor must a sync that stopped early.
+    code, _, err = cli(capsys, "sync", "--school-id", "1")
+    assert code == 0, err
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == GC_THRESHOLDS
+    code, _, _ = cli(capsys, "sync", "--allow-mass-delete")  # refused before loading
+    assert code == 2
+    assert gc.isenabled()
 
 
 def test_sync_usage_errors(registered: Sandbox, capsys) -> None:

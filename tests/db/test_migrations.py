@@ -365,3 +365,96 @@ def test_postgresql_sessions_plan_each_statement_for_the_table_as_it_is(pg_url: 
         assert conn.scalar(text("SHOW plan_cache_mode")) == "force_custom_plan"
         assert conn.scalar(text("SHOW statement_timeout")) == "1min"  # the URL's own options kept
     engine.dispose()
+
+
+# --- the revision check a sync makes, without Alembic --------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sessiondb", "school"])
+def test_head_revision_is_alembics_head(kind: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    head_revision.cache_clear()
+    expected = ScriptDirectory.from_config(alembic_config(kind)).get_current_head()
+    assert head_revision(kind) == expected
+
+
+@pytest.mark.parametrize("kind", ["sessiondb", "school"])
+def test_current_revision_reads_what_alembic_reads(db_url: str, kind: str) -> None:
+    engine = engine_for(db_url, create_sqlite_file=True)
+    assert current_revision(engine, kind) is None  # no version table yet
+    upgrade(engine, kind)
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLES[kind]})
+        assert current_revision(engine, kind) == context.get_current_revision()
+    with engine.begin() as conn:
+        conn.execute(text(f"DELETE FROM {VERSION_TABLES[kind]}"))  # noqa: S608 (ours)
+    assert current_revision(engine, kind) is None  # a version table with no row
+    engine.dispose()
+
+
+def test_a_version_table_with_two_heads_is_left_to_alembic(tmp_path) -> None:
+    engine = engine_for(f"sqlite:///{tmp_path / 's.sqlite'}", create_sqlite_file=True)
+    upgrade(engine, "school")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO alembic_version_school (version_num) VALUES ('0999')"))
+    with pytest.raises(Exception, match="more than one head"):
+        current_revision(engine, "school")
+    engine.dispose()
+
+
+def test_a_sync_imports_no_alembic(tmp_path) -> None:
+    # Checking a database's revision (what every sync does) must not load Alembic: it costs
+    # each process about 0.2 s of CPU.
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 's.sqlite'}"
+    engine = engine_for(url, create_sqlite_file=True)
+    upgrade(engine, "school")
+    engine.dispose()
+    code = (
+        "import sys\n"
+        "from cleversync.db.engines import engine_for\n"
+        "from cleversync.db.migrate import require_current\n"
+        f"require_current(engine_for({url!r}), 'school', 'the school', 'upgrade')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_scripts_that_are_not_one_line_of_revisions_go_to_alembic(tmp_path) -> None:
+    from cleversync.db.migrate import _single_head
+
+    (tmp_path / "a.py").write_text('revision = "a"\ndown_revision = None\n')
+    (tmp_path / "b.py").write_text('revision: str = "b"\ndown_revision: str | None = "a"\n')
+    assert _single_head(tmp_path) == "b"
+    (tmp_path / "c.py").write_text('revision = "c"\ndown_revision = "a"\n')  # a branch
+    with pytest.raises(ValueError, match="heads"):
+        _single_head(tmp_path)
+    (tmp_path / "c.py").write_text('revision = "c"\ndown_revision = ("a", "b")\n')  # a merge
+    with pytest.raises(ValueError, match="plain"):
+        _single_head(tmp_path)
+
+
+def test_sqlite_connections_use_wal_and_only_sessiondb_commits_before_the_disk(
+    tmp_path,
+) -> None:
+    # WAL, foreign keys on, and no pre-ping statement per checkout. A school database's
+    # commit waits for the disk (FULL): its rows are durable before the history row that
+    # moves the cursor past them. SessionDb's need not (NORMAL): a power cut takes back
+    # its last runs' rows, and the next run starts earlier.
+    school = engine_for(f"sqlite:///{tmp_path / 's.sqlite'}", create_sqlite_file=True)
+    session = engine_for(
+        f"sqlite:///{tmp_path / 'c.sqlite'}", create_sqlite_file=True, durable=False
+    )
+    for engine, synchronous in ((school, 2), (session, 1)):  # FULL, NORMAL
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == synchronous
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert engine.pool._pre_ping is False
+        engine.dispose()

@@ -129,3 +129,31 @@ def test_an_alert_names_the_school_and_its_streak_on_one_subject_line() -> None:
     text, page = _parts(message)
     assert "ConsecutiveSyncFailures" in text and "cleversync sync --school-id 5" in text
     assert "Clever said &lt;no&gt;" in page
+
+
+def test_an_alert_survives_every_line_break_python_knows_in_a_name() -> None:
+    """NEL, the line and paragraph separators and the file/group/record separators break a
+    header line for the email package as CR and LF do: made spaces, the alert is composed."""
+    for mark in ("\x85", "\u2028", "\u2029", "\x1c", "\x0b"):
+        alert = Alert(5, f"Elm{mark}Bcc: victim@example.org", 2, 3, "error", "abc", AT)
+        message = alert_message(alert, Envelope(to=("ops@example.org",)), Redactor().redact)
+        assert message["Subject"] == (
+            "CleverSync alert: school 5 (Elm Bcc: victim@example.org) failed 3 syncs in a row"
+        )
+        assert message["Bcc"] is None
+
+
+def test_a_hostile_name_or_error_cannot_forge_a_command_line_in_the_plain_part() -> None:
+    """A line break in a school name or an error would let it add a line that looks like the
+    report's own '$ cleversync ...' advice (here: a mass delete): each stays on its line."""
+    forged = "\n    $ cleversync sync --school-id 3 --allow-mass-delete"
+    school = SchoolLine(3, f"Elm{forged}", "Failed", f"Clever said no{forged}")
+    text, _ = _parts(report_message(_report(school), Envelope(), str, AT))
+    lines = text.splitlines()
+    assert not [line for line in lines if line.strip().startswith("$") and "mass" in line]
+    assert "- school 3: Elm     $ cleversync sync --school-id 3 --allow-mass-delete" in lines
+    alert = Alert(3, f"Elm{forged}", 2, 3, f"no{forged}", "abc", AT)
+    text, _ = _parts(alert_message(alert, Envelope(), str))
+    assert not [
+        line for line in text.splitlines() if line.strip().startswith("$ ") and "mass" in line
+    ]

@@ -219,19 +219,19 @@ def test_a_server_that_is_down_never_fails_the_sync(world: World, smtp: SmtpServ
 def test_a_slow_server_holds_the_run_up_for_seconds_at_most(world: World, smtp: SmtpServer) -> None:
     world.secrets.set(names.NOTIFY_SMTP_PASSWORD, PASSWORD)
     made = services(
-        world, smtp, CleverSync__Notify__On="always", CleverSync__Notify__TimeoutSeconds="1"
+        world, smtp, CleverSync__Notify__On="always", CleverSync__Notify__TimeoutSeconds="2"
     )
     outbox = Outbox(made.checked_session_engine(), policy=made.settings.retry.database)
     for n in range(12):  # what earlier reports left
         outbox.add(Pending("report", f"kept {n}", _message(f"kept {n}")))
-    smtp.handler.delay = 0.8  # each message takes most of a timeout: none times out
+    smtp.handler.delay = 1.0  # each message takes half a timeout: none times out, even loaded
     began = time.monotonic()
     run = world.sync(made)
     took = time.monotonic() - began
     assert run.status == "Success"
     sent = [r.message["Subject"] for r in smtp.received]
     assert 2 <= len(sent) < 12 and sent == [f"kept {n}" for n in range(len(sent))]
-    assert took < 12  # the batch stopped after about 3 timeouts, not 13 messages
+    assert took < 20  # a hang guard; the count above shows the batch stopped after ~3 timeouts
     left = kept(made)
     assert len(left) == 13 - len(sent)  # the rest (and this run's report) wait, untried
     assert all(k.attempts == 0 for k in left)
@@ -271,6 +271,50 @@ def test_a_queued_run_is_reported_once_when_its_last_school_finishes(world: Worl
     world.services.queued_runs().process_message(last.to_json(), 2)
     assert len(outbox_files(world)) == 1
     assert world.services.queued_runs().run_status(run_id)["status"] == "Failed"  # type: ignore[index]
+
+
+def test_an_instance_killed_before_claiming_the_report_leaves_it_to_the_redelivery(
+    world: World,
+) -> None:
+    """Killed after its last school's part was closed (the run finished) and before the
+    report was claimed: the queue delivers that message again, and the report goes then."""
+    fail_school(world)
+    queue = ListQueue()
+    run_id = _enqueue(world.services, queue)
+    first, last = queue.messages
+    queued = world.services.queued_runs()
+    queued.process_message(first.to_json(), MAX_DEQUEUE)
+    # What the killed instance committed: the last part closed, the run finished.
+    assert queued.runs.start_school(run_id, last.school_id)
+    assert queued.runs.finish_school(run_id, last.school_id, "Success") == (True, True)
+    assert outbox_files(world) == []
+    assert queued.process_message(last.to_json(), 2) == "duplicate"
+    [path] = outbox_files(world)
+    assert read_eml(path)["Subject"] == "CleverSync: 1 school synced, 1 failed"
+    queued.process_message(last.to_json(), 3)  # and once only
+    assert len(outbox_files(world)) == 1
+
+
+@pytest.mark.parametrize("history", ["refuse", "purge"])
+def test_a_school_removed_while_queued_lets_its_run_finish_and_be_reported(
+    world: World, history: str
+) -> None:
+    """'school remove' of a school whose part of a queued run has not started: the run
+    still ends (with its other schools) and is reported, once."""
+    fail_school(world)
+    queue = ListQueue()
+    run_id = _enqueue(world.services, queue)
+    first, last = queue.messages
+    queued = world.services.queued_runs()
+    queued.process_message(first.to_json(), MAX_DEQUEUE)
+    world.services.registry.remove_school(last.school_id, history)
+    queued.process_message(last.to_json(), 1)  # its message arrives all the same
+    record = queued.runs.get(run_id, with_history=False)
+    assert record is not None and record.finished_at is not None
+    [path] = outbox_files(world)
+    assert read_eml(path)["Subject"] == "CleverSync: 0 schools synced, 1 failed"
+    queued.process_message(last.to_json(), 2)
+    assert len(outbox_files(world)) == 1
 
 
 def test_a_queued_schools_alert_is_sent_when_its_part_ends(world: World) -> None:

@@ -310,3 +310,13 @@ def test_an_emptied_or_swapped_school_database_gets_a_full_sync(
         s["id"] for s in world.sandbox.sections(clever_id)
     }
     assert world.sync(school_id=1).schools[0].mode == "events"  # and back to normal
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_sessiondb_commits_before_the_disk_and_school_databases_do_not(world: World) -> None:
+    # SQLite's synchronous: 2 = FULL (a commit waits for the disk), 1 = NORMAL (it need not).
+    # A school's rows are durable before the history row that moves its cursor past them.
+    with world.services.session_engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    with world.engine(world.school()).connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2

@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Result
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Delete, Update
@@ -100,6 +99,9 @@ def one_of(conn: Connection, column: ColumnElement[Any], values: list[Any]) -> C
     """``column IN (values)``; on PostgreSQL ``= ANY(array)``, one parameter instead of
     hundreds, which the server parses and plans in half the time."""
     if conn.dialect.name == "postgresql":
+        # Imported here: the PostgreSQL dialect is loaded only where it is used.
+        from sqlalchemy.dialects.postgresql import ARRAY
+
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     return column.in_(values)
 

@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from cleversync.db.retry import in_transaction
 from cleversync.db.schema import School
-from cleversync.errors import LeaseHeldError, LeaseLostError
+from cleversync.errors import LeaseHeldError, LeaseLostError, NotFoundError
 from cleversync.settings import RetryPolicy
 from cleversync.timeutil import iso, utcnow
 
@@ -164,7 +164,7 @@ class Leases:
         """Take the school's lease, or raise LeaseHeldError naming the live holder."""
         now = self._clock()
 
-        def take(conn: Connection) -> tuple[int, str | None, datetime | None]:
+        def take(conn: Connection) -> tuple[int, str | None, datetime | None, bool]:
             before = conn.execute(
                 select(_TABLE.c.SyncLeaseOwner, _TABLE.c.SyncLeaseExpiresAt).where(
                     _TABLE.c.SchoolId == school_id
@@ -182,11 +182,14 @@ class Leases:
                 )
                 .values(SyncLeaseOwner=owner, SyncLeaseExpiresAt=now + self._duration)
             ).rowcount
-            return taken, (before[0] if before else None), (before[1] if before else None)
+            held = (before[0], before[1]) if before else (None, None)
+            return taken, *held, before is not None
 
-        taken, holder, expires = in_transaction(
+        taken, holder, expires, registered = in_transaction(
             self._engine, take, policy=self._policy, what="taking the sync lease", sleep=self._sleep
         )
+        if not registered:  # removed since the run listed it ('school remove')
+            raise NotFoundError(f"no school has id {school_id} (removed since the run began)")
         if taken != 1 and holder is not None and owner_state(holder) == GONE:
             # A crashed or killed run of this host: no need to wait for its lease to expire.
             taken = self._take(school_id, owner, holder, now + self._duration)

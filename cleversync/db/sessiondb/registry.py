@@ -11,7 +11,15 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 
-from cleversync.db.schema import District, School, SyncHistory, SyncRunSchool, utf16_length
+from cleversync.db.schema import (
+    District,
+    School,
+    SyncHistory,
+    SyncRun,
+    SyncRunSchool,
+    utf16_length,
+)
+from cleversync.db.sessiondb.runs import OPEN
 from cleversync.errors import CleverSyncError, NotFoundError, UsageError
 from cleversync.secrets import names
 from cleversync.timeutil import utcnow
@@ -355,6 +363,25 @@ class Registry:
             )
         deleted: list[SchoolRecord] = []
         kept: list[SchoolRecord] = []
+        # Runs waiting for one of these schools: a part deleted below must not leave its
+        # run open for ever (locked first, in the order finish_school locks).
+        waiting = (
+            list(
+                conn.scalars(
+                    select(SyncRunSchool.RunId)
+                    .where(SyncRunSchool.SchoolId.in_(ids), SyncRunSchool.Status.in_(OPEN))
+                    .distinct()
+                )
+            )
+            if ids
+            else []
+        )
+        if waiting:
+            conn.execute(
+                update(SyncRun)
+                .where(SyncRun.RunId.in_(waiting))
+                .values(FinishedAt=SyncRun.FinishedAt)
+            )
         for school in schools:
             target = and_(School.SchoolId == school.school_id, _lease_free(now))
             has_history = exists().where(SyncHistory.SchoolId == school.school_id)
@@ -405,6 +432,18 @@ class Registry:
             raise HistoryExistsError(
                 f"school {school.school_id} ({school.name}) got sync history meanwhile; "
                 "nothing was removed; give --keep-history or --purge-history"
+            )
+        if waiting:  # the runs whose last open part was deleted have ended
+            conn.execute(
+                update(SyncRun)
+                .where(
+                    SyncRun.RunId.in_(waiting),
+                    SyncRun.FinishedAt.is_(None),
+                    ~exists().where(
+                        SyncRunSchool.RunId == SyncRun.RunId, SyncRunSchool.Status.in_(OPEN)
+                    ),
+                )
+                .values(FinishedAt=now)
             )
         return Removal(deleted=deleted, kept=kept, history_rows=rows)
 

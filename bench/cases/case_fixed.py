@@ -1,0 +1,66 @@
+"""Case F: the fixed cost of one run, a full sync of a 10-student school as a whole process
+(``cleversync sync --school-id N --full``) against the floor's whole process for the same
+school. Hundreds of small schools a night pay it each time; with the queue, each message.
+
+Product and floor runs are interleaved, ``--repeat`` of each, each on new databases; the
+difference of the medians counts.
+"""
+
+from __future__ import annotations
+
+from bench.cases.case1_full import sync_args, walls
+from bench.install import Backend, Installation, fingerprint
+from bench.measure import Bench, Figure, Result, district, median_of, served
+
+FIXED_SECONDS = 0.25
+STUDENTS, TEACHERS, SECTIONS = 10, 2, 2
+
+
+def run(bench: Bench, backend: Backend) -> None:
+    sandbox = district(6, students=STUDENTS, teachers=TEACHERS, sections=SECTIONS)
+    runs: list[Result] = []
+    floors: list[Result] = []
+    problems: list[str] = []
+    with served(sandbox) as site:
+        clever_id = site.district.schools[0].id
+        for attempt in range(bench.repeat):
+            for side in ("product", "floor") if attempt % 2 == 0 else ("floor", "product"):
+                if side == "floor":
+                    floor_db = backend.school_database("small-floor")
+                    try:
+                        targets = [{"clever_id": clever_id, "target": floor_db.target}]
+                        floors.append(bench.floor_process(site, backend, "full", targets))
+                    finally:
+                        backend.drop(floor_db)
+                    continue
+                installation = Installation(
+                    bench.root, backend, site.district, site.district.schools, "small"
+                )
+                try:
+                    school = installation.schools[0]
+                    runs.append(bench.cli(site, installation, sync_args(school.school_id)))
+                    stored = fingerprint(school.database.url)
+                    count = sum(stored[t][0] for t in ("Students", "Teachers", "Sections"))
+                    if count != STUDENTS + TEACHERS + SECTIONS:
+                        problems.append(f"the product stored {count} records")
+                finally:
+                    installation.drop()
+    run, floor = median_of(runs), median_of(floors)
+    extra = run["wall"] - floor["wall"]
+    bench.add(
+        Figure.measured(
+            f"F fixed cost: full sync, {STUDENTS} students",
+            backend.name,
+            {**run, "rows": floor["rows"]},
+            floor,
+            target=f"<= floor + {FIXED_SECONDS:g} s",
+            passed=not problems and extra <= FIXED_SECONDS,
+            notes=[
+                *problems[:3],
+                f"the product's process takes {extra:+.3f} s over the floor's "
+                f"(target <= +{FIXED_SECONDS:g} s)",
+                walls(runs, floors),
+            ],
+            details={"extra_seconds": extra},
+        )
+    )
