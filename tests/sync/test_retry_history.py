@@ -8,6 +8,7 @@ are exact.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -334,3 +335,30 @@ def test_a_previews_dry_run_rows_record_its_retries_too(
         for entity, i in preview.history_ids.items()
     }
     assert got == {"Student": (0, 0, 0), "Teacher": (1, 0, 0), "Section": (1, 1, 5.0)}
+
+
+def test_retries_in_the_clients_own_prefetch_thread_count_on_their_entitys_row(
+    world: World,
+    clock: Clock,
+    on_clock: Callable[..., Services],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    services = on_clock()
+    # The students' first page is fetched where it is asked for; the later ones ahead, on
+    # the list's prefetch thread: the 500s and the 429 meet that thread.
+    students = {"path": users_path(world), "query": "role=student"}
+    world.sandbox.faults.add(Fault("status", status=500, times=2, after=1, **students))
+    world.sandbox.faults.add(
+        Fault("status", status=429, headers={"Retry-After": "6"}, times=1, after=4, **students)
+    )
+    with caplog.at_level(logging.WARNING, logger="cleversync.clever"):
+        run = services.orchestrator().run(school_id=1, full=True)
+    assert run.schools[0].status == "Success", run.schools[0].error
+    retried = [r for r in caplog.records if r.getMessage().startswith("Retrying students")]
+    assert len(retried) == 3
+    assert all(r.threadName.startswith("clever-prefetch") for r in retried)
+    assert waits_by_entity(world, run.correlation_id, 1) == {
+        "Student": (3, 1, pytest.approx(6.0)),
+        "Teacher": (0, 0, 0),
+        "Section": (0, 0, 0),
+    }
