@@ -2,7 +2,8 @@
 
 The JSON shape (README: 'HTTP API') is ``{"correlationId", "status", "durationMs", "schools": [{
 "schoolId", "name", "status", "entities": [{"entityType", "syncType", "status", "syncId",
-"processed", "inserted", "updated", "deleted", "failed", "error"}]}]}``. Every message in
+"processed", "inserted", "updated", "deleted", "failed", "retries", "rateLimitWaits",
+"rateLimitWaitSeconds", "error"}]}]}``. Every message in
 it has passed through the caller's redactor (``redact``, its composition root's).
 """
 
@@ -46,6 +47,9 @@ def school_json(school: SchoolResult, redact: Redact) -> dict[str, Any]:
                 "updated": o.counts.updated,
                 "deleted": o.counts.deleted,
                 "failed": o.counts.failed,
+                "retries": o.waits.retries,
+                "rateLimitWaits": o.waits.rate_limit_waits,
+                "rateLimitWaitSeconds": round(o.waits.rate_limit_wait_seconds, 3),
                 "error": sanitize(o.message(), redact),
             }
             for o in school.entities

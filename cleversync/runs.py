@@ -368,6 +368,9 @@ def _entities(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "updated": row["RecordsUpdated"],
             "deleted": row["RecordsDeleted"],
             "failed": row["RecordsFailed"],
+            "retries": row["Retries"],
+            "rateLimitWaits": row["RateLimitWaits"],
+            "rateLimitWaitSeconds": round(float(row["RateLimitWaitSeconds"] or 0), 3),
             "error": sanitize(row["ErrorMessage"]),
         }
         for row in rows

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, Protocol, TypeVar
 
+from cleversync import runtally
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -62,22 +64,28 @@ def bind_invocation(context: InvocationContext) -> Iterator[Invocation]:
 
 def bound(work: Callable[P, R]) -> Callable[P, R]:
     """``work`` carrying the invocation bound now: wherever it runs, the id is set on that
-    thread while it runs (and the invocation is bound there, for the threads it starts)."""
+    thread while it runs (and the invocation is bound there, for the threads it starts).
+    It also carries the school run's retry tally and entity (``cleversync.runtally``), so
+    retries and waits in that thread count for the run that handed the work over."""
     invocation = _current.get()
-    if invocation is None:
+    run_tally, entity = runtally.current()
+    if invocation is None and run_tally is None:
         return work
 
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        storage = invocation.storage
-        # A pool thread is reused by later tasks: put back what it had.
-        previous = getattr(storage, "invocation_id", None)
-        token = _current.set(invocation)
-        storage.invocation_id = invocation.invocation_id
-        try:
-            return work(*args, **kwargs)
-        finally:
-            storage.invocation_id = previous
-            _current.reset(token)
+        with runtally.tally(run_tally), runtally.entity(entity):
+            if invocation is None:
+                return work(*args, **kwargs)
+            storage = invocation.storage
+            # A pool thread is reused by later tasks: put back what it had.
+            previous = getattr(storage, "invocation_id", None)
+            token = _current.set(invocation)
+            storage.invocation_id = invocation.invocation_id
+            try:
+                return work(*args, **kwargs)
+            finally:
+                storage.invocation_id = previous
+                _current.reset(token)
 
     return run
 

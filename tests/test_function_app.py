@@ -29,7 +29,7 @@ from cleversync.errors import ConfigurationError
 from cleversync.health.checks import ServicesProbe
 from cleversync.queue import SyncMessage
 from cleversync.runtime import Runtime
-from cleversync.sandbox import Sandbox
+from cleversync.sandbox import Fault, Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services
 from cleversync.settings import SCHEDULE_VARIABLE, Settings
@@ -138,6 +138,9 @@ ENTITY_FIELDS = {
     "updated",
     "deleted",
     "failed",
+    "retries",
+    "rateLimitWaits",
+    "rateLimitWaitSeconds",
     "error",
 }
 
@@ -402,6 +405,34 @@ def fire_timer(past_due: bool = False) -> None:
 
 def synced_school_ids(world: World) -> set[int]:
     return {row["SchoolId"] for row in world.history()}
+
+
+def test_the_run_status_shows_each_entitys_retries_and_rate_limit_waits(
+    world: World, installed: Runtime, queue: ListQueue
+) -> None:
+    clever_id = world.schools[0].clever_school_id
+    world.sandbox.faults.add(
+        Fault("status", path=f"/v3.0/schools/{clever_id}/users", query="role=student", times=2)
+    )
+    world.sandbox.faults.add(
+        Fault(
+            "status",
+            path=f"/v3.0/schools/{clever_id}/sections",
+            status=429,
+            headers={"Retry-After": "0.3"},
+            times=1,
+        )
+    )
+    status, body, _ = post_sync({"schoolId": "1"})
+    assert status == 202
+    deliver(queue)
+    code, run = get_run(body["runId"])
+    assert code == 200 and run["status"] == "Success"
+    waits = {
+        e["entityType"]: (e["retries"], e["rateLimitWaits"], e["rateLimitWaitSeconds"])
+        for e in run["schools"][0]["entities"]
+    }
+    assert waits == {"Student": (2, 0, 0), "Teacher": (0, 0, 0), "Section": (1, 1, 0.3)}
 
 
 def test_post_sync_answers_202_and_the_queue_runs_it(

@@ -27,6 +27,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import httpx
 from tenacity import RetryCallState
 
+from cleversync import runtally
 from cleversync.clever.breaker import DistrictBreaker
 from cleversync.clever.deadline import BodyTooLargeError
 from cleversync.clever.http import Call, error_for, origin, retry_after_seconds, send
@@ -135,10 +136,10 @@ class CleverClient:
     def raw_pages(self, kind: str, school_id: str, *, page_size: int) -> Iterator[RawPage]:
         """A school's ``students``, ``teachers`` or ``sections`` as Clever sent them, page by
         page, for a caller that parses only some (``parse_records``)."""
-        resource, role, _, _ = _KINDS[kind]
+        resource, role, _, entity = _KINDS[kind]
         params: dict[str, Any] = {"role": role} if role else {}
         path = self._path(f"schools/{school_id}/{resource}", **params, limit=page_size)
-        call = Call(f"{kind} of Clever school {school_id}", school_id=school_id)
+        call = Call(f"{kind} of Clever school {school_id}", school_id=school_id, entity=entity)
         return self._raw_pages(path, call, kind)
 
     def parse_records(self, kind: str, raws: list[dict[str, Any]]) -> Page[Any]:
@@ -284,7 +285,9 @@ class CleverClient:
 
     def _send(self, path: str, token: str, call: Call) -> httpx.Response:
         url = self._url(path)
-        self._pacer.acquire(wait=self._wait_for)
+        waits, waited = self._pacer.acquire(wait=self._wait_for)
+        if waits:
+            runtally.count_rate_limit_wait(waited, call.entity, waits=waits)
         self.requests += 1
         limit = limit_of(path) or 1
         try:
@@ -334,6 +337,9 @@ class CleverClient:
         call: Call = state.args[1]
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
+        runtally.count_retry(call.entity)
+        if isinstance(exc, CleverRateLimitedError):
+            runtally.count_rate_limit_wait(wait, call.entity)
         logger.warning(
             "Retrying %s in %.1f s (attempt %d of %d failed: %s)",
             call.what,

@@ -40,6 +40,7 @@ class Call:
     school_id: str | None = None
     events: bool = False
     cursor: str | None = None
+    entity: str | None = None  # the entity whose list this reads (its run's retry counts)
 
 
 def send(

@@ -44,12 +44,13 @@ class RateLimitPacer:
         self._reset: float | None = None
         self._lock = threading.Lock()
 
-    def acquire(self, *, wait: Callable[[float], None] | None = None) -> None:
+    def acquire(self, *, wait: Callable[[float], None] | None = None) -> tuple[int, float]:
         """Return when a request may go; ``wait(seconds)`` does the waiting (the caller's
         own, which may renew a lease or stop the run; the pacer's ``sleep`` by default).
         One call waits at most ``max_wait`` in all; then the request goes, and a 429 is
-        the retry's business."""
+        the retry's business. Returns the waits made and their seconds (0, 0.0: none)."""
         waited = 0.0
+        waits = 0
         while True:
             with self._lock:
                 now = self._clock()
@@ -58,11 +59,12 @@ class RateLimitPacer:
                 if self._remaining is None or self._remaining > self._reserve:
                     if self._remaining is not None:
                         self._remaining -= 1
-                    return
+                    return waits, waited
                 seconds = min(max(self._reset - now, 0.0) + 0.05, self._max_wait - waited)  # type: ignore[operator]
                 if seconds <= 0:
-                    return
+                    return waits, waited
             waited += seconds
+            waits += 1
             # A long wait is told at the CLI's default verbosity (warnings): a run that goes
             # quiet for half a minute otherwise looks hung.
             logger.log(

@@ -270,6 +270,8 @@ def history_command(args: argparse.Namespace, ctx: CliContext) -> int:
                 row["RecordsUpdated"],
                 row["RecordsDeleted"],
                 row["RecordsFailed"],
+                row["Retries"],
+                _waits(row["RateLimitWaits"], row["RateLimitWaitSeconds"]),
                 _first_line(row["ErrorMessage"]),
             )
         )
@@ -286,10 +288,19 @@ def history_command(args: argparse.Namespace, ctx: CliContext) -> int:
         "UPD",
         "DEL",
         "FAIL",
+        "RETRY",
+        "WAIT",
         "MESSAGE",
     ]
     print(table(headers, body))
     return 0
+
+
+def _waits(count: int | None, seconds: float | None) -> str:
+    """Rate-limit waits as ``count/seconds``: ``2/7.5s``; ``0`` for none."""
+    if not count:
+        return "0"
+    return f"{count}/{float(seconds or 0):.1f}s"
 
 
 def _first_line(text: str | None, width: int = 70) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tenacity import RetryCallState
 
+from cleversync import runtally
 from cleversync.errors import DatabaseError, DatabaseTransientError, DatabaseUnavailableError
 from cleversync.redaction import mask_credentials
 from cleversync.retrying import retrying
@@ -136,6 +137,7 @@ def run_with_retry(
 
     def log_retry(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
+        runtally.count_retry()
         logger.warning(
             "Transient database error during %s (attempt %d of %d); retrying: %s",
             what,

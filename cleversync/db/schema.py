@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -144,6 +145,11 @@ class SyncHistory(SessionBase):
     CorrelationId: Mapped[str | None] = mapped_column(Unicode(64))
     # Change details this row's run did not record (over History__MaxChangeDetailsPerRun).
     ChangesOmitted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # The run's retried requests and transactions, and its waits for Clever's rate limit
+    # (count and seconds) for this entity (cleversync.runtally).
+    Retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    RateLimitWaits: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    RateLimitWaitSeconds: Mapped[float] = mapped_column(Float, server_default=text("0"))
 
 
 class SyncChange(SessionBase):

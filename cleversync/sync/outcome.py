@@ -9,6 +9,7 @@ from typing import Any
 from cleversync.db.sessiondb.changes import ChangeBuffer
 from cleversync.db.sessiondb.history import Counts, sanitize
 from cleversync.errors import RecordError
+from cleversync.runtally import Waits
 from cleversync.vocabulary import GOOD_STATUSES, RunStatus, SyncType
 
 logger = logging.getLogger("cleversync.sync")
@@ -31,6 +32,8 @@ class EntityOutcome:
     notes: list[str] = field(default_factory=list)
     last_event_id: str | None = None
     retryable: bool = False  # failed for a cause that may pass (Clever or a database down)
+    # The run's retries and rate-limit waits for this entity (written when its row closes).
+    waits: Waits = field(default_factory=Waits)
     # The run's change detail (one buffer shared by the run's entities: the cap is per run).
     changes: ChangeBuffer = field(default_factory=lambda: ChangeBuffer(DEFAULT_CHANGE_LIMIT))
 

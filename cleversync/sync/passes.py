@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cleversync import runtally
 from cleversync.clever.client import CleverClient
 from cleversync.clever.pages import RawPage
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
@@ -80,7 +81,8 @@ def run_passes(
         # sections are always compared, so their links reach people stored since.
         versioned = not delete and entity is not SECTION
         try:
-            entity_pass(ctx, entity, source, outcome, delete=delete, versioned=versioned)
+            with runtally.entity(entity.name):  # its database retries count on its row
+                entity_pass(ctx, entity, source, outcome, delete=delete, versioned=versioned)
         except CleverSyncError as exc:  # this entity fails; the next one may still work
             if exc.ends_school:
                 raise

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cleversync import runtally
 from cleversync.clever.pages import FieldReport
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.db.school.store import EngineFactory, SchoolConnection, SchoolDb
@@ -22,6 +23,7 @@ from cleversync.db.sessiondb.changes import Change, ChangeBuffer
 from cleversync.db.sessiondb.history import History
 from cleversync.db.sessiondb.registry import Registry
 from cleversync.errors import CleverIncompleteListError
+from cleversync.runtally import RunTally
 from cleversync.settings import Settings
 from cleversync.sync.mapping import section_row, student_row, teacher_row
 from cleversync.sync.modes import ClientFactory
@@ -116,28 +118,32 @@ def preview_full_sync(
     }
     messages: list[str] = []
     error: str | None = None
-    try:
-        client = clever(district, FieldReport())
-        for entity, kind, mapper in _PLAN:
-            source = Source(client, kind, school.clever_school_id, mapper)
-            note = _preview_entity(settings, db, entity, source, outcomes[entity.name])
-            if note:
-                messages.append(note)
-    except Exception as exc:
-        error = str(exc)
-        raise
-    finally:
-        for name, outcome in outcomes.items():
-            history.close(
-                outcome.sync_id,
-                status=RunStatus.DRY_RUN,
-                counts=outcome.counts,
-                error=error or outcome.message(),
-                last_event_id=None,
-                last_sync_timestamp=None,
-                changes_omitted=buffer.omitted.get(name, 0),
-            )
-        db.dispose()
+    counted = RunTally(_PLAN[0][0].name)  # its retries and rate-limit waits, per entity
+    with runtally.tally(counted):
+        try:
+            client = clever(district, FieldReport())
+            for entity, kind, mapper in _PLAN:
+                source = Source(client, kind, school.clever_school_id, mapper)
+                with runtally.entity(entity.name):
+                    note = _preview_entity(settings, db, entity, source, outcomes[entity.name])
+                if note:
+                    messages.append(note)
+        except Exception as exc:
+            error = str(exc)
+            raise
+        finally:
+            for name, outcome in outcomes.items():
+                history.close(
+                    outcome.sync_id,
+                    status=RunStatus.DRY_RUN,
+                    counts=outcome.counts,
+                    error=error or outcome.message(),
+                    last_event_id=None,
+                    last_sync_timestamp=None,
+                    changes_omitted=buffer.omitted.get(name, 0),
+                    waits=counted.of(name),
+                )
+            db.dispose()
     changes = [
         Change(ids[entity], school_id, entity, clever_id, ChangeKind(kind), name, fields, at)
         for entity, clever_id, kind, name, fields, at in buffer.rows

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from cleversync import runtally
 from cleversync.clever.breaker import RunBreakers
 from cleversync.db.retry import translate
 from cleversync.db.school.entities import ENTITIES
@@ -29,6 +30,7 @@ from cleversync.db.sessiondb.registry import DistrictRecord, Registry, SchoolRec
 from cleversync.errors import CleverSyncError, LeaseHeldError, LeaseLostError
 from cleversync.logcontext import log_context
 from cleversync.redaction import Redactor
+from cleversync.runtally import RunTally
 from cleversync.settings import Settings
 from cleversync.sync.modes import ClientFactory, Modes, Run, dims
 from cleversync.sync.outcome import EntityOutcome
@@ -117,11 +119,15 @@ class SchoolSync:
     def run(
         self, school: SchoolRecord, district: DistrictRecord, request: SyncRequest
     ) -> SchoolResult:
-        # Everything logged during the run (retries, waits, token refreshes) carries these.
-        with log_context(
-            CorrelationId=request.correlation_id,
-            DistrictId=district.district_id,
-            SchoolId=school.school_id,
+        # Everything logged during the run (retries, waits, token refreshes) carries these,
+        # and its retries and rate-limit waits are counted for its SyncHistory rows.
+        with (
+            log_context(
+                CorrelationId=request.correlation_id,
+                DistrictId=district.district_id,
+                SchoolId=school.school_id,
+            ),
+            runtally.tally(RunTally(ENTITIES[0].name)),
         ):
             return self._run_leased(school, district, request)
 
@@ -290,9 +296,12 @@ class SchoolSync:
         # it: "writing 7 student rows: ..." is what the operator must read first.
         unwritten: list[str] = []
         omitted = self._save_changes(run)
+        counted, _ = runtally.current()
         for outcome in run.outcomes.values():
             if not outcome.done:
                 outcome.fail("the run stopped before this entity was synced")
+            if counted is not None:
+                outcome.waits = counted.of(outcome.entity)
             good = outcome.status in GOOD_STATUSES
             try:
                 self.history.close(
@@ -303,6 +312,7 @@ class SchoolSync:
                     last_event_id=outcome.last_event_id if good else None,
                     last_sync_timestamp=run.started if good else None,
                     changes_omitted=omitted.get(outcome.entity, 0),
+                    waits=outcome.waits,
                 )
             except Exception as exc:  # the row stays InProgress until the next sweep
                 unwritten.append(_describe(exc))

@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from werkzeug.test import Client
 
 from cleversync.db.schema import School, SyncHistory
+from cleversync.sandbox import Fault
 from tests.dashboard.conftest import Story, text
 from tests.world import World
 
@@ -246,3 +247,37 @@ def test_the_held_back_records_are_listed_beside_the_decision(client: Client, st
         held = page.split('class="held"', 1)[1].split("</table>", 1)[0]
         assert sorted(re.findall(r"<code>([^<]+)</code>", held)) == sorted(story.leaving)
     assert 'class="held"' not in text(client.get(f"/admin/schools/{story.healthy.school_id}"))
+
+
+def _newest_row(page: str) -> str:
+    return page.split('<tr id="sync-', 1)[1].split("</tr>", 1)[0]
+
+
+def _cell(row: str, name: str) -> str:
+    match = re.search(rf'<td class="{name}">(.*?)</td>', row, re.S)
+    assert match, row
+    return plain(match.group(1))
+
+
+def test_the_school_page_shows_each_runs_retries_and_rate_limit_waits(
+    client: Client, story: Story, world: World
+) -> None:
+    school = story.healthy
+    clever_id = world.services.registry.get_school(school.school_id).clever_school_id
+    users, sections = f"/v3.0/schools/{clever_id}/users", f"/v3.0/schools/{clever_id}/sections"
+    world.sandbox.faults.add(Fault("status", path=users, query="role=teacher", status=500, times=2))
+    world.sandbox.faults.add(
+        Fault("status", path=sections, status=429, headers={"Retry-After": "0.5"}, times=1)
+    )
+    run = world.sync(school_id=school.school_id, full=True)
+    assert run.schools[0].status == "Success", run.schools[0].error
+    base = f"/admin/schools/{school.school_id}"
+    teacher = _newest_row(text(client.get(f"{base}?entity=Teacher")))
+    section = _newest_row(text(client.get(f"{base}?entity=Section")))
+    student = _newest_row(text(client.get(f"{base}?entity=Student")))
+    assert run.correlation_id in teacher and run.correlation_id in section
+    assert (_cell(teacher, "retries"), _cell(teacher, "waits")) == ("2", "0")
+    assert (_cell(section, "retries"), _cell(section, "waits")) == ("1", "1 (0.5 s)")
+    assert (_cell(student, "retries"), _cell(student, "waits")) == ("0", "0")
+    page = text(client.get(base))
+    assert "Rate-limit waits" in page and "not recorded" not in page

@@ -70,6 +70,9 @@ EXPECTED_COLUMNS = {
             "LastEventId",
             "CorrelationId",
             "ChangesOmitted",
+            "Retries",
+            "RateLimitWaits",
+            "RateLimitWaitSeconds",
         ],
         "SyncChanges": [
             "ChangeId",

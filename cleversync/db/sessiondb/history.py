@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncChange, SyncHistory
 from cleversync.redaction import Redactor, mask_credentials
+from cleversync.runtally import Waits
 from cleversync.settings import RetryPolicy
 from cleversync.sync.plan import EntityRun, LastRun
 from cleversync.timeutil import utcnow
@@ -177,7 +178,9 @@ class History:
         last_event_id: str | None,
         last_sync_timestamp: datetime | None,
         changes_omitted: int = 0,
+        waits: Waits | None = None,
     ) -> None:
+        waits = waits or Waits()
         self._write(
             "closing a SyncHistory row",
             update(_TABLE)
@@ -194,6 +197,9 @@ class History:
                 LastEventId=last_event_id,
                 LastSyncTimestamp=last_sync_timestamp,
                 ChangesOmitted=changes_omitted,
+                Retries=waits.retries,
+                RateLimitWaits=waits.rate_limit_waits,
+                RateLimitWaitSeconds=round(waits.rate_limit_wait_seconds, 3),
             ),
         )
 

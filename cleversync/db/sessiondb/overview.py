@@ -182,6 +182,11 @@ class HistoryRow:
     correlation_id: str | None
     run_id: int | None
     attempts: int | None
+    # The run's retried requests and transactions and its waits for Clever's rate limit,
+    # for this entity (SyncHistory.Retries, RateLimitWaits, RateLimitWaitSeconds).
+    retries: int = 0
+    rate_limit_waits: int = 0
+    rate_limit_wait_seconds: float = 0.0
 
     @property
     def duration_seconds(self) -> float | None:
@@ -519,6 +524,9 @@ def _history_row(row: Any, *, run_id: int | None = None) -> HistoryRow:
         correlation_id=row.CorrelationId,
         run_id=mapping.get("RunId", run_id),
         attempts=mapping.get("Attempts"),
+        retries=row.Retries or 0,
+        rate_limit_waits=row.RateLimitWaits or 0,
+        rate_limit_wait_seconds=float(row.RateLimitWaitSeconds or 0),
     )
 
 
