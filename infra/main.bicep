@@ -35,6 +35,26 @@ param dashboardAllowedUsers string = ''
 @description('An app role of the app registration that admits its holders to the dashboard (CleverSync__Admin__Role).')
 param dashboardRole string = ''
 
+@description('Email run reports (README, Notifications): the SMTP server; empty = no email. The password is the Key Vault secret CleverSyncSOS--Notify--SmtpPassword.')
+param notifySmtpHost string = ''
+
+@description('The SMTP login (CleverSync__Notify__SmtpUser).')
+param notifySmtpUser string = ''
+
+@description('The sender address of the reports (CleverSync__Notify__From).')
+param notifyFrom string = ''
+
+@description('Who gets the reports: addresses, comma-separated (CleverSync__Notify__To).')
+param notifyTo string = ''
+
+@description('Which runs are reported: failures, always or never (CleverSync__Notify__On).')
+@allowed([
+  'failures'
+  'always'
+  'never'
+])
+param notifyOn string = 'failures'
+
 @secure()
 @description('The key the dashboard signs its forms with (a new random one each deployment unless given).')
 param dashboardCsrfKey string = newGuid()
@@ -63,6 +83,11 @@ module resources 'resources.bicep' = {
     dashboardAllowedUsers: dashboardAllowedUsers
     dashboardRole: dashboardRole
     dashboardCsrfKey: dashboardCsrfKey
+    notifySmtpHost: notifySmtpHost
+    notifySmtpUser: notifySmtpUser
+    notifyFrom: notifyFrom
+    notifyTo: notifyTo
+    notifyOn: notifyOn
   }
 }
 

@@ -10,6 +10,11 @@ param dashboardAllowedUsers string
 param dashboardRole string
 @secure()
 param dashboardCsrfKey string
+param notifySmtpHost string
+param notifySmtpUser string
+param notifyFrom string
+param notifyTo string
+param notifyOn string
 
 var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
@@ -259,6 +264,11 @@ module api 'app/api.bicep' = {
     dashboardClientId: dashboardClientId
     dashboardAllowedUsers: dashboardAllowedUsers
     dashboardRole: dashboardRole
+    notifySmtpHost: notifySmtpHost
+    notifySmtpUser: notifySmtpUser
+    notifyFrom: notifyFrom
+    notifyTo: notifyTo
+    notifyOn: notifyOn
   }
   // The host starts reading storage, the vault and telemetry as soon as the app exists.
   dependsOn: [

@@ -351,6 +351,28 @@ def test_the_dashboard_sign_in_is_app_service_authentication_with_entra_id() -> 
     assert "tenant().tenantId}/v2.0" in body
 
 
+def test_the_email_report_settings_come_from_parameters() -> None:
+    settings = bicep_app_settings()
+    main = (INFRA / "main.bicep").read_text()
+    given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    for key, param, variable in (
+        ("SmtpHost", "notifySmtpHost", "NOTIFY_SMTP_HOST="),
+        ("SmtpUser", "notifySmtpUser", "NOTIFY_SMTP_USER="),
+        ("From", "notifyFrom", "NOTIFY_FROM="),
+        ("To", "notifyTo", "NOTIFY_TO="),
+        ("On", "notifyOn", "NOTIFY_ON=failures"),
+    ):
+        assert settings[f"CleverSync__Notify__{key}"] == param
+        assert re.search(rf"{param}: {param}\b", main), f"main.bicep does not pass {param} on"
+        assert given[param]["value"] == "${" + variable + "}"
+    # The password is a vault secret, never a parameter or an app setting.
+    assert not any("password" in name.lower() for name in given)
+    assert not any("Password" in name for name in settings)
+    allowed = re.search(r"@allowed\(\[([^\]]*)\]\)\nparam notifyOn string", main)
+    assert allowed is not None
+    assert set(re.findall(r"'(\w+)'", allowed.group(1))) == {"failures", "always", "never"}
+
+
 def test_the_dashboard_admin_settings_and_csrf_key_come_from_parameters() -> None:
     from cleversync.secrets import names
 

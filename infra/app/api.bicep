@@ -12,6 +12,11 @@ param keyVaultUrl string
 param dashboardClientId string = ''
 param dashboardAllowedUsers string = ''
 param dashboardRole string = ''
+param notifySmtpHost string = ''
+param notifySmtpUser string = ''
+param notifyFrom string = ''
+param notifyTo string = ''
+param notifyOn string = 'failures'
 param maximumInstanceCount int = 100
 @allowed([
   2048
@@ -105,6 +110,12 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       // Who may use the dashboard (/dashboard); neither set: nobody.
       CleverSync__Admin__AllowedUsers: dashboardAllowedUsers
       CleverSync__Admin__Role: dashboardRole
+      // Email run reports; the SMTP password is the vault's CleverSyncSOS--Notify--SmtpPassword.
+      CleverSync__Notify__SmtpHost: notifySmtpHost
+      CleverSync__Notify__SmtpUser: notifySmtpUser
+      CleverSync__Notify__From: notifyFrom
+      CleverSync__Notify__To: notifyTo
+      CleverSync__Notify__On: notifyOn
     }
   }
 
