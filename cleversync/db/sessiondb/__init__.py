@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
-from typing import TypeAlias
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+
+from cleversync.db.retry import in_transaction
+from cleversync.redaction import Redactor, mask_credentials
+from cleversync.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from cleversync.settings import RetryPolicy
 
 # What the sync modules hold SessionDb by, without importing SQLAlchemy themselves.
 SessionEngine: TypeAlias = Engine
+
+_T = TypeVar("_T")
+
+
+class SessionTables:
+    """Reads and writes some SessionDb tables: each call one transaction, retried if
+    transient; texts stored through ``_redact``, the composition root's redactor
+    (registered secret values, not only the credential patterns) when given."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        policy: RetryPolicy,
+        redactor: Redactor | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._engine = engine
+        self._policy = policy
+        self._redact = redactor.redact if redactor is not None else mask_credentials
+        self._clock = clock
+        self._sleep = sleep
+
+    def _tx(self, what: str, fn: Callable[[Connection], _T]) -> _T:
+        return in_transaction(self._engine, fn, policy=self._policy, what=what, sleep=self._sleep)

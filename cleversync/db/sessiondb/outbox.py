@@ -9,21 +9,17 @@ emptying the outbox at once never send it twice.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import delete, insert, or_, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from cleversync.db.retry import in_transaction, run_with_retry
+from cleversync.db.retry import run_with_retry
 from cleversync.db.schema import NotifyOutbox, SyncRun
+from cleversync.db.sessiondb import SessionTables
 from cleversync.db.sessiondb.history import sanitize
-from cleversync.redaction import Redactor, mask_credentials
-from cleversync.settings import RetryPolicy
-from cleversync.timeutil import utcnow
 
 _OUTBOX = NotifyOutbox.__table__
 _RUNS = SyncRun.__table__
@@ -53,26 +49,8 @@ class Kept:
     last_error: str | None
 
 
-class Outbox:
+class Outbox(SessionTables):
     """Reads and writes NotifyOutbox; each write one transaction, retried if transient."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        policy: RetryPolicy,
-        redactor: Redactor | None = None,
-        clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._engine = engine
-        self._policy = policy
-        self._redact = redactor.redact if redactor is not None else mask_credentials
-        self._clock = clock
-        self._sleep = sleep
-
-    def _tx(self, what: str, fn: Callable[[Connection], _T]) -> _T:
-        return in_transaction(self._engine, fn, policy=self._policy, what=what, sleep=self._sleep)
 
     def _row(self, pending: Pending) -> dict[str, object]:
         return {

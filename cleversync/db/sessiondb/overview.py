@@ -164,22 +164,9 @@ class DistrictSummary:
 
 
 @dataclass(frozen=True)
-class HistoryRow:
+class HistoryRow(EntityState):
     """A SyncHistory row with the attempts of the queued run it belongs to (if any)."""
 
-    sync_id: int
-    entity: str
-    sync_type: str
-    status: str
-    started_at: datetime
-    ended_at: datetime | None
-    processed: int
-    inserted: int
-    updated: int
-    deleted: int
-    failed: int
-    error: str | None
-    correlation_id: str | None
     run_id: int | None
     attempts: int | None
     # The run's retried requests and transactions and its waits for Clever's rate limit,
@@ -488,40 +475,33 @@ class Overview:
         return self._read("reading a sync run", read)
 
 
+def _entity_fields(row: Any) -> dict[str, Any]:
+    """A SyncHistory row's columns as EntityState's fields."""
+    return {
+        "entity": row.EntityType,
+        "sync_id": row.SyncId,
+        "status": row.Status,
+        "sync_type": row.SyncType,
+        "started_at": row.SyncStartTime,
+        "ended_at": row.SyncEndTime,
+        "processed": row.RecordsProcessed or 0,
+        "inserted": row.RecordsInserted or 0,
+        "updated": row.RecordsUpdated or 0,
+        "deleted": row.RecordsDeleted or 0,
+        "failed": row.RecordsFailed or 0,
+        "error": row.ErrorMessage,
+        "correlation_id": row.CorrelationId,
+    }
+
+
 def _entity_state(row: Any) -> EntityState:
-    return EntityState(
-        entity=row.EntityType,
-        sync_id=row.SyncId,
-        status=row.Status,
-        sync_type=row.SyncType,
-        started_at=row.SyncStartTime,
-        ended_at=row.SyncEndTime,
-        processed=row.RecordsProcessed or 0,
-        inserted=row.RecordsInserted or 0,
-        updated=row.RecordsUpdated or 0,
-        deleted=row.RecordsDeleted or 0,
-        failed=row.RecordsFailed or 0,
-        error=row.ErrorMessage,
-        correlation_id=row.CorrelationId,
-    )
+    return EntityState(**_entity_fields(row))
 
 
 def _history_row(row: Any, *, run_id: int | None = None) -> HistoryRow:
     mapping = row._mapping
     return HistoryRow(
-        sync_id=row.SyncId,
-        entity=row.EntityType,
-        sync_type=row.SyncType,
-        status=row.Status,
-        started_at=row.SyncStartTime,
-        ended_at=row.SyncEndTime,
-        processed=row.RecordsProcessed or 0,
-        inserted=row.RecordsInserted or 0,
-        updated=row.RecordsUpdated or 0,
-        deleted=row.RecordsDeleted or 0,
-        failed=row.RecordsFailed or 0,
-        error=row.ErrorMessage,
-        correlation_id=row.CorrelationId,
+        **_entity_fields(row),
         run_id=mapping.get("RunId", run_id),
         attempts=mapping.get("Attempts"),
         retries=row.Retries or 0,

@@ -8,22 +8,19 @@ locks the run's row first, so with several instances exactly one of them sees th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
-from cleversync.db.retry import in_transaction, run_with_retry
+from cleversync.db.retry import run_with_retry
 from cleversync.db.schema import School, SyncHistory, SyncRun, SyncRunSchool
+from cleversync.db.sessiondb import SessionTables
 from cleversync.db.sessiondb.history import sanitize
 from cleversync.errors import UsageError
-from cleversync.redaction import Redactor, mask_credentials
-from cleversync.settings import RetryPolicy
-from cleversync.timeutil import utcnow
 from cleversync.vocabulary import FINISHED_STATUSES
 
 QUEUED = "Queued"
@@ -67,27 +64,8 @@ class RunRecord:
         return next((s for s in self.schools if s.school_id == school_id), None)
 
 
-class Runs:
+class Runs(SessionTables):
     """Reads and writes SyncRuns and SyncRunSchools; each write one transaction, retried."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        policy: RetryPolicy,
-        redactor: Redactor | None = None,
-        clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._engine = engine
-        self._policy = policy
-        # The composition root's redactor: registered secret values, not only the patterns.
-        self._redact = redactor.redact if redactor is not None else mask_credentials
-        self._clock = clock
-        self._sleep = sleep
-
-    def _tx(self, what: str, fn: Callable[[Connection], _T]) -> _T:
-        return in_transaction(self._engine, fn, policy=self._policy, what=what, sleep=self._sleep)
 
     def create(
         self,
