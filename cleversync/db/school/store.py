@@ -106,7 +106,7 @@ def write_page(
     # Users first, so the sections of this page can link to students created in it.
     for rows, entity in ((students, STUDENT), (teachers, TEACHER)):
         if rows:
-            written[entity.name] = write_rows(conn, entity, rows, now)
+            written[entity.name] = write_rows(conn, entity, rows, now, keys=False)
     if sections:
         written[SECTION.name] = write_sections(conn, sections, now)
     return written

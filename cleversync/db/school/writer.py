@@ -18,9 +18,10 @@ from sqlalchemy.engine import Connection, Result
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Delete, Update
 
+from cleversync.db.bulk import Bulk
 from cleversync.db.retry import classify
 from cleversync.db.schema import SectionStudent, SectionTeacher
-from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
+from cleversync.db.school.entities import ENTITIES, SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
 from cleversync.redaction import mask_credentials
 from cleversync.sync.mapping import Row, SectionRow, clean
@@ -43,8 +44,9 @@ MAX_IN = 2000
 
 @dataclass
 class Written:
-    """What a batch wrote: the primary key of every row in it, which were written, and (on
-    demand, up to a limit) the change of each written record."""
+    """What a batch wrote: the primary key of every row in it (of the rows inserted, only
+    when asked for), which were written, and (on demand, up to a limit) the change of each
+    written record."""
 
     keys: dict[str, int] = field(default_factory=dict)
     inserted_keys: set[int] = field(default_factory=set)
@@ -52,10 +54,11 @@ class Written:
     plan: BatchPlan | None = None
     existing: Mapping[str, Existing] = field(default_factory=dict)
     links: dict[str, Fields] = field(default_factory=dict)  # by section Clever id
+    new: int = 0  # rows inserted (their keys are in inserted_keys when they were read)
 
     @property
     def inserted(self) -> int:
-        return len(self.inserted_keys)
+        return self.new
 
     @property
     def updated(self) -> int:
@@ -149,66 +152,87 @@ def keys_for(conn: Connection, entity: Entity, clever_ids: Iterable[str]) -> dic
     return found
 
 
-def write_rows(conn: Connection, entity: Entity, rows: Sequence[Row], now: datetime) -> Written:
-    """Insert new rows, update changed or inactive ones; unchanged rows are not written."""
+_TRAILER = ("IsActive", "DeactivatedAt", "LastModifiedInClever", "CreatedAt", "UpdatedAt")
+
+
+def _inserts(entity: Entity) -> Bulk:
+    return Bulk(insert(entity.table), (entity.clever_key, *entity.columns, *_TRAILER))
+
+
+def _updates(entity: Entity) -> Bulk:
+    """A changed or inactive row: its columns, active again, its version and time."""
+    table = entity.table
+    names = (*entity.columns, "IsActive", "DeactivatedAt", "LastModifiedInClever", "UpdatedAt")
+    statement = (
+        update(table)
+        .where(table.c[entity.key] == bindparam("_key"))
+        .values({c: bindparam(c) for c in names})
+    )
+    return Bulk(statement, (*names, "_key"))
+
+
+def _link_inserts(table: Table, member_column: str) -> Bulk:
+    return Bulk(insert(table), ("SectionId", member_column))
+
+
+def _link_deletes(table: Table, member_column: str) -> Bulk:
+    statement = delete(table).where(
+        and_(table.c.SectionId == bindparam("_s"), table.c[member_column] == bindparam("_m"))
+    )
+    return Bulk(statement, ("_s", "_m"))
+
+
+# Each compiled once per dialect, on first use.
+INSERTS = {entity.name: _inserts(entity) for entity in ENTITIES}
+UPDATES = {entity.name: _updates(entity) for entity in ENTITIES}
+LINKS = {
+    name: (_link_inserts(table, column), _link_deletes(table, column))
+    for name, table, column in (
+        ("Student", SectionStudent.__table__, "StudentId"),
+        ("Teacher", SectionTeacher.__table__, "TeacherId"),
+    )
+}
+
+
+def write_rows(
+    conn: Connection, entity: Entity, rows: Sequence[Row], now: datetime, *, keys: bool = True
+) -> Written:
+    """Insert new rows, update changed or inactive ones; unchanged rows are not written.
+    ``keys``: read the primary keys of the rows inserted (what sections need for their
+    links; without it ``Written.keys`` holds only the rows that were stored already)."""
     if not rows:
         return Written()
-    table = entity.table
     existing = read_existing(conn, entity, [row.clever_id for row in rows])
     plan = plan_batch(rows, existing)
-    if plan.inserts:
-        conn.execute(
-            insert(table),
-            [
-                {
-                    entity.clever_key: row.clever_id,
-                    **row.values,
-                    "IsActive": True,
-                    "DeactivatedAt": None,
-                    "LastModifiedInClever": row.last_modified,
-                    "CreatedAt": now,
-                    "UpdatedAt": now,
-                }
-                for row in plan.inserts
-            ],
-        )
-    if plan.updates:
-        statement = (
-            update(table)
-            .where(table.c[entity.key] == bindparam("_key"))
-            .values(
-                {c: bindparam(f"_{c}") for c in entity.columns}
-                | {
-                    "IsActive": True,
-                    "DeactivatedAt": None,
-                    "LastModifiedInClever": bindparam("_LastModifiedInClever"),
-                    "UpdatedAt": bindparam("_UpdatedAt"),
-                }
-            )
-        )
-        conn.execute(
-            statement,
-            [
-                {
-                    "_key": key,
-                    **{f"_{c}": v for c, v in row.values.items()},
-                    "_LastModifiedInClever": row.last_modified,
-                    "_UpdatedAt": now,
-                }
-                for key, row in plan.updates
-            ],
-        )
-    keys = {row.clever_id: existing[row.clever_id].key for row in rows if row.clever_id in existing}
-    inserted = (
-        keys_for(conn, entity, [row.clever_id for row in plan.inserts]) if plan.inserts else {}
+    INSERTS[entity.name].run(
+        conn,
+        [
+            (row.clever_id, *row.values.values(), True, None, row.last_modified, now, now)
+            for row in plan.inserts
+        ],
     )
-    keys.update(inserted)
+    UPDATES[entity.name].run(
+        conn,
+        [
+            (*row.values.values(), True, None, row.last_modified, now, key)
+            for key, row in plan.updates
+        ],
+    )
+    stored = {
+        row.clever_id: existing[row.clever_id].key for row in rows if row.clever_id in existing
+    }
+    inserted = (
+        keys_for(conn, entity, [row.clever_id for row in plan.inserts])
+        if keys and plan.inserts
+        else {}
+    )
     return Written(
-        keys=keys,
+        keys=stored | inserted,
         inserted_keys=set(inserted.values()),
         updated_keys={key for key, _ in plan.updates},
         plan=plan,
         existing=existing,
+        new=len(plan.inserts),
     )
 
 
@@ -292,17 +316,9 @@ def _write_links(
     for s, m in add_ids:
         if m in known:
             changed.setdefault(s, ([], []))[1].append(m)
-    if add:
-        conn.execute(insert(table), [{"SectionId": s, member_column: m} for s, m in add])
-    if remove:
-        conn.execute(
-            delete(table).where(
-                and_(
-                    table.c.SectionId == bindparam("_s"), table.c[member_column] == bindparam("_m")
-                )
-            ),
-            [{"_s": s, "_m": m} for s, m in remove],
-        )
+    inserts, deletes = LINKS[member_entity.name]
+    inserts.run(conn, add)
+    deletes.run(conn, remove)
     return changed
 
 
@@ -405,7 +421,8 @@ def _write_or_split(
     def write(conn: Connection) -> Written:
         if entity is SECTION:
             return write_sections(conn, rows, now())  # type: ignore[arg-type]
-        return write_rows(conn, entity, rows, now())
+        # People's keys are not needed: sections look up their members' keys themselves.
+        return write_rows(conn, entity, rows, now(), keys=False)
 
     try:
         written = transaction(f"writing {len(rows)} {entity.name.lower()} rows", write)

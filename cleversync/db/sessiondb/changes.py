@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
+from cleversync.db.bulk import Bulk
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import SyncChange, SyncHistory, utf16_length
 from cleversync.settings import RetryPolicy
@@ -177,7 +178,7 @@ class ChangeLog:
 
         def write(conn: Connection) -> int:
             for start in range(0, len(rows), WRITE_CHUNK):
-                _insert(conn, rows[start : start + WRITE_CHUNK])
+                _INSERT.run(conn, rows[start : start + WRITE_CHUNK])
             return len(rows)
 
         return in_transaction(
@@ -271,20 +272,7 @@ _COLUMNS = (
 )
 
 
-def _insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    if conn.dialect.name != "sqlite":
-        conn.execute(insert(_TABLE), [dict(zip(_COLUMNS, row, strict=True)) for row in rows])
-        return
-    # On SQLite SQLAlchemy's processing of each row's parameters costs as much as the
-    # insert itself: the rows go to the driver as they are (integers and text), with the
-    # timestamps as SQLAlchemy writes them, each converted once.
-    compiled = insert(_TABLE).compile(dialect=conn.dialect, column_keys=list(_COLUMNS))
-    process = _TABLE.c.RecordedAt.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
-    stamps: dict[datetime, Any] = {}
-    for row in rows:
-        if row[-1] not in stamps:
-            stamps[row[-1]] = process(row[-1]) if process else row[-1]
-    conn.exec_driver_sql(str(compiled), [(*row[:-1], stamps[row[-1]]) for row in rows])
+_INSERT = Bulk(insert(_TABLE), _COLUMNS)
 
 
 def _encode(fields: Fields | None) -> str | None:

@@ -1,0 +1,104 @@
+"""One statement for many rows, handed to the driver's ``executemany`` as plain tuples.
+
+``Connection.execute(statement, [dict, ...])`` makes SQLAlchemy build and process a
+parameter dict for every row, which for a school's batch costs as much as the database's
+own work. Here the statement is compiled once per dialect; each row is a tuple in the order
+of ``names``, converted only where the dialect converts a value (SQLite's timestamps and
+booleans, each distinct value once), and goes to the driver in its own parameter style.
+The SQL and the values stored are exactly SQLAlchemy's.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.dml import Insert, UpdateBase
+
+_Processor = Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    order: tuple[int, ...] | None  # positional: the row's items in the statement's order
+    names: tuple[str, ...] | None  # named: the parameter names, as the row orders them
+    processors: tuple[tuple[int, _Processor], ...]  # (item, conversion) where there is one
+
+
+class Bulk:
+    """``statement`` run for many rows, each a tuple of the values of ``names`` (an insert's
+    columns, or the bound parameters of an update or delete)."""
+
+    def __init__(self, statement: UpdateBase, names: Sequence[str]) -> None:
+        self.statement = statement
+        self.names = tuple(names)
+        self._compiled: dict[tuple[str, str, str], _Compiled] = {}
+        self._lock = threading.Lock()
+
+    def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        if not rows:
+            return
+        compiled = self._for(conn.dialect)
+        if compiled.processors:
+            rows = _processed(rows, compiled.processors)
+        if compiled.order is not None:
+            order = compiled.order
+            if order != tuple(range(len(order))):
+                rows = [tuple(row[i] for i in order) for row in rows]
+            conn.exec_driver_sql(compiled.sql, list(map(tuple, rows)))
+        else:
+            names = compiled.names or self.names
+            conn.exec_driver_sql(compiled.sql, [dict(zip(names, row, strict=True)) for row in rows])
+
+    def _for(self, dialect: Dialect) -> _Compiled:
+        key = (dialect.name, str(dialect.driver), str(dialect.paramstyle))
+        found = self._compiled.get(key)
+        if found is None:
+            with self._lock:
+                found = self._compiled.get(key) or self._compile(dialect)
+                self._compiled[key] = found
+        return found
+
+    def _compile(self, dialect: Dialect) -> _Compiled:
+        keys = list(self.names) if isinstance(self.statement, Insert) else None
+        compiled = self.statement.compile(dialect=dialect, column_keys=keys, for_executemany=True)
+        binds = compiled.binds
+        missing = set(binds) - set(self.names)
+        if missing:  # a value bound in the statement itself would be left out
+            raise ValueError(f"parameters not among the row's names: {sorted(missing)}")
+        processors = tuple(
+            (i, process)
+            for i, name in enumerate(self.names)
+            if name in binds
+            and (process := binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+        )
+        if dialect.positional:
+            position = {name: i for i, name in enumerate(self.names)}
+            order = tuple(position[name] for name in compiled.positiontup or ())
+            return _Compiled(compiled.string, order, None, processors)
+        return _Compiled(compiled.string, None, self.names, processors)
+
+
+def _processed(
+    rows: Sequence[Sequence[Any]], processors: tuple[tuple[int, _Processor], ...]
+) -> list[list[Any]]:
+    """The rows with the dialect's conversions applied, each distinct value converted once
+    (a batch's timestamps are mostly the same few)."""
+    done: list[dict[Any, Any]] = [{} for _ in processors]
+    out = []
+    for row in rows:
+        values = list(row)
+        for (i, process), memo in zip(processors, done, strict=True):
+            value = values[i]
+            if value is None:
+                continue
+            try:
+                values[i] = memo[value]
+            except KeyError:
+                values[i] = memo[value] = process(value)
+        out.append(values)
+    return out

@@ -1,0 +1,89 @@
+"""Many rows through the driver's executemany (``db.bulk``): stored exactly as SQLAlchemy's
+own executemany stores them, on SQLite (which converts timestamps and booleans to text and
+integers) and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy.engine import Engine
+
+from cleversync.db.bulk import Bulk
+from cleversync.db.engines import engine_for
+from cleversync.db.schema import Student
+
+TABLE = Student.__table__
+NAMES = (
+    "CleverStudentId",
+    "FirstName",
+    "LastName",
+    "Email",
+    "IsActive",
+    "LastModifiedInClever",
+    "CreatedAt",
+    "UpdatedAt",
+)
+AT = datetime(2024, 3, 1, 8, 30, 0)
+LATER = datetime(2024, 3, 1, 8, 30, 0, 250)
+
+
+@pytest.fixture
+def engine(school_db_url: str) -> Iterator[Engine]:
+    engine = engine_for(school_db_url)
+    yield engine
+    engine.dispose()
+
+
+def _raw(engine: Engine) -> list[tuple[object, ...]]:
+    """The rows as the database holds them (SQLite's text, not SQLAlchemy's conversion)."""
+    columns = ", ".join(f'"{c}"' for c in NAMES)
+    with engine.connect() as conn:
+        query = f'SELECT {columns} FROM "Students" ORDER BY "CleverStudentId"'  # noqa: S608
+        return [tuple(r) for r in conn.exec_driver_sql(query)]
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine) -> None:
+    rows = [
+        ("a1", "Ana", "Lima", "a@b.c", True, AT, AT, AT),
+        ("a2", "Ben", "Ito", None, False, None, AT, LATER),
+        ("a3", "Łódź 😀", "O'Neil", None, True, LATER, LATER, LATER),
+    ]
+    with engine.begin() as conn:
+        Bulk(insert(TABLE), NAMES).run(conn, rows)
+    mine = _raw(engine)
+    with engine.begin() as conn:
+        conn.execute(TABLE.delete())
+        conn.execute(insert(TABLE), [dict(zip(NAMES, row, strict=True)) for row in rows])
+    assert mine == _raw(engine)
+    with engine.connect() as conn:
+        read = conn.execute(select(TABLE.c.LastModifiedInClever).order_by(TABLE.c.StudentId))
+        assert [r[0] for r in read] == [AT, None, LATER]
+
+
+def test_an_update_takes_its_parameters_in_the_order_named(engine: Engine) -> None:
+    with engine.begin() as conn:
+        Bulk(insert(TABLE), NAMES).run(conn, [("a1", "Ana", "Lima", None, True, AT, AT, AT)])
+        key = conn.scalar(select(TABLE.c.StudentId))
+        statement = (
+            update(TABLE)
+            .where(TABLE.c.StudentId == bindparam("_key"))
+            .values(LastName=bindparam("LastName"), FirstName=bindparam("FirstName"))
+        )
+        # The row's order is the names', not the statement's SET order.
+        Bulk(statement, ("FirstName", "_key", "LastName")).run(conn, [("Eva", key, "Souza")])
+        assert conn.execute(select(TABLE.c.FirstName, TABLE.c.LastName)).one() == ("Eva", "Souza")
+
+
+def test_no_rows_run_nothing(engine: Engine) -> None:
+    with engine.begin() as conn:
+        Bulk(insert(TABLE), NAMES).run(conn, [])
+        assert conn.execute(text('SELECT COUNT(*) FROM "Students"')).scalar() == 0
+
+
+def test_a_value_bound_in_the_statement_itself_is_refused(engine: Engine) -> None:
+    statement = update(TABLE).values(IsActive=False).where(TABLE.c.StudentId == bindparam("_key"))
+    with engine.begin() as conn, pytest.raises(ValueError, match="IsActive"):
+        Bulk(statement, ("_key",)).run(conn, [(1,)])
