@@ -32,7 +32,7 @@ from cleversync.clever.breaker import DistrictBreaker
 from cleversync.clever.deadline import BodyTooLargeError
 from cleversync.clever.http import Call, error_for, origin, retry_after_seconds, send
 from cleversync.clever.models import CleverModel, Event, School, Section, User
-from cleversync.clever.pages import FieldReport, Page, RawPage, parse_page, parse_raw, raw_page
+from cleversync.clever.pages import FieldReport, Page, RawPage, checked_page, parse_raw, raw_page
 from cleversync.clever.paging import CursorPaginator, limit_of
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.clever.tokens import TokenSource
@@ -142,10 +142,11 @@ class CleverClient:
         call = Call(f"{kind} of Clever school {school_id}", school_id=school_id, entity=entity)
         return self._raw_pages(path, call, kind)
 
-    def parse_records(self, kind: str, raws: list[dict[str, Any]]) -> Page[Any]:
-        """Typed records of ``kind`` (unreadable ones as failures, other roles left out)."""
+    def parse_records(self, kind: str, raws: list[dict[str, Any]]) -> Page[dict[str, Any]]:
+        """The records of ``kind`` that fit its model, as dicts (``pages.checked_page``;
+        unreadable ones as failures, other roles left out)."""
         _, role, model, entity = _KINDS[kind]
-        return parse_page(raws, model, entity, role, self.field_report)
+        return checked_page(raws, model, entity, role, self.field_report)
 
     def _parsed(self, kind: str, school_id: str, page_size: int) -> Iterator[Page[Any]]:
         _, role, model, entity = _KINDS[kind]

@@ -12,12 +12,21 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from cleversync.clever.models import CleverModel, Event, User, parse, parse_event, unknown_in
+from cleversync.clever.models import (
+    CleverModel,
+    Event,
+    User,
+    checked,
+    parse,
+    parse_event,
+    unknown_in,
+)
 from cleversync.errors import RecordError
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T", bound=CleverModel)
+T = TypeVar("T")
+M = TypeVar("M", bound=CleverModel)
 
 
 @dataclass
@@ -84,13 +93,13 @@ def raw_page(items: list[Any], what: str) -> RawPage:
 
 def parse_page(
     raws: list[dict[str, Any]],
-    model: type[T],
+    model: type[M],
     entity: str,
     role: str | None,
     field_report: FieldReport,
-) -> Page[T]:
+) -> Page[M]:
     """Typed records (unreadable ones as failures, records without ``role`` left out)."""
-    page: Page[T] = Page()
+    page: Page[M] = Page()
     kept: list[dict[str, Any]] = []  # the raw records of page.records
     for raw in raws:
         try:
@@ -107,9 +116,36 @@ def parse_page(
     return page
 
 
+def checked_page(
+    raws: list[dict[str, Any]],
+    model: type[CleverModel],
+    entity: str,
+    role: str | None,
+    field_report: FieldReport,
+) -> Page[dict[str, Any]]:
+    """As ``parse_page``, but each readable record is its fields as a dict
+    (``models.checked``): the dict Clever sent when it fits the model as it is, so the
+    usual page builds no models at all."""
+    page: Page[dict[str, Any]] = Page()
+    kept: list[dict[str, Any]] = []  # the raw records of page.records
+    for raw in raws:
+        try:
+            record = checked(model, raw)
+        except RecordError as exc:
+            page.failures.append(exc)
+            continue
+        if role is not None and (record.get("roles") or {}).get(role) is None:
+            page.off_role += 1  # `next` links may not carry the role filter
+            continue
+        kept.append(raw)
+        page.records.append(record)
+    field_report.observe(entity, unknown_in(model, kept))
+    return page
+
+
 def parse_raw(
-    raw: RawPage, model: type[T], entity: str, role: str | None, field_report: FieldReport
-) -> Page[T]:
+    raw: RawPage, model: type[M], entity: str, role: str | None, field_report: FieldReport
+) -> Page[M]:
     """``raw`` parsed (``parse_page``), its unreadable entries first among the failures."""
     page = parse_page(raw.records, model, entity, role, field_report)
     page.failures[:0] = raw.failures

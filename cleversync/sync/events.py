@@ -132,7 +132,7 @@ def _reduce(
             if event.action == "deleted" or not belongs_to(user, role, school):
                 continue  # deletes wait for a full sync; so do users who left this school
             try:
-                row = mapper(user)
+                row = mapper(user.model_dump())
             except RecordError as error:
                 outcome.record_failure(error)
                 continue
@@ -149,7 +149,7 @@ def _reduce(
             client.field_report.observe(SECTION.name, unknown_fields(section))
             if section.school != school:
                 return
-            row = section_row(section)
+            row = section_row(section.model_dump())
         except RecordError as error:
             outcome.record_failure(error)
             return

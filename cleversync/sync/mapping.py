@@ -8,11 +8,12 @@ the record a RecordError: it is skipped and counted, never cut short or altered.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cleversync.clever.models import Section, User
+from cleversync.clever.models import User
 from cleversync.db.schema import utf16_length
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
@@ -85,55 +86,61 @@ def _check(entity: Entity, clever_id: str | None, values: dict[str, str | None])
     return clever_id
 
 
-def student_row(user: User) -> Row:
-    role = user.roles.student
-    name = user.name
+# The mappers take a record's fields as a dict that fits its model (``models.checked``: the
+# record as Clever sent it, or a validated model's dump); a missing field is None.
+
+
+def student_row(user: Mapping[str, Any]) -> Row:
+    name = user.get("name") or {}
+    role = (user.get("roles") or {}).get("student") or {}
     values = {
-        "FirstName": clean(name.first if name else None),
-        "LastName": clean(name.last if name else None),
-        "Email": clean(user.email),
-        "Grade": clean(role.grade if role else None),
-        "StudentNumber": clean(role.student_number if role else None),
+        "FirstName": clean(name.get("first")),
+        "LastName": clean(name.get("last")),
+        "Email": clean(user.get("email")),
+        "Grade": clean(role.get("grade")),
+        "StudentNumber": clean(role.get("student_number")),
     }
-    clever_id = _check(STUDENT, clean(user.id), values)
-    return Row(clever_id, values, parse_clever_time(user.last_modified))
+    clever_id = _check(STUDENT, clean(user.get("id")), values)
+    return Row(clever_id, values, parse_clever_time(user.get("last_modified")))
 
 
-def teacher_row(user: User) -> Row:
-    role = user.roles.teacher
-    name = user.name
+def teacher_row(user: Mapping[str, Any]) -> Row:
+    name = user.get("name") or {}
+    role = (user.get("roles") or {}).get("teacher") or {}
     values = {
-        "FirstName": clean(name.first if name else None),
-        "LastName": clean(name.last if name else None),
-        "Email": clean(user.email),
-        "Title": clean(role.title if role else None),
+        "FirstName": clean(name.get("first")),
+        "LastName": clean(name.get("last")),
+        "Email": clean(user.get("email")),
+        "Title": clean(role.get("title")),
     }
-    clever_id = _check(TEACHER, clean(user.id), values)
-    return Row(clever_id, values, parse_clever_time(user.last_modified))
+    clever_id = _check(TEACHER, clean(user.get("id")), values)
+    return Row(clever_id, values, parse_clever_time(user.get("last_modified")))
 
 
-def section_row(section: Section) -> SectionRow:
+def section_row(section: Mapping[str, Any]) -> SectionRow:
+    get = section.get
+    lead = get("teacher")
     values = {
-        "Name": clean(section.name),
-        "Period": clean(section.period),
-        "Subject": clean(section.subject),
-        "Grade": clean(section.grade),
-        "SectionNumber": clean(section.section_number),
-        "CleverTermId": clean(section.term_id),
-        "CleverCourseId": clean(section.course),
-        "CleverTeacherId": clean(section.teacher),
+        "Name": clean(get("name")),
+        "Period": clean(get("period")),
+        "Subject": clean(get("subject")),
+        "Grade": clean(get("grade")),
+        "SectionNumber": clean(get("section_number")),
+        "CleverTermId": clean(get("term_id")),
+        "CleverCourseId": clean(get("course")),
+        "CleverTeacherId": clean(lead),
     }
-    clever_id = _check(SECTION, clean(section.id), values)
+    clever_id = _check(SECTION, clean(get("id")), values)
     # A member id no database can hold matches no stored row: skipped like any member this
     # school's database does not hold.
-    teachers = list(dict.fromkeys(t for t in section.teachers if t and storable(t)))
-    if section.teacher and section.teacher not in teachers and storable(section.teacher):
-        teachers.insert(0, section.teacher)
+    teachers = list(dict.fromkeys(t for t in get("teachers") or () if t and storable(t)))
+    if lead and lead not in teachers and storable(lead):
+        teachers.insert(0, lead)
     return SectionRow(
         clever_id,
         values,
-        parse_clever_time(section.last_modified),
-        student_ids=tuple(dict.fromkeys(s for s in section.students if s and storable(s))),
+        parse_clever_time(get("last_modified")),
+        student_ids=tuple(dict.fromkeys(s for s in get("students") or () if s and storable(s))),
         teacher_ids=tuple(teachers),
     )
 

@@ -109,7 +109,7 @@ class Source:
             if failure.clever_id:
                 seen.add(failure.clever_id)  # still in Clever: never delete it for this
         for record in page.records:
-            seen.add(record.id.strip())
+            seen.add(record["id"].strip())
             try:
                 rows.append(self.mapper(record))
             except RecordError as error:

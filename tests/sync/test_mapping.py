@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cleversync.clever.models import Section, User, parse
+from cleversync.clever.models import Section, User, checked, parse
 from cleversync.errors import RecordError
 from cleversync.sync.mapping import (
     belongs_to,
@@ -19,7 +19,7 @@ from tests.recordings import SCHOOL_07, body
 
 def test_a_real_student() -> None:
     raw = body("school_users")["data"][0]["data"]
-    row = student_row(parse(User, raw))
+    row = student_row(checked(User, raw))
     assert row.clever_id == "58da8c63d7dc0ca0680003ed"
     assert row.values == {
         "FirstName": "Steve",
@@ -33,14 +33,14 @@ def test_a_real_student() -> None:
 
 def test_a_real_teacher_whose_email_has_no_at() -> None:
     raw = body("user_myteachers")["data"][0]["data"]
-    row = teacher_row(parse(User, raw))
+    row = teacher_row(checked(User, raw))
     assert row.values["Email"] == "seth_schoen.example.org"  # stored as Clever gives it
     assert row.values["Title"] == "Kindergarten Teacher"
 
 
 def test_a_real_section_with_empty_section_number() -> None:
     raw = body("school_sections")["data"][0]["data"]
-    row = section_row(parse(Section, raw))
+    row = section_row(checked(Section, raw))
     assert row.values["SectionNumber"] is None  # "" in Clever
     assert row.values["CleverTeacherId"] == raw["teacher"]
     assert row.teacher_ids[0] == raw["teacher"]
@@ -50,25 +50,29 @@ def test_a_real_section_with_empty_section_number() -> None:
 def test_every_real_student_of_school_07_maps() -> None:
     for item in body("school_users_with_starting_after")["data"]:
         user = parse(User, item["data"])
-        student_row(user)
+        student_row(checked(User, item["data"]))
         assert belongs_to(user, "student", SCHOOL_07)
 
 
 def test_long_real_names_fit() -> None:
     # 84 and 77 characters in the real data: within FirstName/LastName (100).
-    rows = [student_row(parse(User, i["data"])) for i in body("schoool_users_next", 1)["data"]]
+    rows = [student_row(checked(User, i["data"])) for i in body("schoool_users_next", 1)["data"]]
     assert max(len(r.values["FirstName"]) for r in rows) <= 100
 
 
-def user(**overrides: object) -> User:
-    raw = {
+def raw_user(**overrides: object) -> dict[str, object]:
+    raw: dict[str, object] = {
         "id": "u1",
         "name": {"first": "Ana", "last": "Lima"},
         "email": "a@b.c",
         "roles": {"student": {"schools": ["s1"], "grade": "3"}},
     }
     raw.update(overrides)
-    return parse(User, raw)
+    return raw
+
+
+def user(**overrides: object) -> User:
+    return parse(User, raw_user(**overrides))
 
 
 @pytest.mark.parametrize(
@@ -87,7 +91,7 @@ def user(**overrides: object) -> User:
 )
 def test_records_that_do_not_fit(overrides: dict, problem: str) -> None:
     with pytest.raises(RecordError) as info:
-        student_row(user(**overrides))
+        student_row(checked(User, raw_user(**overrides)))
     assert info.value.problem == problem
 
 
@@ -125,13 +129,13 @@ def test_characters_no_database_stores(value: str, problem: str | None) -> None:
 def test_a_record_holding_a_character_no_database_stores_is_a_record_error() -> None:
     raw = {"id": "s1", "name": {"first": "A", "last": "B\x00"}, "roles": {"student": {}}}
     with pytest.raises(RecordError, match="LastName holds a NUL character") as caught:
-        student_row(parse(User, raw))
+        student_row(checked(User, raw))
     assert caught.value.clever_id == "s1"
     bad_id = {"id": "s\ud800", "name": {"first": "A", "last": "B"}, "roles": {"student": {}}}
     with pytest.raises(RecordError, match="surrogate") as caught:
-        student_row(parse(User, bad_id))
+        student_row(checked(User, bad_id))
     assert caught.value.clever_id == "s\\ud800"  # printable in a log line
-    section = parse(
+    section = checked(
         Section,
         {"id": "x1", "name": "Math", "students": ["ok", "bad\x00"], "teachers": ["t\ud800"]},
     )

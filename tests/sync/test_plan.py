@@ -192,14 +192,16 @@ def test_latest_per_record_keeps_the_last_state_in_last_seen_order() -> None:
 
 def test_mapped_rows_follow_the_entitys_column_order() -> None:
     # plan_batch compares a row's values with the stored ones position by position.
-    from cleversync.clever.models import Section, User, parse
+    from cleversync.clever.models import Section, User, checked
     from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
     from cleversync.sync.mapping import section_row, student_row, teacher_row
 
-    user = parse(
+    user = checked(
         User,
         {"id": "u", "name": {"first": "A", "last": "B"}, "roles": {"student": {}, "teacher": {}}},
     )
     assert tuple(student_row(user).values) == STUDENT.columns
     assert tuple(teacher_row(user).values) == TEACHER.columns
-    assert tuple(section_row(parse(Section, {"id": "s", "name": "Math"})).values) == SECTION.columns
+    assert (
+        tuple(section_row(checked(Section, {"id": "s", "name": "Math"})).values) == SECTION.columns
+    )
