@@ -3,16 +3,22 @@
 Other SOS applications read the school databases, so table and column names are PascalCase
 exactly as documented, and so are the attribute names here. ``Unicode`` is ``nvarchar`` on
 SQL Server and ``varchar`` elsewhere; timestamps are naive UTC ``datetime2``.
+
+The tables are SQLAlchemy Core, not ORM models: every statement is Core, and importing
+``sqlalchemy.orm`` and mapping the classes cost each sync process about 0.1 s of start-up
+(README, Performance). A class here only declares a ``Table``: ``School.__table__`` is the
+table and ``School.SchoolId`` its ``Column``. ``required`` columns are NOT NULL and
+``optional`` ones nullable, as ``Mapped[X]`` and ``Mapped[X | None]`` declared them.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, TypeVar, cast
 
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -29,7 +35,6 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects import mssql
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from cleversync.vocabulary import (
     FINISHED_STATUSES,
@@ -38,6 +43,12 @@ from cleversync.vocabulary import (
     ChangeKind,
     SyncType,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement, TextClause
+    from sqlalchemy.schema import SchemaItem
+    from sqlalchemy.sql.base import SchemaEventTarget
+    from sqlalchemy.types import TypeEngine
 
 # Deterministic constraint names on every dialect, so migrations can refer to them.
 NAMING = {
@@ -72,14 +83,82 @@ def _one_of(name: str, values: tuple[str, ...]) -> CheckConstraint:
     return CheckConstraint(column(name).in_(values), name=name)
 
 
-class SessionBase(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-    __table__: ClassVar[Table]  # every model here maps a Table (the library says FromClause)
+_T = TypeVar("_T")
+_Type: TypeAlias = "TypeEngine[_T] | type[TypeEngine[_T]]"
+
+if TYPE_CHECKING:
+
+    class _ClassColumn(Column[_T]):
+        """For mypy only: read from its class, ``School.SchoolId`` is a ``Column[int]``.
+        SQLAlchemy types a ``Column`` read from a class as ``Never`` (a class of Core columns
+        is no ORM model); here the class is only a namespace of its table's columns."""
+
+        def __get__(self, instance: object, owner: Any) -> Column[_T]: ...  # type: ignore[override]
+
+else:
+    _ClassColumn = Column
 
 
-class SchoolBase(DeclarativeBase):
+def required(
+    type_: _Type[_T],
+    *args: SchemaEventTarget,
+    primary_key: bool = False,
+    unique: bool | None = None,
+    index: bool | None = None,
+    server_default: ColumnElement[Any] | TextClause | None = None,
+) -> _ClassColumn[_T]:
+    """A NOT NULL column (``Mapped[X]`` before), named after the attribute it is assigned to."""
+    column = Column(
+        type_,
+        *args,
+        nullable=False,
+        primary_key=primary_key,
+        unique=unique,
+        index=index,
+        server_default=server_default,
+    )
+    return cast("_ClassColumn[_T]", column)
+
+
+def optional(type_: _Type[_T]) -> _ClassColumn[_T | None]:
+    """A nullable column (``Mapped[X | None]`` before), named after its attribute."""
+    return cast("_ClassColumn[_T | None]", Column(type_, nullable=True))
+
+
+class _TableClass:
+    """Builds a subclass's ``__table__`` in ``metadata`` from its ``Column`` attributes, in
+    declaration order, then its ``__table_args__`` (indexes, check constraints), as the ORM's
+    declarative mapping did. The table adopts those very columns, so ``School.SchoolId is
+    School.__table__.c.SchoolId``; and the class stands for its table in a statement
+    (``update(School)``, ``select_from(District)``)."""
+
+    metadata: ClassVar[MetaData]
+    __tablename__: ClassVar[str]
+    __table_args__: ClassVar[tuple[SchemaItem, ...]] = ()
+    __table__: ClassVar[Table]
+
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        if "__tablename__" not in vars(cls):
+            return  # SessionBase, SchoolBase: the MetaData of their tables
+        columns = {k: v for k, v in vars(cls).items() if isinstance(v, Column)}
+        for name, col in columns.items():
+            col.name = col.key = name
+        cls.__table__ = Table(
+            cls.__tablename__, cls.metadata, *columns.values(), *cls.__table_args__
+        )
+
+    @classmethod
+    def __clause_element__(cls) -> Table:
+        return cls.__table__
+
+
+class SessionBase(_TableClass):
     metadata = MetaData(naming_convention=NAMING)
-    __table__: ClassVar[Table]  # every model here maps a Table (the library says FromClause)
+
+
+class SchoolBase(_TableClass):
+    metadata = MetaData(naming_convention=NAMING)
 
 
 # --- SessionDb ---------------------------------------------------------------------------
@@ -88,34 +167,34 @@ class SchoolBase(DeclarativeBase):
 class District(SessionBase):
     __tablename__ = "Districts"
 
-    DistrictId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    CleverDistrictId: Mapped[str] = mapped_column(Unicode(50), unique=True)
-    Name: Mapped[str] = mapped_column(Unicode(200))
-    DistrictPrefix: Mapped[str] = mapped_column(Unicode(100), index=True)
-    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    DistrictId = required(Integer, Identity(), primary_key=True)
+    CleverDistrictId = required(Unicode(50), unique=True)
+    Name = required(Unicode(200))
+    DistrictPrefix = required(Unicode(100), index=True)
+    CreatedAt = required(UtcDateTime)
+    UpdatedAt = required(UtcDateTime)
     # A deactivated district's schools are left out of every run (their own flag is kept).
-    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    IsActive = required(Boolean, server_default=true())
     # Removed with its history kept: hidden everywhere, the row stays for SyncHistory's key.
-    RemovedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    RemovedAt = optional(UtcDateTime)
 
 
 class School(SessionBase):
     __tablename__ = "Schools"
 
-    SchoolId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    DistrictId: Mapped[int] = mapped_column(ForeignKey("Districts.DistrictId"), index=True)
-    CleverSchoolId: Mapped[str] = mapped_column(Unicode(50), unique=True)
-    Name: Mapped[str] = mapped_column(Unicode(200))
-    DatabaseName: Mapped[str] = mapped_column(Unicode(100))
-    SchoolPrefix: Mapped[str] = mapped_column(Unicode(100), index=True)
-    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
-    RequiresFullSync: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    SyncLeaseOwner: Mapped[str | None] = mapped_column(Unicode(200))
-    SyncLeaseExpiresAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    RemovedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)  # as Districts.RemovedAt
+    SchoolId = required(Integer, Identity(), primary_key=True)
+    DistrictId = required(Integer, ForeignKey("Districts.DistrictId"), index=True)
+    CleverSchoolId = required(Unicode(50), unique=True)
+    Name = required(Unicode(200))
+    DatabaseName = required(Unicode(100))
+    SchoolPrefix = required(Unicode(100), index=True)
+    IsActive = required(Boolean, server_default=true())
+    RequiresFullSync = required(Boolean, server_default=false())
+    SyncLeaseOwner = optional(Unicode(200))
+    SyncLeaseExpiresAt = optional(UtcDateTime)
+    CreatedAt = required(UtcDateTime)
+    UpdatedAt = required(UtcDateTime)
+    RemovedAt = optional(UtcDateTime)  # as Districts.RemovedAt
 
 
 class SyncHistory(SessionBase):
@@ -127,29 +206,29 @@ class SyncHistory(SessionBase):
         _one_of("Status", STATUSES),
     )
 
-    SyncId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    SchoolId: Mapped[int] = mapped_column(ForeignKey("Schools.SchoolId", ondelete="CASCADE"))
-    EntityType: Mapped[str] = mapped_column(Unicode(50))
-    SyncType: Mapped[str] = mapped_column(Unicode(20))
-    SyncStartTime: Mapped[datetime] = mapped_column(UtcDateTime)
-    SyncEndTime: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    Status: Mapped[str] = mapped_column(Unicode(20))
-    RecordsProcessed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    RecordsInserted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    RecordsUpdated: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    RecordsDeleted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    RecordsFailed: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    ErrorMessage: Mapped[str | None] = mapped_column(LongText)
-    LastSyncTimestamp: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    LastEventId: Mapped[str | None] = mapped_column(Unicode(100))
-    CorrelationId: Mapped[str | None] = mapped_column(Unicode(64))
+    SyncId = required(Integer, Identity(), primary_key=True)
+    SchoolId = required(Integer, ForeignKey("Schools.SchoolId", ondelete="CASCADE"))
+    EntityType = required(Unicode(50))
+    SyncType = required(Unicode(20))
+    SyncStartTime = required(UtcDateTime)
+    SyncEndTime = optional(UtcDateTime)
+    Status = required(Unicode(20))
+    RecordsProcessed = required(Integer, server_default=text("0"))
+    RecordsInserted = required(Integer, server_default=text("0"))
+    RecordsUpdated = required(Integer, server_default=text("0"))
+    RecordsDeleted = required(Integer, server_default=text("0"))
+    RecordsFailed = required(Integer, server_default=text("0"))
+    ErrorMessage = optional(LongText)
+    LastSyncTimestamp = optional(UtcDateTime)
+    LastEventId = optional(Unicode(100))
+    CorrelationId = optional(Unicode(64))
     # Change details this row's run did not record (over History__MaxChangeDetailsPerRun).
-    ChangesOmitted: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    ChangesOmitted = required(Integer, server_default=text("0"))
     # The run's retried requests and transactions, and its waits for Clever's rate limit
     # (count and seconds) for this entity (cleversync.runtally).
-    Retries: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    RateLimitWaits: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    RateLimitWaitSeconds: Mapped[float] = mapped_column(Float, server_default=text("0"))
+    Retries = required(Integer, server_default=text("0"))
+    RateLimitWaits = required(Integer, server_default=text("0"))
+    RateLimitWaitSeconds = required(Float, server_default=text("0"))
 
 
 class SyncChange(SessionBase):
@@ -165,15 +244,15 @@ class SyncChange(SessionBase):
         _one_of("ChangeKind", CHANGE_KINDS),
     )
 
-    ChangeId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    SyncId: Mapped[int] = mapped_column(ForeignKey("SyncHistory.SyncId", ondelete="CASCADE"))
-    SchoolId: Mapped[int] = mapped_column(Integer)
-    EntityType: Mapped[str] = mapped_column(Unicode(50))
-    CleverId: Mapped[str] = mapped_column(Unicode(50))
-    ChangeKind: Mapped[str] = mapped_column(Unicode(20))
-    Name: Mapped[str | None] = mapped_column(Unicode(200))
-    Fields: Mapped[str | None] = mapped_column(LongText)  # JSON {column: [old, new]}
-    RecordedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    ChangeId = required(Integer, Identity(), primary_key=True)
+    SyncId = required(Integer, ForeignKey("SyncHistory.SyncId", ondelete="CASCADE"))
+    SchoolId = required(Integer)
+    EntityType = required(Unicode(50))
+    CleverId = required(Unicode(50))
+    ChangeKind = required(Unicode(20))
+    Name = optional(Unicode(200))
+    Fields = optional(LongText)  # JSON {column: [old, new]}
+    RecordedAt = required(UtcDateTime)
 
 
 class SyncRun(SessionBase):
@@ -183,14 +262,14 @@ class SyncRun(SessionBase):
     __tablename__ = "SyncRuns"
     __table_args__ = (Index(None, "RequestedAt"), _one_of("Trigger", RUN_TRIGGERS))
 
-    RunId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    CorrelationId: Mapped[str] = mapped_column(Unicode(64), unique=True)
-    Trigger: Mapped[str] = mapped_column(Unicode(20))
-    RequestedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    Full: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    AllowMassDelete: Mapped[bool] = mapped_column(Boolean, server_default=false())
-    FinishedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)  # its last school ended
-    ReportedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)  # its report was sent
+    RunId = required(Integer, Identity(), primary_key=True)
+    CorrelationId = required(Unicode(64), unique=True)
+    Trigger = required(Unicode(20))
+    RequestedAt = required(UtcDateTime)
+    Full = required(Boolean, server_default=false())
+    AllowMassDelete = required(Boolean, server_default=false())
+    FinishedAt = optional(UtcDateTime)  # its last school ended
+    ReportedAt = optional(UtcDateTime)  # its report was sent
 
 
 class SyncRunSchool(SessionBase):
@@ -199,18 +278,16 @@ class SyncRunSchool(SessionBase):
     __tablename__ = "SyncRunSchools"
     __table_args__ = (_one_of("Status", RUN_SCHOOL_STATUSES),)
 
-    RunId: Mapped[int] = mapped_column(
-        ForeignKey("SyncRuns.RunId", ondelete="CASCADE"), primary_key=True
+    RunId = required(Integer, ForeignKey("SyncRuns.RunId", ondelete="CASCADE"), primary_key=True)
+    SchoolId = required(
+        Integer, ForeignKey("Schools.SchoolId", ondelete="CASCADE"), primary_key=True, index=True
     )
-    SchoolId: Mapped[int] = mapped_column(
-        ForeignKey("Schools.SchoolId", ondelete="CASCADE"), primary_key=True, index=True
-    )
-    Status: Mapped[str] = mapped_column(Unicode(20))
-    Attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    QueuedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    StartedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    FinishedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    Error: Mapped[str | None] = mapped_column(LongText)
+    Status = required(Unicode(20))
+    Attempts = required(Integer, server_default=text("0"))
+    QueuedAt = required(UtcDateTime)
+    StartedAt = optional(UtcDateTime)
+    FinishedAt = optional(UtcDateTime)
+    Error = optional(LongText)
 
 
 class NotifyOutbox(SessionBase):
@@ -220,16 +297,16 @@ class NotifyOutbox(SessionBase):
     __tablename__ = "NotifyOutbox"
     __table_args__ = (Index(None, "CreatedAt"),)
 
-    MessageId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    Kind: Mapped[str] = mapped_column(Unicode(20))  # report | alert
-    RunId: Mapped[int | None] = mapped_column(Integer)  # the run a report is about
-    Subject: Mapped[str] = mapped_column(Unicode(300))
-    Message: Mapped[str] = mapped_column(LongText)  # the whole MIME message
-    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    Attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
-    LastError: Mapped[str | None] = mapped_column(LongText)
+    MessageId = required(Integer, Identity(), primary_key=True)
+    Kind = required(Unicode(20))  # report | alert
+    RunId = optional(Integer)  # the run a report is about
+    Subject = required(Unicode(300))
+    Message = required(LongText)  # the whole MIME message
+    CreatedAt = required(UtcDateTime)
+    Attempts = required(Integer, server_default=text("0"))
+    LastError = optional(LongText)
     # A sender is delivering it until then (two instances never send the same message).
-    ClaimedUntil: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ClaimedUntil = optional(UtcDateTime)
 
 
 # --- School database ---------------------------------------------------------------------
@@ -238,75 +315,75 @@ class NotifyOutbox(SessionBase):
 class Student(SchoolBase):
     __tablename__ = "Students"
 
-    StudentId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    CleverStudentId: Mapped[str] = mapped_column(Unicode(50), unique=True)
-    FirstName: Mapped[str] = mapped_column(Unicode(100))
-    LastName: Mapped[str] = mapped_column(Unicode(100))
-    Email: Mapped[str | None] = mapped_column(Unicode(200))
-    Grade: Mapped[str | None] = mapped_column(Unicode(50))
-    StudentNumber: Mapped[str | None] = mapped_column(Unicode(50))
-    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
-    DeactivatedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    LastModifiedInClever: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    StudentId = required(Integer, Identity(), primary_key=True)
+    CleverStudentId = required(Unicode(50), unique=True)
+    FirstName = required(Unicode(100))
+    LastName = required(Unicode(100))
+    Email = optional(Unicode(200))
+    Grade = optional(Unicode(50))
+    StudentNumber = optional(Unicode(50))
+    IsActive = required(Boolean, server_default=true())
+    DeactivatedAt = optional(UtcDateTime)
+    LastModifiedInClever = optional(UtcDateTime)
+    CreatedAt = required(UtcDateTime)
+    UpdatedAt = required(UtcDateTime)
 
 
 class Teacher(SchoolBase):
     __tablename__ = "Teachers"
 
-    TeacherId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    CleverTeacherId: Mapped[str] = mapped_column(Unicode(50), unique=True)
-    FirstName: Mapped[str] = mapped_column(Unicode(100))
-    LastName: Mapped[str] = mapped_column(Unicode(100))
-    Email: Mapped[str | None] = mapped_column(Unicode(200))
-    Title: Mapped[str | None] = mapped_column(Unicode(100))
-    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
-    DeactivatedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    LastModifiedInClever: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    TeacherId = required(Integer, Identity(), primary_key=True)
+    CleverTeacherId = required(Unicode(50), unique=True)
+    FirstName = required(Unicode(100))
+    LastName = required(Unicode(100))
+    Email = optional(Unicode(200))
+    Title = optional(Unicode(100))
+    IsActive = required(Boolean, server_default=true())
+    DeactivatedAt = optional(UtcDateTime)
+    LastModifiedInClever = optional(UtcDateTime)
+    CreatedAt = required(UtcDateTime)
+    UpdatedAt = required(UtcDateTime)
 
 
 class Section(SchoolBase):
     __tablename__ = "Sections"
 
-    SectionId: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
-    CleverSectionId: Mapped[str] = mapped_column(Unicode(50), unique=True)
-    Name: Mapped[str] = mapped_column(Unicode(200))
-    Period: Mapped[str | None] = mapped_column(Unicode(50))
-    Subject: Mapped[str | None] = mapped_column(Unicode(100))
-    Grade: Mapped[str | None] = mapped_column(Unicode(50))
-    SectionNumber: Mapped[str | None] = mapped_column(Unicode(50))
-    CleverTermId: Mapped[str | None] = mapped_column(Unicode(50))
-    CleverCourseId: Mapped[str | None] = mapped_column(Unicode(50))
-    CleverTeacherId: Mapped[str | None] = mapped_column(Unicode(50))
-    IsActive: Mapped[bool] = mapped_column(Boolean, server_default=true())
-    DeactivatedAt: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    LastModifiedInClever: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    CreatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
-    UpdatedAt: Mapped[datetime] = mapped_column(UtcDateTime)
+    SectionId = required(Integer, Identity(), primary_key=True)
+    CleverSectionId = required(Unicode(50), unique=True)
+    Name = required(Unicode(200))
+    Period = optional(Unicode(50))
+    Subject = optional(Unicode(100))
+    Grade = optional(Unicode(50))
+    SectionNumber = optional(Unicode(50))
+    CleverTermId = optional(Unicode(50))
+    CleverCourseId = optional(Unicode(50))
+    CleverTeacherId = optional(Unicode(50))
+    IsActive = required(Boolean, server_default=true())
+    DeactivatedAt = optional(UtcDateTime)
+    LastModifiedInClever = optional(UtcDateTime)
+    CreatedAt = required(UtcDateTime)
+    UpdatedAt = required(UtcDateTime)
 
 
 class SectionStudent(SchoolBase):
     __tablename__ = "SectionStudents"
 
-    SectionId: Mapped[int] = mapped_column(
-        ForeignKey("Sections.SectionId", ondelete="CASCADE"), primary_key=True
+    SectionId = required(
+        Integer, ForeignKey("Sections.SectionId", ondelete="CASCADE"), primary_key=True
     )
-    StudentId: Mapped[int] = mapped_column(
-        ForeignKey("Students.StudentId", ondelete="CASCADE"), primary_key=True, index=True
+    StudentId = required(
+        Integer, ForeignKey("Students.StudentId", ondelete="CASCADE"), primary_key=True, index=True
     )
 
 
 class SectionTeacher(SchoolBase):
     __tablename__ = "SectionTeachers"
 
-    SectionId: Mapped[int] = mapped_column(
-        ForeignKey("Sections.SectionId", ondelete="CASCADE"), primary_key=True
+    SectionId = required(
+        Integer, ForeignKey("Sections.SectionId", ondelete="CASCADE"), primary_key=True
     )
-    TeacherId: Mapped[int] = mapped_column(
-        ForeignKey("Teachers.TeacherId", ondelete="CASCADE"), primary_key=True, index=True
+    TeacherId = required(
+        Integer, ForeignKey("Teachers.TeacherId", ondelete="CASCADE"), primary_key=True, index=True
     )
 
 
