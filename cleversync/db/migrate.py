@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -216,23 +217,27 @@ def head_revision(kind: Kind) -> str | None:
         return ScriptDirectory.from_config(alembic_config(kind)).get_current_head()
 
 
+# A module-level ``revision = "..."`` or ``down_revision: str | None = ...`` line.
+_ASSIGNMENT = re.compile(r"^(revision|down_revision)\b\s*(?::[^=\n]*)?=\s*(.+?)\s*$", re.MULTILINE)
+
+
 def _single_head(folder: Path) -> str | None:
-    """The one revision no other script revises; ValueError when that is not plain."""
+    """The one revision no other script revises; ValueError when that is not plain. Each
+    script's two assignments are read from their lines (parsing whole scripts cost every
+    process more than the rest of the check)."""
     import ast
 
     revisions: set[str] = set()
     revised: set[str] = set()
     for script in sorted(folder.glob("*.py")):
         found: dict[str, object] = {}
-        for node in ast.parse(script.read_text(encoding="utf-8")).body:
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target, value = node.targets[0], node.value
-            elif isinstance(node, ast.AnnAssign) and node.value is not None:
-                target, value = node.target, node.value
-            else:
-                continue
-            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision"):
-                found[target.id] = ast.literal_eval(value)
+        for name, value in _ASSIGNMENT.findall(script.read_text(encoding="utf-8")):
+            if name in found:
+                raise ValueError(f"{script.name}: {name} is assigned twice")
+            try:
+                found[name] = ast.literal_eval(value)
+            except (ValueError, SyntaxError) as exc:
+                raise ValueError(f"{script.name}: {name} is not a literal") from exc
         revision, down = found.get("revision"), found.get("down_revision")
         if not isinstance(revision, str) or not (down is None or isinstance(down, str)):
             raise ValueError(f"{script.name}: not one plain revision")

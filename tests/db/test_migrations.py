@@ -469,6 +469,17 @@ def test_scripts_that_are_not_one_line_of_revisions_go_to_alembic(tmp_path) -> N
     (tmp_path / "c.py").write_text('revision = "c"\ndown_revision = ("a", "b")\n')  # a merge
     with pytest.raises(ValueError, match="plain"):
         _single_head(tmp_path)
+    (tmp_path / "c.py").write_text('revision = make_id()\ndown_revision = "b"\n')
+    with pytest.raises(ValueError, match="not a literal"):
+        _single_head(tmp_path)
+    (tmp_path / "c.py").write_text('revision = "c"\nrevision = "d"\ndown_revision = "b"\n')
+    with pytest.raises(ValueError, match="twice"):
+        _single_head(tmp_path)
+    # Indented assignments (inside upgrade()) are not the script's revision.
+    (tmp_path / "c.py").write_text(
+        'revision = "c"\ndown_revision = "b"\n\ndef f():\n    revision = 1\n'
+    )
+    assert _single_head(tmp_path) == "c"
 
 
 def test_sqlite_connections_use_wal_and_only_sessiondb_commits_before_the_disk(
