@@ -43,16 +43,21 @@ class Bulk:
         if not rows:
             return
         compiled = self._for(conn.dialect)
-        if compiled.processors:
-            rows = _processed(rows, compiled.processors)
+        # Column by column: a batch's constant values (its time, IsActive) convert once.
+        columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
+        if len(columns) != len(self.names):
+            raise ValueError(f"rows of {len(columns)} values for {len(self.names)} names")
+        for i, process in compiled.processors:
+            columns[i] = _converted(columns[i], process)
         if compiled.order is not None:
-            order = compiled.order
-            if order != tuple(range(len(order))):
-                rows = [tuple(row[i] for i in order) for row in rows]
-            conn.exec_driver_sql(compiled.sql, list(map(tuple, rows)))
+            ordered = (columns[i] for i in compiled.order)
+            conn.exec_driver_sql(compiled.sql, list(zip(*ordered, strict=True)))
         else:
             names = compiled.names or self.names
-            conn.exec_driver_sql(compiled.sql, [dict(zip(names, row, strict=True)) for row in rows])
+            conn.exec_driver_sql(
+                compiled.sql,
+                [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)],
+            )
 
     def _for(self, dialect: Dialect) -> _Compiled:
         key = (dialect.name, str(dialect.driver), str(dialect.paramstyle))
@@ -83,22 +88,18 @@ class Bulk:
         return _Compiled(compiled.string, None, self.names, processors)
 
 
-def _processed(
-    rows: Sequence[Sequence[Any]], processors: tuple[tuple[int, _Processor], ...]
-) -> list[list[Any]]:
-    """The rows with the dialect's conversions applied, each distinct value converted once
-    (a batch's timestamps are mostly the same few)."""
-    done: list[dict[Any, Any]] = [{} for _ in processors]
+def _converted(column: Sequence[Any], process: _Processor) -> Sequence[Any]:
+    """One column's values as the dialect converts them (None stays None), each distinct
+    value once: a batch's timestamps are mostly the same few."""
+    first = column[0]
+    if column.count(first) == len(column):
+        return (None if first is None else process(first),) * len(column)
+    done: dict[Any, Any] = {None: None}
     out = []
-    for row in rows:
-        values = list(row)
-        for (i, process), memo in zip(processors, done, strict=True):
-            value = values[i]
-            if value is None:
-                continue
-            try:
-                values[i] = memo[value]
-            except KeyError:
-                values[i] = memo[value] = process(value)
-        out.append(values)
+    for value in column:
+        try:
+            out.append(done[value])
+        except KeyError:
+            done[value] = converted = process(value)
+            out.append(converted)
     return out

@@ -71,18 +71,22 @@ def _check(entity: Entity, clever_id: str | None, values: dict[str, str | None])
         raise RecordError(shown[:60], f"id holds {problem}")
     if utf16_length(clever_id) > entity.widths[entity.clever_key]:
         raise RecordError(clever_id[:60], f"id is longer than {entity.widths[entity.clever_key]}")
+    widths = entity.widths
     for column, value in values.items():
         if value is None:
             if column in REQUIRED:
                 raise RecordError(clever_id, f"{column} is missing")
             continue
-        problem = unstorable(value)
+        # The usual case (ASCII) is checked inline: this runs for every value of a page.
+        ascii = value.isascii()
+        problem = ("a NUL character" if "\x00" in value else None) if ascii else unstorable(value)
         if problem:
             raise RecordError(clever_id, f"{column} holds {problem}, which no database stores")
-        width = entity.widths[column]
-        length = utf16_length(value)
-        if length > width:
-            raise RecordError(clever_id, f"{column} is {length} characters, longer than {width}")
+        length = len(value) if ascii else utf16_length(value)
+        if length > widths[column]:
+            raise RecordError(
+                clever_id, f"{column} is {length} characters, longer than {widths[column]}"
+            )
     return clever_id
 
 

@@ -87,3 +87,12 @@ def test_a_value_bound_in_the_statement_itself_is_refused(engine: Engine) -> Non
     statement = update(TABLE).values(IsActive=False).where(TABLE.c.StudentId == bindparam("_key"))
     with engine.begin() as conn, pytest.raises(ValueError, match="IsActive"):
         Bulk(statement, ("_key",)).run(conn, [(1,)])
+
+
+def test_rows_of_the_wrong_length_are_refused(engine: Engine) -> None:
+    # zip would cut every row to the shortest: a value would silently go to the wrong column.
+    short = [("a1", "Ana", "Lima", None, True, AT, AT, AT), ("a2", "Ben", "Ito", None, True, AT)]
+    with engine.begin() as conn, pytest.raises(ValueError, match="argument 2 is shorter"):
+        Bulk(insert(TABLE), NAMES).run(conn, short)
+    with engine.begin() as conn, pytest.raises(ValueError, match="9 values for 8 names"):
+        Bulk(insert(TABLE), NAMES).run(conn, [("a1", "Ana", "Lima", None, True, AT, AT, AT, 1)])
