@@ -231,8 +231,8 @@ def fits(model: type[CleverModel], raw: dict[str, Any]) -> bool:
         elif kind == _LIST:
             if type(value) is not list:
                 return False
-        elif kind == _MODEL:
-            if type(value) is not dict or not fits(shape.model, value):  # type: ignore[arg-type]
+        elif kind == _MODEL and shape.model is not None:
+            if type(value) is not dict or not fits(shape.model, value):
                 return False
         else:
             return False
