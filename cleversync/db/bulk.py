@@ -96,10 +96,13 @@ def _converted(column: Sequence[Any], process: _Processor) -> Sequence[Any]:
         return (None if first is None else process(first),) * len(column)
     done: dict[Any, Any] = {None: None}
     out = []
-    for value in column:
-        try:
-            out.append(done[value])
-        except KeyError:
-            done[value] = converted = process(value)
-            out.append(converted)
+    try:
+        for value in column:
+            try:
+                out.append(done[value])
+            except KeyError:
+                done[value] = converted = process(value)
+                out.append(converted)
+    except TypeError:  # an unhashable value (a JSON column's dict): each on its own
+        return [None if value is None else process(value) for value in column]
     return out

@@ -96,3 +96,14 @@ def test_rows_of_the_wrong_length_are_refused(engine: Engine) -> None:
         Bulk(insert(TABLE), NAMES).run(conn, short)
     with engine.begin() as conn, pytest.raises(ValueError, match="9 values for 8 names"):
         Bulk(insert(TABLE), NAMES).run(conn, [("a1", "Ana", "Lima", None, True, AT, AT, AT, 1)])
+
+
+def test_unhashable_values_are_converted_one_by_one() -> None:
+    from cleversync.db.bulk import _converted
+
+    def process(value: object) -> str:
+        return repr(value)
+
+    assert _converted([{"a": 1}, None, {"a": 1}], process) == ["{'a': 1}", None, "{'a': 1}"]
+    assert _converted([AT, AT, AT], process) == (repr(AT),) * 3
+    assert _converted([AT, None, LATER, AT], process) == [repr(AT), None, repr(LATER), repr(AT)]
