@@ -56,9 +56,9 @@ class Redactor:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._lock = threading.Lock()
-        # Longest first, so a value inside a longer one never leaves the rest of it. Not a
-        # regular expression: with one connection string per school, recompiling one at
-        # every registration cost more than a school's sync of a thousand records.
+        # Longest first (see _mask_values). Not a regular expression: with one connection
+        # string per school, recompiling one at every registration cost more than a
+        # school's sync of a thousand records.
         self._ordered: tuple[str, ...] = ()
 
     def register(self, value: str | None) -> None:
@@ -81,13 +81,35 @@ class Redactor:
         """The text with every registered value and every credential pattern masked."""
         if not text:
             return text
-        for value in self._ordered:
-            if value in text:
-                text = text.replace(value, MASK)
-        return mask_credentials(text)
+        return mask_credentials(_mask_values(text, self._ordered))
 
     def __contains__(self, value: object) -> bool:
         return value in self._values
+
+
+def _mask_values(text: str, values: tuple[str, ...]) -> str:
+    """``text`` with every occurrence of ``values`` masked, as one regular expression of
+    them, longest first, would: scanning left to right, at each position the longest value
+    found there is masked, and the scan goes on after it. (Masking value by value would let
+    a longer value cut through a shorter one that starts earlier, and leave part of it.)"""
+    hits: list[tuple[int, int]] = []  # (start, -length): the leftmost, then the longest
+    for value in values:
+        start = text.find(value)
+        while start != -1:
+            hits.append((start, -len(value)))
+            start = text.find(value, start + 1)
+    if not hits:
+        return text
+    hits.sort()
+    out: list[str] = []
+    done = 0
+    for start, negative_length in hits:
+        if start < done:
+            continue  # inside a value masked already
+        out += (text[done:start], MASK)
+        done = start - negative_length
+    out.append(text[done:])
+    return "".join(out)
 
 
 def mask_credentials(text: str) -> str:

@@ -57,3 +57,33 @@ def test_url_encoded_forms_are_masked() -> None:
     r = Redactor()
     r.register("p@ss/word+1")
     assert "p%40ss%2Fword%2B1" not in r.redact("q=p%40ss%2Fword%2B1")
+
+
+def test_overlapping_secrets_are_masked_whole() -> None:
+    # Longest first, value by value, would cut "BCCCCCCC" out of "AAAAAAB...", leaving
+    # "AAAAAA" of the first secret in the text.
+    r = Redactor()
+    for secret in ("AAAAAAB", "CCCCCCC", "BCCCCCCC"):
+        r.register(secret)
+    assert r.redact("x AAAAAABCCCCCCC y") == f"x {MASK}{MASK} y"  # both, whole
+
+
+def test_values_are_masked_as_one_regular_expression_of_them_would() -> None:
+    # The masking is not a regular expression (one per registration cost too much), but it
+    # must mask exactly what the alternation of the values, longest first, masks.
+    import random
+    import re
+
+    rng = random.Random(16)
+    for _ in range(3000):
+        secrets = {"".join(rng.choice("AB") for _ in range(rng.randint(6, 8))) for _ in range(3)}
+        text = "".join(rng.choice("AB ") for _ in range(rng.randint(0, 30)))
+        for secret in secrets:
+            at = rng.randint(0, len(text))
+            text = text[:at] + secret + text[at:]
+        r = Redactor()
+        for secret in secrets:
+            r.register(secret)
+        ordered = sorted(secrets, key=len, reverse=True)
+        expected = re.compile("|".join(re.escape(s) for s in ordered)).sub(MASK, text)
+        assert r.redact(text) == expected, (secrets, text)
