@@ -6,6 +6,11 @@ own work. Here the statement is compiled once per dialect; each row is a tuple i
 of ``names``, converted only where the dialect converts a value (SQLite's timestamps and
 booleans, each distinct value once), and goes to the driver in its own parameter style.
 The SQL and the values stored are exactly SQLAlchemy's.
+
+Only on the drivers the tests run against (SQLite, PostgreSQL's psycopg). SQL Server keeps
+SQLAlchemy's own path: with pyodbc's ``fast_executemany`` SQLAlchemy declares each
+parameter's type (``setinputsizes``), which a bare ``executemany`` would leave to pyodbc's
+guess from the first row (a NULL timestamp there, a date later).
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.dml import Insert, UpdateBase
 
 _Processor = Callable[[Any], Any]
+
+# Dialects whose drivers get the rows directly (the others: SQLAlchemy's executemany).
+DIRECT = frozenset({"sqlite", "postgresql"})
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,9 @@ class Bulk:
 
     def run(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
+            return
+        if conn.dialect.name not in DIRECT:
+            conn.execute(self.statement, [dict(zip(self.names, row, strict=True)) for row in rows])
             return
         compiled = self._for(conn.dialect)
         # Column by column: a batch's constant values (its time, IsActive) convert once.
@@ -90,18 +101,23 @@ class Bulk:
 
 def _converted(column: Sequence[Any], process: _Processor) -> Sequence[Any]:
     """One column's values as the dialect converts them (None stays None), each distinct
-    value once: a batch's timestamps are mostly the same few."""
+    value once: a batch's timestamps are mostly the same few. Distinct, not merely equal:
+    an aware timestamp equals the same instant in another zone, but is written apart."""
     first = column[0]
-    if column.count(first) == len(column):
+    if all(value is first for value in column):  # the batch's time, IsActive, None
         return (None if first is None else process(first),) * len(column)
-    done: dict[Any, Any] = {None: None}
-    out = []
+    done: dict[Any, Any] = {}
+    out: list[Any] = []
     try:
         for value in column:
+            if value is None:
+                out.append(None)
+                continue
+            key = (value.__class__, value, getattr(value, "tzinfo", None))
             try:
-                out.append(done[value])
+                out.append(done[key])
             except KeyError:
-                done[value] = converted = process(value)
+                done[key] = converted = process(value)
                 out.append(converted)
     except TypeError:  # an unhashable value (a JSON column's dict): each on its own
         return [None if value is None else process(value) for value in column]

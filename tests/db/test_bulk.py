@@ -5,7 +5,7 @@ integers) and PostgreSQL."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import bindparam, insert, select, text, update
@@ -107,3 +107,39 @@ def test_unhashable_values_are_converted_one_by_one() -> None:
     assert _converted([{"a": 1}, None, {"a": 1}], process) == ["{'a': 1}", None, "{'a': 1}"]
     assert _converted([AT, AT, AT], process) == (repr(AT),) * 3
     assert _converted([AT, None, LATER, AT], process) == [repr(AT), None, repr(LATER), repr(AT)]
+
+
+def test_equal_timestamps_in_other_zones_are_converted_apart(engine: Engine) -> None:
+    # The same instant in two zones compares equal; SQLAlchemy writes each as it is.
+    utc = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+    east = datetime(2024, 1, 1, 7, 0, tzinfo=timezone(timedelta(hours=-5)))
+    rows = [("z1", "A", "B", None, True, utc, AT, AT), ("z2", "C", "D", None, True, east, AT, AT)]
+    with engine.begin() as conn:
+        Bulk(insert(TABLE), NAMES).run(conn, rows)
+    mine = _raw(engine)
+    with engine.begin() as conn:
+        conn.execute(TABLE.delete())
+        conn.execute(insert(TABLE), [dict(zip(NAMES, row, strict=True)) for row in rows])
+    assert mine == _raw(engine)
+
+
+def test_other_dialects_keep_sqlalchemys_executemany(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQL Server (not in DIRECT) goes through conn.execute, which declares the parameters'
+    # types to pyodbc; the rows stored are the same.
+    from cleversync.db import bulk
+
+    assert "mssql" not in bulk.DIRECT
+    rows = [
+        ("a1", "Ana", "Lima", None, True, AT, AT, AT),
+        ("a2", "Ben", "Ito", None, False, None, AT, LATER),
+    ]
+    with engine.begin() as conn:
+        Bulk(insert(TABLE), NAMES).run(conn, rows)
+    direct = _raw(engine)
+    monkeypatch.setattr(bulk, "DIRECT", frozenset())
+    with engine.begin() as conn:
+        conn.execute(TABLE.delete())
+        Bulk(insert(TABLE), NAMES).run(conn, rows)
+    assert _raw(engine) == direct
