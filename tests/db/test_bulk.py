@@ -143,3 +143,34 @@ def test_other_dialects_keep_sqlalchemys_executemany(
         conn.execute(TABLE.delete())
         Bulk(insert(TABLE), NAMES).run(conn, rows)
     assert _raw(engine) == direct
+
+
+def test_postgresql_plans_the_rows_once_and_then_forces_custom_plans_again(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's plan cache")
+    rows = [
+        ("a1", "Ana", "Lima", None, True, AT, AT, AT),
+        ("a2", "Ben", "Ito", None, True, AT, AT, AT),
+    ]
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+        Bulk(insert(TABLE), NAMES).run(conn, rows)
+        # The reads after it in the same transaction are custom-planned again.
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+
+
+def test_a_refused_row_raises_the_databases_error_not_a_later_one(engine: Engine) -> None:
+    # On PostgreSQL the plan setting is not restored after a failure (the transaction is
+    # aborted): the error the caller sees is the refusal, which splitting the batch needs.
+    from sqlalchemy.exc import IntegrityError
+
+    rows = [
+        ("a1", "Ana", "Lima", None, True, AT, AT, AT),
+        ("a1", "Ben", "Ito", None, True, AT, AT, AT),
+    ]
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        Bulk(insert(TABLE), NAMES).run(conn, rows)
