@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, event, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from cleversync.db.bulk import Bulk
 from cleversync.db.engines import engine_for
 from cleversync.db.schema import Student
+from tests.pgserver import PgServer
 
 TABLE = Student.__table__
 NAMES = (
@@ -145,22 +146,30 @@ def test_other_dialects_keep_sqlalchemys_executemany(
     assert _raw(engine) == direct
 
 
+@pytest.mark.postgres
 def test_postgresql_plans_the_rows_once_and_then_forces_custom_plans_again(
-    engine: Engine,
+    pg_server: PgServer,
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's plan cache")
+    engine = engine_for(pg_server.clone_database("school"))
     rows = [
         ("a1", "Ana", "Lima", None, True, AT, AT, AT),
         ("a2", "Ben", "Ito", None, True, AT, AT, AT),
     ]
-    with engine.begin() as conn:
-        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
-        Bulk(insert(TABLE), NAMES).run(conn, rows)
-        # The reads after it in the same transaction are custom-planned again.
-        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
-    with engine.connect() as conn:
-        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        with engine.begin() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+            Bulk(insert(TABLE), NAMES).run(conn, rows)
+            # The rows' one statement runs with the default plan cache (planned once).
+            assert [q.split()[0] for q in statements[1:]] == ["SET", "INSERT", "RESET"]
+            assert statements[1] == "SET LOCAL plan_cache_mode = auto"
+            # The reads after it in the same transaction are custom-planned again.
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "force_custom_plan"
+    finally:
+        engine.dispose()
 
 
 def test_a_refused_row_raises_the_databases_error_not_a_later_one(engine: Engine) -> None:
