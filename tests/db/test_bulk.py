@@ -46,19 +46,29 @@ def _raw(engine: Engine) -> list[tuple[object, ...]]:
         return [tuple(r) for r in conn.exec_driver_sql(query)]
 
 
+def _stored_by_bulk(engine: Engine, rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    with engine.begin() as conn:
+        conn.execute(TABLE.delete())
+        Bulk(insert(TABLE), NAMES).run(conn, rows)
+    return _raw(engine)
+
+
+def _stored_by_sqlalchemy(
+    engine: Engine, rows: list[tuple[object, ...]]
+) -> list[tuple[object, ...]]:
+    with engine.begin() as conn:
+        conn.execute(TABLE.delete())
+        conn.execute(insert(TABLE), [dict(zip(NAMES, row, strict=True)) for row in rows])
+    return _raw(engine)
+
+
 def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine) -> None:
     rows = [
         ("a1", "Ana", "Lima", "a@b.c", True, AT, AT, AT),
         ("a2", "Ben", "Ito", None, False, None, AT, LATER),
         ("a3", "Łódź 😀", "O'Neil", None, True, LATER, LATER, LATER),
     ]
-    with engine.begin() as conn:
-        Bulk(insert(TABLE), NAMES).run(conn, rows)
-    mine = _raw(engine)
-    with engine.begin() as conn:
-        conn.execute(TABLE.delete())
-        conn.execute(insert(TABLE), [dict(zip(NAMES, row, strict=True)) for row in rows])
-    assert mine == _raw(engine)
+    assert _stored_by_bulk(engine, rows) == _stored_by_sqlalchemy(engine, rows)
     with engine.connect() as conn:
         read = conn.execute(select(TABLE.c.LastModifiedInClever).order_by(TABLE.c.StudentId))
         assert [r[0] for r in read] == [AT, None, LATER]
@@ -115,13 +125,7 @@ def test_equal_timestamps_in_other_zones_are_converted_apart(engine: Engine) -> 
     utc = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     east = datetime(2024, 1, 1, 7, 0, tzinfo=timezone(timedelta(hours=-5)))
     rows = [("z1", "A", "B", None, True, utc, AT, AT), ("z2", "C", "D", None, True, east, AT, AT)]
-    with engine.begin() as conn:
-        Bulk(insert(TABLE), NAMES).run(conn, rows)
-    mine = _raw(engine)
-    with engine.begin() as conn:
-        conn.execute(TABLE.delete())
-        conn.execute(insert(TABLE), [dict(zip(NAMES, row, strict=True)) for row in rows])
-    assert mine == _raw(engine)
+    assert _stored_by_bulk(engine, rows) == _stored_by_sqlalchemy(engine, rows)
 
 
 def test_other_dialects_keep_sqlalchemys_executemany(
