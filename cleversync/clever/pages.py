@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -99,21 +100,14 @@ def parse_page(
     field_report: FieldReport,
 ) -> Page[M]:
     """Typed records (unreadable ones as failures, records without ``role`` left out)."""
-    page: Page[M] = Page()
-    kept: list[dict[str, Any]] = []  # the raw records of page.records
-    for raw in raws:
-        try:
-            record = parse_event(raw) if model is Event else parse(model, raw)
-        except RecordError as exc:
-            page.failures.append(exc)
-            continue
-        if role is not None and isinstance(record, User) and getattr(record.roles, role) is None:
-            page.off_role += 1  # `next` links may not carry the role filter
-            continue
-        kept.append(raw)
-        page.records.append(record)  # type: ignore[arg-type]
-    field_report.observe(entity, set() if model is Event else unknown_in(model, kept))
-    return page
+
+    def read(raw: dict[str, Any]) -> M:
+        return parse_event(raw) if model is Event else parse(model, raw)  # type: ignore[return-value]
+
+    def lacks_role(record: M) -> bool:
+        return isinstance(record, User) and getattr(record.roles, role or "") is None
+
+    return _read_page(raws, read, lacks_role if role else None, model, entity, field_report)
 
 
 def checked_page(
@@ -126,20 +120,42 @@ def checked_page(
     """As ``parse_page``, but each readable record is its fields as a dict
     (``models.checked``): the dict Clever sent when it fits the model as it is, so the
     usual page builds no models at all."""
-    page: Page[dict[str, Any]] = Page()
+
+    def lacks_role(record: dict[str, Any]) -> bool:
+        return (record.get("roles") or {}).get(role) is None
+
+    return _read_page(
+        raws,
+        lambda raw: checked(model, raw),
+        lacks_role if role else None,
+        model,
+        entity,
+        field_report,
+    )
+
+
+def _read_page(
+    raws: list[dict[str, Any]],
+    read: Callable[[dict[str, Any]], T],
+    lacks_role: Callable[[T], bool] | None,
+    model: type[CleverModel],
+    entity: str,
+    field_report: FieldReport,
+) -> Page[T]:
+    page: Page[T] = Page()
     kept: list[dict[str, Any]] = []  # the raw records of page.records
     for raw in raws:
         try:
-            record = checked(model, raw)
+            record = read(raw)
         except RecordError as exc:
             page.failures.append(exc)
             continue
-        if role is not None and (record.get("roles") or {}).get(role) is None:
+        if lacks_role is not None and lacks_role(record):
             page.off_role += 1  # `next` links may not carry the role filter
             continue
         kept.append(raw)
         page.records.append(record)
-    field_report.observe(entity, unknown_in(model, kept))
+    field_report.observe(entity, set() if model is Event else unknown_in(model, kept))
     return page
 
 

@@ -23,6 +23,17 @@ def identifier(text: str) -> int:
     return value
 
 
+def positive(text: str) -> int:
+    """A whole number of at least 1 (a count, a limit)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{_shown(text)!r} is not a positive whole number")
+    return value
+
+
 def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     """A whole number from ``minimum`` (to ``maximum``)."""
 

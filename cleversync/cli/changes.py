@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from cleversync.cli.args import identifier
+from cleversync.cli.args import identifier, positive
 from cleversync.cli.output import table
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ def register(commands: Any) -> None:
     changes.add_argument("--entity", choices=ENTITIES, help="only this entity type")
     changes.add_argument(
         "--limit",
-        type=_positive,
+        type=positive,
         default=DEFAULT_LIMIT,
         help=f"at most this many ({DEFAULT_LIMIT})",
     )
@@ -80,16 +80,6 @@ def clever_id(text: str) -> str:
     value = text.strip()
     if not value or len(value) > 50:
         raise argparse.ArgumentTypeError("a Clever id is 1 to 50 characters")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text[:30]!r} is not a positive whole number")
     return value
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from cleversync.cli.args import identifier
@@ -48,13 +49,13 @@ def register_school(school_commands: Any) -> None:
 
 
 def register_district(district_commands: Any) -> None:
-    for action, active, text in (
-        ("deactivate", False, "leave every school of a district out of the sync runs"),
-        ("activate", True, "put a deactivated district's schools back into the sync runs"),
-    ):
-        toggle = district_commands.add_parser(action, help=text)
-        toggle.add_argument("--district-id", type=identifier, required=True)
-        toggle.set_defaults(handler=district_set_active, active=active)
+    add_active_toggles(
+        district_commands,
+        "--district-id",
+        district_set_active,
+        off="leave every school of a district out of the sync runs",
+        on="put a deactivated district's schools back into the sync runs",
+    )
     remove = district_commands.add_parser(
         "remove",
         help="unregister a district and all its schools (no database is dropped)",
@@ -65,6 +66,16 @@ def register_district(district_commands: Any) -> None:
     remove.add_argument("--district-id", type=identifier, required=True)
     _history_choice(remove)
     remove.set_defaults(handler=district_remove)
+
+
+def add_active_toggles(
+    commands: Any, option: str, handler: Callable[..., int], *, off: str, on: str
+) -> None:
+    """The ``deactivate`` and ``activate`` subcommands of a district or a school."""
+    for action, active, text in (("deactivate", False, off), ("activate", True, on)):
+        toggle = commands.add_parser(action, help=text)
+        toggle.add_argument(option, type=identifier, required=True)
+        toggle.set_defaults(handler=handler, active=active)
 
 
 def _history_choice(parser: argparse.ArgumentParser) -> None:

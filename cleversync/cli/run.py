@@ -11,7 +11,7 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cleversync.cli.args import identifier
+from cleversync.cli.args import identifier, positive
 from cleversync.cli.output import table
 from cleversync.vocabulary import STORED_STATUSES, HealthStatus, RunStatus
 
@@ -58,7 +58,7 @@ def register(commands: Any) -> None:
     history.add_argument(
         "--status", type=_status, help=f"only rows of this status ({', '.join(STATUSES)}; any case)"
     )
-    history.add_argument("--limit", type=_positive, default=50, help="at most this many rows (50)")
+    history.add_argument("--limit", type=positive, default=50, help="at most this many rows (50)")
     history.add_argument("--json", action="store_true", help="print the rows as JSON")
     history.set_defaults(handler=history_command)
 
@@ -70,16 +70,6 @@ def register(commands: Any) -> None:
     )
     health.add_argument("--json", action="store_true", help="print the report as JSON")
     health.set_defaults(handler=health_command)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value
 
 
 def _status(text: str) -> str:

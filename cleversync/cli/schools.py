@@ -42,13 +42,13 @@ def register(commands: Any) -> None:
     )
     flag.add_argument("--school-id", type=identifier, required=True)
     flag.set_defaults(handler=school_flag_full_sync)
-    for action, active, text in (
-        ("deactivate", False, "leave a school out of every sync run (its data stays)"),
-        ("activate", True, "put a deactivated school back into the sync runs"),
-    ):
-        toggle = school_commands.add_parser(action, help=text)
-        toggle.add_argument("--school-id", type=identifier, required=True)
-        toggle.set_defaults(handler=school_set_active, active=active)
+    housekeeping.add_active_toggles(
+        school_commands,
+        "--school-id",
+        school_set_active,
+        off="leave a school out of every sync run (its data stays)",
+        on="put a deactivated school back into the sync runs",
+    )
     release = school_commands.add_parser(
         "release-lease",
         help="free a school's sync lease whose run is gone (a killed or crashed sync)",

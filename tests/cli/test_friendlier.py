@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cleversync.sandbox import Sandbox
-from tests.cli.test_operate import cli, env, registered, sandbox  # noqa: F401 (fixtures)
+from tests.cli.test_operate import add_district, cli, env, registered, sandbox  # noqa: F401 (fixtures)
 
 
 def test_text_health_gives_each_failing_checks_reason(capsys) -> None:
@@ -134,19 +134,7 @@ def test_a_long_rate_limit_wait_is_announced_at_default_verbosity(
     monkeypatch.setenv("CleverSync__Retry__CleverApi__BackoffBase", "0")
     district = slow_sandbox.districts[0]
     assert cli(capsys, "db", "upgrade")[0] == 0
-    argv = ["--name", "D", "--clever-id", district.id, "--prefix", "Slow"]
-    assert cli(capsys, "district", "add", *argv)[0] == 0
-    code, _, err = cli(
-        capsys,
-        "district",
-        "set-credentials",
-        "--district-id",
-        "1",
-        "--client-id",
-        district.client_id,
-        stdin=district.client_secret + "\n",
-    )
-    assert code == 0, err
+    add_district(capsys, district, name="D", prefix="Slow")
     school = district.schools[0]
     argv = ["--district-id", "1", "--clever-id", school.id, "--name", "S", "--prefix", "S"]
     assert cli(capsys, "school", "add", *argv)[0] == 0

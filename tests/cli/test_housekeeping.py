@@ -19,7 +19,7 @@ from cleversync.secrets.local import LocalSecretStore
 from cleversync.services import Services
 from cleversync.settings import Settings
 from tests.cli.test_interrupt import set_lease
-from tests.cli.test_operate import cli, env, sandbox  # noqa: F401 (fixtures)
+from tests.cli.test_operate import add_district, cli, env, sandbox  # noqa: F401 (fixtures)
 
 
 def data_dir() -> Path:
@@ -52,19 +52,7 @@ def synced(request: pytest.FixtureRequest, env: Sandbox, capsys) -> Sandbox:  # 
     use_sessiondb(request)
     district = env.districts[0]
     assert cli(capsys, "db", "upgrade")[0] == 0
-    argv = ["--name", district.name, "--clever-id", district.id, "--prefix", "Demo"]
-    assert cli(capsys, "district", "add", *argv)[0] == 0
-    code, _, err = cli(
-        capsys,
-        "district",
-        "set-credentials",
-        "--district-id",
-        "1",
-        "--client-id",
-        district.client_id,
-        stdin=district.client_secret + "\n",
-    )
-    assert code == 0, err
+    add_district(capsys, district)
     code, out, err = cli(capsys, "school", "discover", "--district-id", "1", "--register")
     assert code == 0, err
     if request.param == "postgresql":

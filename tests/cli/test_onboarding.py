@@ -13,7 +13,7 @@ import pytest
 from cleversync.sandbox import Sandbox
 from cleversync.secrets import names
 from cleversync.secrets.local import LocalSecretStore
-from tests.cli.test_operate import cli, env, registered, sandbox  # noqa: F401 (fixtures)
+from tests.cli.test_operate import add_district, cli, env, registered, sandbox  # noqa: F401 (fixtures)
 
 PASSWORD = "Sup3r-Secret-Pa55word"  # a test value, checked never to be shown
 
@@ -192,19 +192,7 @@ def test_fifty_schools_path_with_sessiondb_on_a_server(
     district = env.districts[0]
     assert cli(capsys, "db", "upgrade")[0] == 0
     assert not (data_dir() / "sessiondb.sqlite").exists()
-    argv = ["--name", district.name, "--clever-id", district.id, "--prefix", "Demo"]
-    assert cli(capsys, "district", "add", *argv)[0] == 0
-    code, _, err = cli(
-        capsys,
-        "district",
-        "set-credentials",
-        "--district-id",
-        "1",
-        "--client-id",
-        district.client_id,
-        stdin=district.client_secret + "\n",
-    )
-    assert code == 0, err
+    add_district(capsys, district)
     code, out, err = cli(capsys, "school", "discover", "--district-id", "1", "--register")
     assert code == 0, err
     assert "Registered 2 school(s)" in out

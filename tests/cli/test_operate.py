@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cleversync.cli import main
-from cleversync.sandbox import Sandbox
+from cleversync.sandbox import DistrictInfo, Sandbox
 from cleversync.services import GC_THRESHOLDS
 
 
@@ -49,24 +49,16 @@ def cli(
     return code, out, err
 
 
-@pytest.fixture
-def registered(env: Sandbox, capsys: pytest.CaptureFixture[str]) -> Sandbox:
-    district = env.districts[0]
-    assert cli(capsys, "db", "upgrade")[0] == 0
-    assert (
-        cli(
-            capsys,
-            "district",
-            "add",
-            "--name",
-            district.name,
-            "--clever-id",
-            district.id,
-            "--prefix",
-            "Demo",
-        )[0]
-        == 0
-    )
+def add_district(
+    capsys: pytest.CaptureFixture[str],
+    district: DistrictInfo,
+    *,
+    name: str | None = None,
+    prefix: str = "Demo",
+) -> None:
+    """``district add`` (as district 1, in a migrated SessionDb) and its credentials."""
+    argv = ["--name", name or district.name, "--clever-id", district.id, "--prefix", prefix]
+    assert cli(capsys, "district", "add", *argv)[0] == 0
     code, _, err = cli(
         capsys,
         "district",
@@ -78,6 +70,12 @@ def registered(env: Sandbox, capsys: pytest.CaptureFixture[str]) -> Sandbox:
         stdin=district.client_secret + "\n",
     )
     assert code == 0, err
+
+
+@pytest.fixture
+def registered(env: Sandbox, capsys: pytest.CaptureFixture[str]) -> Sandbox:
+    assert cli(capsys, "db", "upgrade")[0] == 0
+    add_district(capsys, env.districts[0])
     code, _, err = cli(capsys, "school", "discover", "--district-id", "1", "--register")
     assert code == 0, err
     assert cli(capsys, "db", "upgrade", "--all-schools")[0] == 0

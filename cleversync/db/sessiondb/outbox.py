@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
@@ -109,18 +109,7 @@ class Outbox(SessionTables):
                     .order_by(_OUTBOX.c.MessageId)
                     .limit(limit)
                 ).all()
-            return [
-                Kept(
-                    r.MessageId,
-                    r.Kind,
-                    r.Subject,
-                    r.Message,
-                    r.CreatedAt,
-                    r.Attempts or 0,
-                    r.LastError,
-                )
-                for r in rows
-            ]
+            return [_kept(r) for r in rows]
 
         candidates = run_with_retry(
             read, policy=self._policy, what="reading kept email messages", sleep=self._sleep
@@ -194,19 +183,20 @@ class Outbox(SessionTables):
         def read() -> list[Kept]:
             with self._engine.connect() as conn:
                 rows = conn.execute(select(_OUTBOX).order_by(_OUTBOX.c.MessageId)).all()
-            return [
-                Kept(
-                    r.MessageId,
-                    r.Kind,
-                    r.Subject,
-                    r.Message,
-                    r.CreatedAt,
-                    r.Attempts or 0,
-                    r.LastError,
-                )
-                for r in rows
-            ]
+            return [_kept(r) for r in rows]
 
         return run_with_retry(
             read, policy=self._policy, what="reading kept email messages", sleep=self._sleep
         )
+
+
+def _kept(row: Any) -> Kept:
+    return Kept(
+        row.MessageId,
+        row.Kind,
+        row.Subject,
+        row.Message,
+        row.CreatedAt,
+        row.Attempts or 0,
+        row.LastError,
+    )
