@@ -327,15 +327,7 @@ class Bench:
         page_size: int = PAGE_SIZE,
     ) -> Result:
         """The floor as a whole process of its own (``python -m bench.floor``)."""
-        token = site.fresh_token()
-        spec = {
-            "floor": floor,
-            "backend": backend.name,
-            "api_base_url": site.api_base_url,
-            "token": token,
-            "page_size": page_size,
-            "schools": schools,
-        }
+        spec = _floor_spec(site, backend, floor, schools, page_size)
         result = process([sys.executable, "-m", "bench.floor", json.dumps(spec)])
         inner = json.loads(result["stdout"].strip().splitlines()[-1])
         result.update({k: v for k, v in inner.items() if k != "wall"})
@@ -353,21 +345,25 @@ class Bench:
         page_size: int = PAGE_SIZE,
         **spec: Any,
     ) -> Result:
-        token = site.fresh_token()
         result = spawn(
-            {
-                "kind": "floor",
-                "floor": floor,
-                "backend": backend.name,
-                "api_base_url": site.api_base_url,
-                "token": token,
-                "page_size": page_size,
-                "schools": schools,
-                **spec,
-            }
+            {"kind": "floor", **_floor_spec(site, backend, floor, schools, page_size), **spec}
         )
         result["api_requests"], result["http_429"] = site.api_requests()
         return result
+
+
+def _floor_spec(
+    site: Served, backend: Backend, floor: str, schools: list[dict[str, str]], page_size: int
+) -> dict[str, Any]:
+    """What a floor run is given, with a new token (a rate-limit window of its own)."""
+    return {
+        "floor": floor,
+        "backend": backend.name,
+        "api_base_url": site.api_base_url,
+        "token": site.fresh_token(),
+        "page_size": page_size,
+        "schools": schools,
+    }
 
 
 # --- notes ----------------------------------------------------------------------------------
