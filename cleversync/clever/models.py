@@ -1,7 +1,7 @@
 """Typed Clever v3.0 payloads: users (students, teachers), sections, schools, events.
 
 Every field of Clever's v3.0 schema (Clever's docs, plus what the recordings show) is declared,
-so ``unknown_fields`` can report only what Clever added since: a schema change is
+so ``unknown_in`` can report only what Clever added since: a schema change is
 logged by field name, and the sync goes on with the fields it maps. Optional fields are
 optional because real payloads omit them, send ``""`` or ``null``.
 """
@@ -281,21 +281,11 @@ def _shape(annotation: Any, nullable: bool) -> _Shape:
     return _Shape(_OTHER, nullable)
 
 
-def unknown_fields(record: BaseModel, prefix: str = "") -> set[str]:
-    """Dotted names of fields Clever sent that the v3.0 schema does not have (names only)."""
-    extra = record.model_extra
-    found = {f"{prefix}{key}" for key in extra} if extra else set()
-    for name in _nested_fields(type(record)):
-        value = getattr(record, name)
-        if isinstance(value, CleverModel):
-            found |= unknown_fields(value, f"{prefix}{name}.")
-    return found
-
-
 def unknown_in(model: type[BaseModel], raws: list[dict[str, Any]], prefix: str = "") -> set[str]:
-    """What ``unknown_fields`` finds in the records ``model`` parsed from ``raws``, for all
-    of them at once, read from the dicts Clever sent: a page's key sets are joined in C
-    instead of each record's models being walked in Python (it runs for every page)."""
+    """Dotted names of the fields in ``raws`` (records of ``model``, as Clever sent them)
+    that the v3.0 schema does not have (names only), for all of them at once: a page's key
+    sets are joined in C instead of each record's models being walked in Python (it runs
+    for every page)."""
     keys: set[str] = set().union(*raws)
     found = {f"{prefix}{key}" for key in keys - _field_names(model)}
     for name in _nested_fields(model):
@@ -321,8 +311,8 @@ def _nested_model(model: type[BaseModel], name: str) -> type[BaseModel]:
 
 @functools.cache
 def _nested_fields(model: type[BaseModel]) -> tuple[str, ...]:
-    """The fields of ``model`` declared as a nested model: the only ones ``unknown_fields``
-    must descend into (it runs for every record of every page)."""
+    """The fields of ``model`` declared as a nested model: the only ones ``unknown_in``
+    must descend into."""
     nested = []
     for name, info in model.model_fields.items():
         candidates = (info.annotation, *typing.get_args(info.annotation))

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from cleversync.clever.client import CleverClient
-from cleversync.clever.models import Event, Section, User, parse, unknown_fields
+from cleversync.clever.models import Event, Section, User, checked, unknown_in
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
 from cleversync.db.school.store import SchoolConnection, write_page
 from cleversync.db.school.writer import Transaction, refused_data, write_refusing
@@ -119,20 +119,21 @@ def _reduce(
         if not touched:
             return
         try:
-            user = parse(User, event.object)
+            user = checked(User, event.object)
         except RecordError as error:
             for _, name, _ in touched:
                 outcomes[name].counts.processed += 1
                 outcomes[name].record_failure(error)
             return
+        unknown = unknown_in(User, [event.object])
         for role, name, mapper in touched:
             outcome = outcomes[name]
             outcome.counts.processed += 1
-            client.field_report.observe(name, unknown_fields(user))
+            client.field_report.observe(name, unknown)
             if event.action == "deleted" or not belongs_to(user, role, school):
                 continue  # deletes wait for a full sync; so do users who left this school
             try:
-                row = mapper(user.model_dump())
+                row = mapper(user)
             except RecordError as error:
                 outcome.record_failure(error)
                 continue
@@ -145,11 +146,11 @@ def _reduce(
         if event.action == "deleted":
             return
         try:
-            section = parse(Section, event.object)
-            client.field_report.observe(SECTION.name, unknown_fields(section))
-            if section.school != school:
+            section = checked(Section, event.object)
+            client.field_report.observe(SECTION.name, unknown_in(Section, [event.object]))
+            if section.get("school") != school:
                 return
-            row = section_row(section.model_dump())
+            row = section_row(section)
         except RecordError as error:
             outcome.record_failure(error)
             return

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cleversync.clever.models import User
 from cleversync.db.schema import utf16_length
 from cleversync.db.school.entities import SECTION, STUDENT, TEACHER, Entity
 from cleversync.errors import RecordError
@@ -149,10 +148,11 @@ def section_row(section: Mapping[str, Any]) -> SectionRow:
     )
 
 
-def belongs_to(user: User, role: str, school_id: str) -> bool:
-    """Whether the user holds ``role`` at the school (any of the role's schools, not only
-    the primary one: a student enrolled at two schools is in both databases)."""
-    held = getattr(user.roles, role)
+def belongs_to(user: Mapping[str, Any], role: str, school_id: str) -> bool:
+    """Whether the user (its fields as a dict, as the mappers take them) holds ``role`` at
+    the school (any of the role's schools, not only the primary one: a student enrolled at
+    two schools is in both databases)."""
+    held = (user.get("roles") or {}).get(role)
     if held is None:
         return False
-    return school_id in held.schools or held.school == school_id
+    return school_id in (held.get("schools") or ()) or held.get("school") == school_id

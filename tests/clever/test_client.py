@@ -15,7 +15,7 @@ import pytest
 
 from cleversync.clever.client import CleverClient
 from cleversync.clever.http import build_http_client
-from cleversync.clever.models import Section, User, unknown_fields, unknown_in
+from cleversync.clever.models import CleverModel, Section, User, unknown_in
 from cleversync.clever.pages import FieldReport
 from cleversync.clever.ratelimit import RateLimitPacer
 from cleversync.errors import (
@@ -265,6 +265,16 @@ def test_prefetch_raises_a_failed_page_where_it_is_asked_for() -> None:
     assert [u.id for u in next(pages).records] == ["a"]  # page b's failure is not page a's
     with pytest.raises(CleverRequestError):
         next(pages)
+
+
+def unknown_fields(record: CleverModel, prefix: str = "") -> set[str]:
+    """The oracle: the fields a parsed record's models hold beyond the schema, walked."""
+    found = {f"{prefix}{key}" for key in record.model_extra or {}}
+    for name in type(record).model_fields:
+        value = getattr(record, name)
+        if isinstance(value, CleverModel):
+            found |= unknown_fields(value, f"{prefix}{name}.")
+    return found
 
 
 @pytest.mark.parametrize(
