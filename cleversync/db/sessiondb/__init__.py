@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from cleversync.db.retry import in_transaction
+from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.redaction import Redactor, mask_credentials
 from cleversync.timeutil import utcnow
 
@@ -44,3 +44,12 @@ class SessionTables:
 
     def _tx(self, what: str, fn: Callable[[Connection], _T]) -> _T:
         return in_transaction(self._engine, fn, policy=self._policy, what=what, sleep=self._sleep)
+
+    def _read(self, what: str, fn: Callable[[Connection], _T]) -> _T:
+        """``fn`` on a connection outside any explicit transaction (reads), retried."""
+
+        def run() -> _T:
+            with self._engine.connect() as conn:
+                return fn(conn)
+
+        return run_with_retry(run, policy=self._policy, what=what, sleep=self._sleep)

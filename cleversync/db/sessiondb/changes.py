@@ -9,19 +9,17 @@ sync itself pays a tuple per changed record. Rows are deleted with their SyncHis
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from cleversync.db.bulk import Bulk
-from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import SyncChange, SyncHistory, utf16_length
-from cleversync.settings import RetryPolicy
+from cleversync.db.sessiondb import SessionTables
 from cleversync.sync.plan import ChangeItem, Fields
 from cleversync.timeutil import utcnow
 from cleversync.vocabulary import ChangeKind
@@ -141,19 +139,8 @@ class ChangeBuffer:
 _T = TypeVar("_T")
 
 
-class ChangeLog:
+class ChangeLog(SessionTables):
     """Writes a run's changes and reads them back (newest first)."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        policy: RetryPolicy,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._engine = engine
-        self._policy = policy
-        self._sleep = sleep
 
     # --- writing ------------------------------------------------------------------------
 
@@ -181,24 +168,9 @@ class ChangeLog:
                 _INSERT.run(conn, rows[start : start + WRITE_CHUNK])
             return len(rows)
 
-        return in_transaction(
-            self._engine,
-            write,
-            policy=self._policy,
-            what="writing change detail",
-            sleep=self._sleep,
-        )
+        return self._tx("writing change detail", write)
 
     # --- reading ------------------------------------------------------------------------
-
-    def _read(self, fn: Callable[[Connection], _T]) -> _T:
-        def run() -> _T:
-            with self._engine.connect() as conn:
-                return fn(conn)
-
-        return run_with_retry(
-            run, policy=self._policy, what="reading change detail", sleep=self._sleep
-        )
 
     def for_school(
         self,
@@ -224,17 +196,17 @@ class ChangeLog:
         if kind is not None:
             query = query.where(_TABLE.c.ChangeKind == str(kind))
         query = query.order_by(_TABLE.c.RecordedAt.desc(), _TABLE.c.ChangeId.desc()).limit(limit)
-        return self._read(lambda conn: [_change(r._mapping) for r in conn.execute(query)])
+        return self._read(READING, lambda conn: [_change(r._mapping) for r in conn.execute(query)])
 
     def for_history(self, history_id: int) -> list[Change]:
         """Every change recorded under one SyncHistory row, in the order they were made."""
         query = select(_TABLE).where(_TABLE.c.SyncId == history_id).order_by(_TABLE.c.ChangeId)
-        return self._read(lambda conn: [_change(r._mapping) for r in conn.execute(query)])
+        return self._read(READING, lambda conn: [_change(r._mapping) for r in conn.execute(query)])
 
     def omitted(self, history_id: int) -> int:
         """Changes of this row's run left out over the cap (0 for an unknown row)."""
         query = select(_HISTORY.c.ChangesOmitted).where(_HISTORY.c.SyncId == history_id)
-        return self._read(lambda conn: int(conn.scalar(query) or 0))
+        return self._read(READING, lambda conn: int(conn.scalar(query) or 0))
 
     def held_back(self, school_id: int) -> list[Change]:
         """What the school's latest guard hold-back refused to remove (every entity of that
@@ -257,7 +229,7 @@ class ChangeLog:
             )
             return [_change(r._mapping) for r in conn.execute(query)]
 
-        return self._read(read)
+        return self._read(READING, read)
 
 
 _COLUMNS = (
@@ -272,6 +244,7 @@ _COLUMNS = (
 )
 
 
+READING = "reading change detail"
 _INSERT = Bulk(insert(_TABLE), _COLUMNS)
 
 

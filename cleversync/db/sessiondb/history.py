@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
-from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.db.schema import School, SyncChange, SyncHistory
+from cleversync.db.sessiondb import SessionTables
 from cleversync.redaction import Redactor, mask_credentials
 from cleversync.runtally import Waits
 from cleversync.settings import RetryPolicy
@@ -55,7 +55,7 @@ def sanitize(message: str | None, redact: Callable[[str], str] = mask_credential
 _T = TypeVar("_T")
 
 
-class History:
+class History(SessionTables):
     """Reads and writes SyncHistory; every write is its own transaction, retried if transient."""
 
     def __init__(
@@ -63,31 +63,14 @@ class History:
         engine: Engine,
         *,
         policy: RetryPolicy,
-        redactor: Redactor,
+        redactor: Redactor,  # required: error messages are stored
         clock: Callable[[], datetime] = utcnow,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._engine = engine
-        self._policy = policy
-        self._redact = redactor.redact
-        self._clock = clock
-        self._sleep = sleep
+        super().__init__(engine, policy=policy, redactor=redactor, clock=clock, sleep=sleep)
 
     def _write(self, what: str, statement: Any, params: Any = None) -> Any:
-        return in_transaction(
-            self._engine,
-            lambda conn: conn.execute(statement, params),
-            policy=self._policy,
-            what=what,
-            sleep=self._sleep,
-        )
-
-    def _read(self, what: str, fn: Callable[[Connection], _T]) -> _T:
-        def run() -> _T:
-            with self._engine.connect() as conn:
-                return fn(conn)
-
-        return run_with_retry(run, policy=self._policy, what=what, sleep=self._sleep)
+        return self._tx(what, lambda conn: conn.execute(statement, params))
 
     def open_run(
         self,
@@ -102,31 +85,28 @@ class History:
         """Open one InProgress row per entity (a preview's: DryRun); returns their SyncIds
         by entity."""
 
-        def run() -> dict[str, int]:
+        def open_rows(conn: Connection) -> dict[str, int]:
             ids = {}
-            with self._engine.begin() as conn:
-                for entity in entities:
-                    ids[entity] = conn.execute(
-                        insert(_TABLE).returning(_TABLE.c.SyncId),
-                        {
-                            "SchoolId": school_id,
-                            "EntityType": entity,
-                            "SyncType": sync_type,
-                            "SyncStartTime": started_at,
-                            "Status": status,
-                            "RecordsProcessed": 0,
-                            "RecordsInserted": 0,
-                            "RecordsUpdated": 0,
-                            "RecordsDeleted": 0,
-                            "RecordsFailed": 0,
-                            "CorrelationId": correlation_id,
-                        },
-                    ).scalar_one()
+            for entity in entities:
+                ids[entity] = conn.execute(
+                    insert(_TABLE).returning(_TABLE.c.SyncId),
+                    {
+                        "SchoolId": school_id,
+                        "EntityType": entity,
+                        "SyncType": sync_type,
+                        "SyncStartTime": started_at,
+                        "Status": status,
+                        "RecordsProcessed": 0,
+                        "RecordsInserted": 0,
+                        "RecordsUpdated": 0,
+                        "RecordsDeleted": 0,
+                        "RecordsFailed": 0,
+                        "CorrelationId": correlation_id,
+                    },
+                ).scalar_one()
             return ids
 
-        return run_with_retry(
-            run, policy=self._policy, what="opening SyncHistory rows", sleep=self._sleep
-        )
+        return self._tx("opening SyncHistory rows", open_rows)
 
     def record_failed_run(
         self,
@@ -250,13 +230,7 @@ class History:
                 )
             return found
 
-        return in_transaction(
-            self._engine,
-            close,
-            policy=self._policy,
-            what="closing expired SyncHistory rows",
-            sleep=self._sleep,
-        )
+        return self._tx("closing expired SyncHistory rows", close)
 
     def last_good_run(self, school_id: int) -> LastRun | None:
         bad = func.sum(case((_TABLE.c.Status.in_(GOOD_STATUSES), 0), else_=1))
@@ -360,13 +334,7 @@ class History:
             )
             return conn.execute(delete(_TABLE).where(*old)).rowcount or 0
 
-        return in_transaction(
-            self._engine,
-            purge,
-            policy=self._policy,
-            what="purging old SyncHistory rows",
-            sleep=self._sleep,
-        )
+        return self._tx("purging old SyncHistory rows", purge)
 
     def rows(
         self,

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
-from cleversync.db.retry import run_with_retry
 from cleversync.db.schema import NotifyOutbox, SyncRun
 from cleversync.db.sessiondb import SessionTables
 from cleversync.db.sessiondb.history import sanitize
@@ -101,19 +100,16 @@ class Outbox(SessionTables):
         skip them meanwhile; a sender that dies leaves them to the next one after that)."""
         now = self._clock()
 
-        def read() -> list[Kept]:
-            with self._engine.connect() as conn:
-                rows = conn.execute(
-                    select(_OUTBOX)
-                    .where(or_(_OUTBOX.c.ClaimedUntil.is_(None), _OUTBOX.c.ClaimedUntil < now))
-                    .order_by(_OUTBOX.c.MessageId)
-                    .limit(limit)
-                ).all()
+        def read(conn: Connection) -> list[Kept]:
+            rows = conn.execute(
+                select(_OUTBOX)
+                .where(or_(_OUTBOX.c.ClaimedUntil.is_(None), _OUTBOX.c.ClaimedUntil < now))
+                .order_by(_OUTBOX.c.MessageId)
+                .limit(limit)
+            ).all()
             return [_kept(r) for r in rows]
 
-        candidates = run_with_retry(
-            read, policy=self._policy, what="reading kept email messages", sleep=self._sleep
-        )
+        candidates = self._read("reading kept email messages", read)
         until = now + timedelta(seconds=hold_seconds)
 
         def claim(message_id: int) -> bool:
@@ -180,14 +176,11 @@ class Outbox(SessionTables):
     def pending(self) -> list[Kept]:
         """Every kept message, oldest first (for tests and the CLI)."""
 
-        def read() -> list[Kept]:
-            with self._engine.connect() as conn:
-                rows = conn.execute(select(_OUTBOX).order_by(_OUTBOX.c.MessageId)).all()
+        def read(conn: Connection) -> list[Kept]:
+            rows = conn.execute(select(_OUTBOX).order_by(_OUTBOX.c.MessageId)).all()
             return [_kept(r) for r in rows]
 
-        return run_with_retry(
-            read, policy=self._policy, what="reading kept email messages", sleep=self._sleep
-        )
+        return self._read("reading kept email messages", read)
 
 
 def _kept(row: Any) -> Kept:

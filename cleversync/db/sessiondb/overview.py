@@ -10,20 +10,17 @@ only renders.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import and_, case, func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
-from cleversync.db.retry import run_with_retry
 from cleversync.db.schema import District, School, SyncHistory, SyncRun, SyncRunSchool
-from cleversync.settings import RetryPolicy
-from cleversync.timeutil import utcnow
+from cleversync.db.sessiondb import SessionTables
 from cleversync.vocabulary import RunStatus
 
 TREND_DAYS = 30
@@ -206,28 +203,8 @@ class RunSchoolView:
     rows: list[HistoryRow]
 
 
-class Overview:
+class Overview(SessionTables):
     """Read-only queries for the dashboard; each read retried when the error is transient."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        policy: RetryPolicy,
-        clock: Callable[[], datetime] = utcnow,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._engine = engine
-        self._policy = policy
-        self._clock = clock
-        self._sleep = sleep
-
-    def _read(self, what: str, fn: Callable[[Connection], _T]) -> _T:
-        def run() -> _T:
-            with self._engine.connect() as conn:
-                return fn(conn)
-
-        return run_with_retry(run, policy=self._policy, what=what, sleep=self._sleep)
 
     # --- the overview -------------------------------------------------------------------
 

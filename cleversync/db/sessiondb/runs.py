@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from cleversync.db.retry import run_with_retry
 from cleversync.db.schema import School, SyncHistory, SyncRun, SyncRunSchool
 from cleversync.db.sessiondb import SessionTables
 from cleversync.db.sessiondb.history import sanitize
@@ -203,27 +202,24 @@ class Runs(SessionTables):
         one_school = [] if school_id is None else [_PARTS.c.SchoolId == school_id]
         one_history = [] if school_id is None else [_HISTORY.c.SchoolId == school_id]
 
-        def read() -> RunRecord | None:
-            with self._engine.connect() as conn:
-                run = conn.execute(select(_RUNS).where(_RUNS.c.RunId == run_id)).first()
-                if run is None:
-                    return None
-                parts = conn.execute(
-                    select(_PARTS, _SCHOOLS.c.Name)
-                    .select_from(
-                        _PARTS.outerjoin(_SCHOOLS, _SCHOOLS.c.SchoolId == _PARTS.c.SchoolId)
-                    )
-                    .where(_PARTS.c.RunId == run_id, *one_school)
-                    .order_by(_PARTS.c.SchoolId)
-                ).all()
-                rows: dict[int, list[dict[str, Any]]] = {}
-                if with_history:
-                    for row in conn.execute(
-                        select(_HISTORY)
-                        .where(_HISTORY.c.CorrelationId == run.CorrelationId, *one_history)
-                        .order_by(_HISTORY.c.SyncId)
-                    ):
-                        rows.setdefault(row.SchoolId, []).append(dict(row._mapping))
+        def read(conn: Connection) -> RunRecord | None:
+            run = conn.execute(select(_RUNS).where(_RUNS.c.RunId == run_id)).first()
+            if run is None:
+                return None
+            parts = conn.execute(
+                select(_PARTS, _SCHOOLS.c.Name)
+                .select_from(_PARTS.outerjoin(_SCHOOLS, _SCHOOLS.c.SchoolId == _PARTS.c.SchoolId))
+                .where(_PARTS.c.RunId == run_id, *one_school)
+                .order_by(_PARTS.c.SchoolId)
+            ).all()
+            rows: dict[int, list[dict[str, Any]]] = {}
+            if with_history:
+                for row in conn.execute(
+                    select(_HISTORY)
+                    .where(_HISTORY.c.CorrelationId == run.CorrelationId, *one_history)
+                    .order_by(_HISTORY.c.SyncId)
+                ):
+                    rows.setdefault(row.SchoolId, []).append(dict(row._mapping))
             return RunRecord(
                 run_id=run.RunId,
                 correlation_id=run.CorrelationId,
@@ -249,9 +245,7 @@ class Runs(SessionTables):
                 ],
             )
 
-        return run_with_retry(
-            read, policy=self._policy, what="reading a sync run", sleep=self._sleep
-        )
+        return self._read("reading a sync run", read)
 
     def purge(self, older_than: datetime) -> int:
         """Delete the runs requested before ``older_than`` that have finished; runs deleted."""
