@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import pytest
 from alembic import command
@@ -426,14 +427,40 @@ def test_a_sync_imports_no_alembic(tmp_path) -> None:
     assert out.strip() == "[]"
 
 
-def test_a_sync_imports_no_orm() -> None:
-    # The tables are SQLAlchemy Core: importing the ORM cost each process about 0.1 s.
+@pytest.mark.parametrize(
+    "unused",
+    [
+        # The tables are SQLAlchemy Core: importing the ORM cost each process about 0.1 s.
+        "sqlalchemy.orm",
+        # The SQL Server types are loaded for SQL Server only (16 ms of every start-up).
+        "sqlalchemy.dialects.mssql",
+    ],
+)
+def test_a_sync_on_sqlite_imports_no_orm_and_no_sql_server_dialect(
+    unused: str, tmp_path: Path
+) -> None:
     import subprocess
     import sys
 
+    url = f"sqlite:///{tmp_path / 'school.db'}"
+    upgrade(engine_for(url, create_sqlite_file=True), "school")
+    # What a sync does with the school database: check it is current, write a row with a
+    # timestamp (the type that has a SQL Server variant), read it back.
     code = (
         "import sys, cleversync.sync.school, cleversync.services, cleversync.cli.run\n"
-        "print(sorted(m for m in sys.modules if m.startswith('sqlalchemy.orm')))\n"
+        "from datetime import datetime\n"
+        "from sqlalchemy import insert, select\n"
+        "from cleversync.db.engines import engine_for\n"
+        "from cleversync.db.migrate import require_current\n"
+        "from cleversync.db.schema import Student\n"
+        f"engine = engine_for({url!r})\n"
+        "require_current(engine, 'school', 'the school', 'upgrade')\n"
+        "with engine.begin() as conn:\n"
+        "    now = datetime(2026, 12, 2, 9, 30)\n"
+        "    conn.execute(insert(Student.__table__).values(CleverStudentId='s1', FirstName='A',"
+        " LastName='B', IsActive=True, CreatedAt=now, UpdatedAt=now))\n"
+        "    assert conn.execute(select(Student.CreatedAt)).scalar_one() == now\n"
+        f"print(sorted(m for m in sys.modules if m.startswith({unused!r})))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
