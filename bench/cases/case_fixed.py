@@ -8,9 +8,11 @@ difference of the medians counts.
 
 from __future__ import annotations
 
+import statistics
+
 from bench.cases.case1_full import sync_args, walls
 from bench.install import Backend, Installation, fingerprint
-from bench.measure import Bench, Figure, Result, district, median_of, served
+from bench.measure import Bench, Figure, Result, Served, district, median_of, served
 
 FIXED_SECONDS = 0.25
 STUDENTS, TEACHERS, SECTIONS = 10, 2, 2
@@ -45,8 +47,11 @@ def run(bench: Bench, backend: Backend) -> None:
                         problems.append(f"the product stored {count} records")
                 finally:
                     installation.drop()
+        warm = _warm(bench, site, backend)
     run, floor = median_of(runs), median_of(floors)
     extra = run["wall"] - floor["wall"]
+    warm_floor = statistics.median(f["inner_wall"] for f in floors)
+    warm_extra = warm - warm_floor
     bench.add(
         Figure.measured(
             f"F fixed cost: full sync, {STUDENTS} students",
@@ -60,7 +65,35 @@ def run(bench: Bench, backend: Backend) -> None:
                 f"the product's process takes {extra:+.3f} s over the floor's "
                 f"(target <= +{FIXED_SECONDS:g} s)",
                 walls(runs, floors),
+                f"in a warm process (modules loaded, as in the Functions host, where a queue "
+                f"message pays only this): the school's run {warm:.3f} s, the floor's "
+                f"{warm_floor:.3f} s in its process, {warm_extra:+.3f} s (not judged)",
             ],
-            details={"extra_seconds": extra},
+            details={"extra_seconds": extra, "warm_extra_seconds": warm_extra},
         )
     )
+
+
+def _warm(bench: Bench, site: Served, backend: Backend) -> float:
+    """The median wall of the school's run through the ``sync_school`` trigger's work, in
+    a process whose modules are loaded before the clock starts (its first run there: the
+    engines, SQL and HTTP client are new, as after a host restart)."""
+    walls: list[float] = []
+    for _ in range(bench.repeat):
+        installation = Installation(
+            bench.root, backend, site.district, site.district.schools, "warm"
+        )
+        try:
+            school = installation.schools[0]
+            result = bench.product(
+                site,
+                installation,
+                f"caseF-warm-{backend.name}",
+                kind="school_path",
+                path="queued",
+                school_id=school.school_id,
+            )
+            walls.append(result["wall"])
+        finally:
+            installation.drop()
+    return statistics.median(walls)
