@@ -33,6 +33,7 @@ from bench.cases import (
     case_fixed,
     case_queue,
 )
+from bench.child import PRODUCT_MODULES
 from bench.install import Backend, PostgresBackend, SqliteBackend
 from bench.measure import (
     REPO,
@@ -109,6 +110,39 @@ def measure_help(runs: int = 7) -> dict[str, Any]:
             times.append(time.perf_counter() - began)
         out[name] = {"median": statistics.median(times), "runs": times}
     return out
+
+
+# What each process of cases F, 1 and 2 imports before its run: the floor's modules, the
+# libraries the product is built on alone, and the product's sync modules.
+IMPORT_SETS = {
+    "the floor's modules (httpx, sqlite3, json)": "import bench.floor",
+    # pydantic with one model built: its schema machinery loads at the first model.
+    "SQLAlchemy, pydantic, tenacity and httpx alone": (
+        "import sqlalchemy, sqlalchemy.dialects.sqlite, pydantic, tenacity, httpx; "
+        "pydantic.create_model('M', a=(int, 0))"
+    ),
+    "the product's sync modules": "import "
+    + ", ".join(("cleversync.cli.run", "cleversync.settings", *PRODUCT_MODULES)),
+}
+
+
+def measure_imports(runs: int = 7) -> dict[str, float]:
+    """Median wall of a process that only imports each set (interpreter start included;
+    the collector off, as `cleversync sync` loads its modules), the sets interleaved: how
+    much of the whole-process cases' gap is start-up, and how much of that the libraries
+    alone take. Not judged."""
+    times: dict[str, list[float]] = {name: [] for name in IMPORT_SETS}
+    for _ in range(runs):
+        for name, code in IMPORT_SETS.items():
+            began = time.perf_counter()
+            subprocess.run(
+                [sys.executable, "-c", f"import gc; gc.disable(); {code}"],
+                check=True,
+                env=child_env(),
+                cwd=REPO,
+            )
+            times[name].append(time.perf_counter() - began)
+    return {name: statistics.median(walls) for name, walls in times.items()}
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -215,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     compile_bytecode()
     help_times = measure_help()
     bench.facts["help"] = help_times
+    bench.facts["imports"] = measure_imports()
     bench.facts["bytes_per_seen_id"] = case5_big_school.bytes_per_seen_id()
     skipped: dict[str, str] = {}
     server = None
@@ -262,6 +297,12 @@ def _report(bench: Bench, cases: set[str], skipped: dict[str, str], total: float
         print(
             f"{name}: median {value['median'] * 1000:.0f} ms of {len(value['runs'])} runs "
             f"(target < {HELP_SECONDS * 1000:.0f} ms) [{verdict}]"
+        )
+    imports = bench.facts.get("imports", {})
+    if imports:
+        print(
+            "start-up, a process importing only (median of 7, collector off, not judged): "
+            + "; ".join(f"{name} {seconds:.2f} s" for name, seconds in imports.items())
         )
     for name in ("sqlite", "postgresql"):
         if f"idle_child_mb_{name}" in bench.facts:
