@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from tenacity import RetryCallState
 
 from cleversync import runtally
+from cleversync.db.engines import one_writer
 from cleversync.errors import DatabaseError, DatabaseTransientError, DatabaseUnavailableError
 from cleversync.redaction import mask_credentials
 from cleversync.retrying import retrying
@@ -172,7 +173,7 @@ def in_transaction(
     """Run ``work`` in one transaction on ``engine``, all of it again on a transient error."""
 
     def attempt() -> T:
-        with engine.begin() as conn:
+        with one_writer(engine), engine.begin() as conn:
             return work(conn)
 
     return run_with_retry(attempt, policy=policy, what=what, sleep=sleep)

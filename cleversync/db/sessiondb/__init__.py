@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
+from cleversync.db.engines import READ_ONLY
 from cleversync.db.retry import in_transaction, run_with_retry
 from cleversync.redaction import Redactor, mask_credentials
 from cleversync.timeutil import utcnow
@@ -50,6 +51,7 @@ class SessionTables:
 
         def run() -> _T:
             with self._engine.connect() as conn:
+                conn.execution_options(**{READ_ONLY: True})  # a snapshot; no write lock
                 return fn(conn)
 
         return run_with_retry(run, policy=self._policy, what=what, sleep=self._sleep)
