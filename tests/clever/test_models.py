@@ -11,6 +11,7 @@ import pytest
 from cleversync.clever.models import CleverModel, Section, User, checked, fits, parse
 from cleversync.errors import RecordError
 from cleversync.sync.mapping import section_row, student_row, teacher_row
+from tests.child import python_output
 from tests.recordings import body
 
 # What JSON can hold, and a few shapes of each.
@@ -115,9 +116,6 @@ def test_unknown_fields_may_hold_anything() -> None:
 def test_models_are_built_only_when_a_record_needs_pydantic() -> None:
     # Building the validators of every record model cost each process some 10 ms of
     # start-up, and a sync whose records all fit never validates one (defer_build).
-    import subprocess
-    import sys
-
     code = (
         "from cleversync.clever import models\n"
         "from cleversync.errors import RecordError\n"
@@ -130,9 +128,7 @@ def test_models_are_built_only_when_a_record_needs_pydantic() -> None:
         "    print(exc)\n"
         "print(models.User.__pydantic_complete__, models.Section.__pydantic_complete__)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+    out = python_output(code).splitlines()
     assert out[0] == "False False"
     assert "name.first" in out[1] and "7" not in out[1]
     assert out[2] == "True False"

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import ast
-import subprocess
-import sys
 
 import pytest
 
 from cleversync.cli import COMMAND_MODULES, build_parser
+from tests.child import python_output
 
 
 def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -56,9 +55,6 @@ def test_a_sync_loads_no_other_command_module() -> None:
         "build_parser(['sync', '--school-id', '1']).parse_args(['sync', '--school-id', '1'])\n"
         "print(sorted(m for m in sys.modules if m.startswith('cleversync.cli.')))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    loaded = set(ast.literal_eval(out))
+    loaded = set(ast.literal_eval(python_output(code)))
     others = {f"cleversync.cli.{m}" for m in COMMAND_MODULES.values()} - {"cleversync.cli.run"}
     assert "cleversync.cli.run" in loaded and not loaded & others

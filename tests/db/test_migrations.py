@@ -24,6 +24,7 @@ from cleversync.db.migrate import (
     metadata_for,
     upgrade,
 )
+from tests.child import python_output
 
 # The contract other SOS applications read: every table and column, in order.
 EXPECTED_COLUMNS = {
@@ -407,9 +408,6 @@ def test_a_version_table_with_two_heads_is_left_to_alembic(tmp_path) -> None:
 def test_a_sync_imports_no_alembic(tmp_path) -> None:
     # Checking a database's revision (what every sync does) must not load Alembic: it costs
     # each process about 0.2 s of CPU.
-    import subprocess
-    import sys
-
     url = f"sqlite:///{tmp_path / 's.sqlite'}"
     engine = engine_for(url, create_sqlite_file=True)
     upgrade(engine, "school")
@@ -421,10 +419,7 @@ def test_a_sync_imports_no_alembic(tmp_path) -> None:
         f"require_current(engine_for({url!r}), 'school', 'the school', 'upgrade')\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert python_output(code).strip() == "[]"
 
 
 @pytest.mark.parametrize(
@@ -439,9 +434,6 @@ def test_a_sync_imports_no_alembic(tmp_path) -> None:
 def test_a_sync_on_sqlite_imports_no_orm_and_no_sql_server_dialect(
     unused: str, tmp_path: Path
 ) -> None:
-    import subprocess
-    import sys
-
     url = f"sqlite:///{tmp_path / 'school.db'}"
     upgrade(engine_for(url, create_sqlite_file=True), "school")
     # What a sync does with the school database: check it is current, write a row with a
@@ -462,10 +454,7 @@ def test_a_sync_on_sqlite_imports_no_orm_and_no_sql_server_dialect(
         "    assert conn.execute(select(Student.CreatedAt)).scalar_one() == now\n"
         f"print(sorted(m for m in sys.modules if m.startswith({unused!r})))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert out.strip() == "[]"
+    assert python_output(code).strip() == "[]"
 
 
 def test_a_table_class_names_its_table_and_columns() -> None:
