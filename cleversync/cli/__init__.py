@@ -90,9 +90,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 def _command_in(argv: Sequence[str]) -> str | None:
     """The command ``argv`` names: its first word, after the top-level options (which take
-    no values); None if a help option or ``--`` comes first."""
+    no values); None if a help option (``-h`` alone or among short options, ``--help`` or
+    an abbreviation of it) or ``--`` comes first."""
     for word in argv:
-        if word in ("-h", "--help", "--"):
+        if word == "--" or word.startswith("--h"):
+            return None
+        if word.startswith("-") and not word.startswith("--") and "h" in word:
             return None
         if not word.startswith("-"):
             return word

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import OperationalError
 
 from cleversync.connstr import ODBC_DRIVER, parse_keyvalues, to_url
 from cleversync.errors import ConfigurationError, DatabaseError, DatabaseUnavailableError
@@ -20,17 +20,7 @@ from cleversync.files import create_private_file, private_dir
 
 if TYPE_CHECKING:
     from sqlalchemy.engine.interfaces import DBAPIConnection
-    from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
-
-# A server connection back in the pool is pinged before its next use only once it has sat
-# there this long (Azure's load balancers drop idle TCP flows after 4 minutes; a server may
-# close its side sooner): SQLAlchemy's pool_pre_ping pinged before every transaction, one
-# round trip each, some 25 per school run (4 % of a district's sync on a local PostgreSQL,
-# more across a network). A connection that dies within the window fails its statement,
-# the driver's error marks it invalid, and the transaction is retried on a new one
-# (``db.retry``: a dropped connection is transient).
-PING_AFTER_IDLE_SECONDS = 10.0
-_IDLE_SINCE = "cleversync_idle_since"
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 # A connection with this execution option (``SessionTables._read``) begins its SQLite
 # transaction DEFERRED: a read takes no write lock, and in WAL mode waits for no writer.
@@ -63,7 +53,7 @@ def engine_for(
 
 def engine_for_url(url: URL, *, create_sqlite_file: bool = False, durable: bool = True) -> Engine:
     backend = url.get_backend_name()
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if backend == "sqlite":
         return _sqlite_engine(url, create_file=create_sqlite_file, durable=durable)
     if backend == "mssql":
@@ -81,34 +71,7 @@ def engine_for_url(url: URL, *, create_sqlite_file: bool = False, durable: bool 
         given = " ".join(given) if isinstance(given, tuple) else given
         kwargs["connect_args"] = {"options": f"{given} {option}" if given else option}
         kwargs["use_insertmanyvalues"] = False
-    engine = create_engine(url, **kwargs)
-    _ping_after_idle(engine)
-    return engine
-
-
-def _ping_after_idle(engine: Engine) -> None:
-    """Ping a pooled connection before its use if it sat idle ``PING_AFTER_IDLE_SECONDS``
-    (the dialect's own ping, as ``pool_pre_ping``); a dead one is replaced by the pool."""
-    dialect = engine.dialect
-
-    @event.listens_for(engine, "checkin")
-    def _idle_from(_dbapi: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
-        record.info[_IDLE_SINCE] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping_if_idle(
-        dbapi: DBAPIConnection, record: ConnectionPoolEntry, _proxy: PoolProxiedConnection
-    ) -> None:
-        since = record.info.pop(_IDLE_SINCE, None)
-        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
-            return  # a new connection, or one just used
-        try:
-            dialect.do_ping(dbapi)
-        except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, dbapi, None):
-                # The pool closes it and checks out a new one (up to three tries).
-                raise DisconnectionError("an idle pooled connection was dropped") from exc
-            raise
+    return create_engine(url, **kwargs)
 
 
 ODBC_INSTALL = (
@@ -187,12 +150,13 @@ def _sqlite_engine(url: URL, *, create_file: bool, durable: bool) -> Engine:
 
 def one_writer(engine: Engine) -> AbstractContextManager[None]:
     """Held around a write transaction on ``engine``: for a SQLite file, this process's lock
-    of that file (reentrant: the thread that holds it may nest); otherwise nothing."""
+    of that file, whatever path names it (reentrant: the thread that holds it may nest);
+    otherwise nothing."""
     url = engine.url
     path = url.database
     if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
         return nullcontext()
-    key = path if path.startswith("file:") else str(Path(path).absolute())
+    key = path if path.startswith("file:") else os.path.realpath(path)
     with _WRITERS_GUARD:
         lock = _WRITERS.get(key)
         if lock is None:
@@ -202,14 +166,17 @@ def one_writer(engine: Engine) -> AbstractContextManager[None]:
 
 @contextmanager
 def _holding(lock: threading.RLock) -> Iterator[None]:
-    # Never longer than SQLite itself would wait: should two files' writers ever wait on
-    # each other, the wait ends as SQLite's does ("database is locked") instead of hanging.
-    held = lock.acquire(timeout=BUSY_TIMEOUT_SECONDS)
+    # Waited for as long as SQLite itself would wait, and then the same error ("database is
+    # locked": transient, so the transaction is retried after a pause), instead of going on
+    # to wait for SQLite's lock as long again.
+    if not lock.acquire(timeout=BUSY_TIMEOUT_SECONDS):
+        raise OperationalError(
+            "BEGIN IMMEDIATE", None, sqlite3.OperationalError("database is locked")
+        )
     try:
         yield
     finally:
-        if held:
-            lock.release()
+        lock.release()
 
 
 def _require_writable(file: Path) -> None:

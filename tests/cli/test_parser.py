@@ -36,6 +36,9 @@ def test_every_command_is_mapped_to_the_module_that_registers_it() -> None:
         (["-vv", "--verbose", "history"], False),
         (["--help"], True),
         (["-h", "sync"], True),  # the top-level help lists every command
+        (["-vh", "sync"], True),
+        (["--he", "sync"], True),  # argparse takes an abbreviation of --help
+        (["--verb", "sync"], False),
         (["sycn"], True),  # a misspelt command: argparse lists the real ones
         (["--", "sync"], True),
         ([], True),

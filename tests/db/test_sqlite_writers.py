@@ -7,12 +7,15 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine
 
+from cleversync.db import engines
 from cleversync.db.engines import engine_for, one_writer
 from cleversync.db.retry import in_transaction
 from cleversync.db.sessiondb.history import History
+from cleversync.errors import DatabaseTransientError
 from cleversync.redaction import Redactor
 from cleversync.settings import DatabaseRetry
 from tests.databases import sqlite_clone
@@ -89,7 +92,10 @@ def test_a_read_takes_no_write_lock(tmp_path: Path) -> None:
 
 def test_the_handover_is_per_file_and_only_for_sqlite_files(tmp_path: Path) -> None:
     one = engine_for(sqlite_clone("sessiondb", tmp_path / "a.sqlite"))
-    again = engine_for(f"sqlite:///{tmp_path / 'a.sqlite'}")  # the same file, another engine
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path)
+    # The same file, another engine, through a symbolic link and a "..".
+    again = engine_for(f"sqlite:///{tmp_path / 'link' / 'sub' / '..' / 'a.sqlite'}")
     other = engine_for(sqlite_clone("school", tmp_path / "b.sqlite"))
     entered: dict[str, threading.Event] = {"again": threading.Event(), "other": threading.Event()}
 
@@ -97,14 +103,16 @@ def test_the_handover_is_per_file_and_only_for_sqlite_files(tmp_path: Path) -> N
         with one_writer(engine):
             entered[name].set()
 
-    release = threading.Event()
+    holding, release = threading.Event(), threading.Event()
 
     def hold() -> None:
         with one_writer(one), one_writer(one):  # reentrant for the thread that holds it
+            holding.set()
             assert release.wait(30)
 
     holder = threading.Thread(target=hold)
     holder.start()
+    assert holding.wait(30)
     threads = [
         threading.Thread(target=enter, args=item) for item in (("again", again), ("other", other))
     ]
@@ -124,3 +132,34 @@ def test_the_handover_is_per_file_and_only_for_sqlite_files(tmp_path: Path) -> N
         pass
     for engine in (one, again, other, memory):
         engine.dispose()
+
+
+def test_a_writer_waits_no_longer_than_sqlite_would_then_fails_as_it_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = sqlite_clone("sessiondb", tmp_path / "sessiondb.sqlite")
+    first, second = engine_for(url), engine_for(url)
+    second_begins = _begins(second)
+    monkeypatch.setattr(engines, "BUSY_TIMEOUT_SECONDS", 0.2)
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:
+        inside.set()
+        assert release.wait(30)
+
+    holder = threading.Thread(
+        target=in_transaction, args=(first, hold), kwargs={"policy": POLICY, "what": "hold"}
+    )
+    holder.start()
+    try:
+        assert inside.wait(30)
+        # SQLite's own error after its own wait: transient, so retried by the caller's policy;
+        # the writer did not then wait for SQLite's lock as long again.
+        with pytest.raises(DatabaseTransientError, match="database is locked"):
+            in_transaction(second, lambda conn: None, policy=POLICY, what="writing")
+        assert second_begins == []
+    finally:
+        release.set()
+        holder.join(30)
+    first.dispose()
+    second.dispose()
