@@ -5,6 +5,8 @@ reads take no write lock. Real SQLite files, real threads."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,10 +37,10 @@ def _begins(engine: Engine) -> list[str]:
     return sent
 
 
-def test_a_second_writer_waits_for_this_process_to_hand_the_file_over(tmp_path: Path) -> None:
-    url = sqlite_clone("sessiondb", tmp_path / "sessiondb.sqlite")
-    first, second = engine_for(url), engine_for(url)  # two stores, one file
-    second_begins = _begins(second)
+@contextmanager
+def _a_write_held(engine: Engine) -> Iterator[None]:
+    """Another thread inside a write transaction on ``engine`` (through the retry layer, so
+    holding this process's lock of the file) for as long as the block runs."""
     inside, release = threading.Event(), threading.Event()
 
     def hold(conn: Connection) -> None:
@@ -46,11 +48,22 @@ def test_a_second_writer_waits_for_this_process_to_hand_the_file_over(tmp_path: 
         assert release.wait(30)
 
     holder = threading.Thread(
-        target=in_transaction, args=(first, hold), kwargs={"policy": POLICY, "what": "hold"}
+        target=in_transaction, args=(engine, hold), kwargs={"policy": POLICY, "what": "hold"}
     )
     holder.start()
     try:
         assert inside.wait(30)
+        yield
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def test_a_second_writer_waits_for_this_process_to_hand_the_file_over(tmp_path: Path) -> None:
+    url = sqlite_clone("sessiondb", tmp_path / "sessiondb.sqlite")
+    first, second = engine_for(url), engine_for(url)  # two stores, one file
+    second_begins = _begins(second)
+    with _a_write_held(first):
         done: list[int] = []
         writer = threading.Thread(
             target=lambda: done.append(
@@ -67,9 +80,6 @@ def test_a_second_writer_waits_for_this_process_to_hand_the_file_over(tmp_path: 
         # Still waiting, and on this process's lock: it has not begun a SQLite transaction
         # (SQLite would have it poll its lock with sleeps of up to 100 ms).
         assert writer.is_alive() and second_begins == []
-    finally:
-        release.set()
-        holder.join(30)
     writer.join(30)
     assert done == [1] and second_begins == ["BEGIN IMMEDIATE"]
     first.dispose()
@@ -141,25 +151,11 @@ def test_a_writer_waits_no_longer_than_sqlite_would_then_fails_as_it_would(
     first, second = engine_for(url), engine_for(url)
     second_begins = _begins(second)
     monkeypatch.setattr(engines, "BUSY_TIMEOUT_SECONDS", 0.2)
-    inside, release = threading.Event(), threading.Event()
-
-    def hold(conn: Connection) -> None:
-        inside.set()
-        assert release.wait(30)
-
-    holder = threading.Thread(
-        target=in_transaction, args=(first, hold), kwargs={"policy": POLICY, "what": "hold"}
-    )
-    holder.start()
-    try:
-        assert inside.wait(30)
+    with _a_write_held(first):
         # SQLite's own error after its own wait: transient, so retried by the caller's policy;
         # the writer did not then wait for SQLite's lock as long again.
         with pytest.raises(DatabaseTransientError, match="database is locked"):
             in_transaction(second, lambda conn: None, policy=POLICY, what="writing")
         assert second_begins == []
-    finally:
-        release.set()
-        holder.join(30)
     first.dispose()
     second.dispose()
