@@ -32,7 +32,8 @@ READ_ONLY = "cleversync_read_only"
 # a 20-school district, for up to 100 ms each, while the lock had long been free. Other
 # processes still meet SQLite's own wait (busy_timeout).
 BUSY_TIMEOUT_SECONDS = 30
-_WRITERS: dict[str, threading.RLock] = {}
+_WRITERS: dict[str, threading.RLock] = {}  # by the file's real path
+_WRITERS_BY_NAME: dict[str, threading.RLock] = {}  # by the path as engines name it
 _WRITERS_GUARD = threading.Lock()
 
 
@@ -156,11 +157,12 @@ def one_writer(engine: Engine) -> AbstractContextManager[None]:
     path = url.database
     if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
         return nullcontext()
-    key = path if path.startswith("file:") else os.path.realpath(path)
-    with _WRITERS_GUARD:
-        lock = _WRITERS.get(key)
-        if lock is None:
-            lock = _WRITERS[key] = threading.RLock()
+    lock = _WRITERS_BY_NAME.get(path)
+    if lock is None:  # the file's real path is looked up once per name, not per transaction
+        key = path if path.startswith("file:") else os.path.realpath(path)
+        with _WRITERS_GUARD:
+            lock = _WRITERS.setdefault(key, threading.RLock())
+            _WRITERS_BY_NAME[path] = lock
     return _holding(lock)
 
 

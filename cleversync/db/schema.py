@@ -61,35 +61,44 @@ NAMING = {
 }
 
 
-class _UtcDateTime(TypeDecorator[Any]):
-    """``DateTime``, and ``datetime2`` on SQL Server. A ``with_variant`` would need the SQL
+class _OnSqlServer(TypeDecorator[Any]):
+    """``impl``, and ``sql_server()`` on SQL Server. A ``with_variant`` would need the SQL
     Server dialect's types at import, and importing that dialect cost every sync process
-    on SQLite or PostgreSQL some 16 ms of start-up: it is imported here only for SQL Server."""
+    on SQLite or PostgreSQL some 16 ms of start-up: it is imported only for SQL Server.
+    (SQLAlchemy reads ``cache_ok`` from each class itself, so each one sets it.)"""
+
+    def sql_server(self) -> TypeEngine[Any]:
+        raise NotImplementedError
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "mssql":
+            return dialect.type_descriptor(self.sql_server())
+        return super().load_dialect_impl(dialect)
+
+
+class _UtcDateTime(_OnSqlServer):
+    """``DateTime``, and ``datetime2`` on SQL Server."""
 
     impl = DateTime
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "mssql":
-            from sqlalchemy.dialects.mssql import DATETIME2
+    def sql_server(self) -> TypeEngine[Any]:
+        from sqlalchemy.dialects.mssql import DATETIME2
 
-            return dialect.type_descriptor(DATETIME2())
-        return super().load_dialect_impl(dialect)
+        return DATETIME2()
 
 
-class _LongText(TypeDecorator[Any]):
+class _LongText(_OnSqlServer):
     """``UnicodeText``, and NVARCHAR(max) on SQL Server (``UnicodeText`` alone compiles to
-    the deprecated NTEXT offline); the dialect is imported only there, as for timestamps."""
+    the deprecated NTEXT offline)."""
 
     impl = UnicodeText
     cache_ok = True
 
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "mssql":
-            from sqlalchemy.dialects.mssql import NVARCHAR
+    def sql_server(self) -> TypeEngine[Any]:
+        from sqlalchemy.dialects.mssql import NVARCHAR
 
-            return dialect.type_descriptor(NVARCHAR(None))
-        return super().load_dialect_impl(dialect)
+        return NVARCHAR(None)
 
 
 UtcDateTime = _UtcDateTime()
