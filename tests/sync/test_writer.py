@@ -3,7 +3,8 @@ what it leaves alone, enrolment links, what a full sync may remove, and how it r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import gc
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +18,10 @@ from cleversync.db.school.entities import SECTION, STUDENT, TEACHER
 from cleversync.db.school.writer import (
     MAX_IN,
     chunks,
+    describe_rows,
+    keys_for,
     missing_rows,
+    read_existing,
     remove_rows,
     stored_versions,
     write_rows,
@@ -393,3 +397,39 @@ def test_stored_versions_are_those_of_active_rows(engine: Engine) -> None:
     with engine.connect() as conn:
         versions = stored_versions(conn, STUDENT, ["a", "b", "c", "gone", "unknown"])
     assert versions == {"a": CLEVER_T0, "b": CLEVER_T1, "c": None}
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda conn, ids, keys: read_existing(conn, STUDENT, ids),
+        lambda conn, ids, keys: stored_versions(conn, STUDENT, ids),
+        lambda conn, ids, keys: keys_for(conn, STUDENT, ids),
+        lambda conn, ids, keys: describe_rows(conn, STUDENT, keys),
+        lambda conn, ids, keys: remove_rows(conn, STUDENT, keys, mode="Deactivate", now=T1),
+    ],
+    ids=["read_existing", "stored_versions", "keys_for", "describe_rows", "remove_rows"],
+)
+def test_a_batch_s_values_are_not_kept_after_its_statement(
+    engine: Engine, read: Callable[[Connection, list[str], list[int]], Any]
+) -> None:
+    """Values bound into a statement sit in SQLAlchemy's reference cycles until the cyclic
+    collector runs, which a sync makes rare: a 50,000-student school kept every batch's ids
+    that way. Each batch's values go with its execution instead, and are freed with it."""
+    with engine.begin() as conn:
+        written = write_rows(conn, STUDENT, [student(f"batch-{n}") for n in range(12)], T0)
+    ids = [f"batch-{n}" for n in range(7, 12)]
+    keys = [written.keys[i] for i in ids]
+    gc.collect()
+    gc.disable()
+    try:
+        with engine.begin() as conn:
+            read(conn, ids, keys)
+        kept = [
+            o
+            for o in gc.get_objects()
+            if type(o) is list and o is not ids and o is not keys and o in (ids, keys)
+        ]
+    finally:
+        gc.enable()
+    assert kept == [], f"{len(kept)} lists of a batch's values outlived its statement"
