@@ -1,11 +1,11 @@
 """The full and data-comparison passes over one entity: stream, batch, write, then delete.
 
 Pages are streamed from Clever and written in whole batches; the Clever ids seen are kept
-(the only thing that grows with the school) so that, once every page has arrived, a full
-sync can remove what Clever no longer has, behind the mass-delete guard. A list Clever
-sent incomplete (its end could not be confirmed, or a page was over its limit) is written
-as far as it arrived, since those records are real, but deletes nothing; the entity is
-Partial and the school is flagged for a full sync.
+(the only thing that grows with the school, kept compact by ``seen.py``) so that, once
+every page has arrived, a full sync can remove what Clever no longer has, behind the
+mass-delete guard. A list Clever sent incomplete (its end could not be confirmed, or a page
+was over its limit) is written as far as it arrived, since those records are real, but
+deletes nothing; the entity is Partial and the school is flagged for a full sync.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from cleversync.settings import Settings
 from cleversync.sync.mapping import Row, section_row, storable, student_row, teacher_row
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.plan import plan_deletes
+from cleversync.sync.seen import SeenIds
 from cleversync.timeutil import parse_clever_time
 from cleversync.vocabulary import ChangeKind, RunStatus
 
@@ -99,7 +100,7 @@ class Source:
     school: str
     mapper: Callable[[Any], Row]
 
-    def rows(self, raws: list[dict[str, Any]], outcome: EntityOutcome, seen: set[str]) -> list[Row]:
+    def rows(self, raws: list[dict[str, Any]], outcome: EntityOutcome, seen: SeenIds) -> list[Row]:
         """Parse and map records; every id Clever sent is ``seen``, readable or not."""
         page = self.client.parse_records(self.kind, raws)
         outcome.counts.processed += len(page.records) + len(page.failures)
@@ -130,7 +131,7 @@ def entity_pass(
     remove what Clever no longer has. ``versioned``: skip records stored at Clever's
     version (see ``_changed``)."""
     active_before = _count_active(ctx, entity) if delete else 0
-    seen: set[str] = set()
+    seen = SeenIds()
     batch: list[Row] = []
     held: list[dict[str, Any]] = []
     size = ctx.settings.sync.batch_size
@@ -201,7 +202,7 @@ def _changed(
     source: Source,
     raws: list[dict[str, Any]],
     outcome: EntityOutcome,
-    seen: set[str],
+    seen: SeenIds,
 ) -> list[Row]:
     """Rows for the records not stored at Clever's version; the others are only counted.
 
@@ -239,7 +240,7 @@ def _flush(ctx: PassContext, entity: Entity, batch: list[Row], outcome: EntityOu
 
 
 def _delete(
-    ctx: PassContext, entity: Entity, seen: set[str], active_before: int, outcome: EntityOutcome
+    ctx: PassContext, entity: Entity, seen: SeenIds, active_before: int, outcome: EntityOutcome
 ) -> None:
     missing, active = ctx.transaction(
         f"reading active {entity.name.lower()} rows",

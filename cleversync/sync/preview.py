@@ -30,6 +30,7 @@ from cleversync.sync.modes import ClientFactory
 from cleversync.sync.outcome import EntityOutcome
 from cleversync.sync.passes import Source
 from cleversync.sync.plan import Existing, batch_changes, plan_batch, plan_deletes
+from cleversync.sync.seen import SeenIds
 from cleversync.vocabulary import ChangeKind, RunStatus, SyncType
 
 _PLAN = (
@@ -170,7 +171,7 @@ def _preview_entity(
 ) -> str | None:
     """Compare one entity's Clever list with its table; returns a note for the operator
     (the guard's message, or why deletes are unknown)."""
-    seen: set[str] = set()
+    seen = SeenIds()
     name = entity.name.lower()
     try:
         for raw in source.client.raw_pages(
