@@ -57,3 +57,9 @@ def sqlite_clone(kind: Kind, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(sqlite_template(kind), path)
     return f"sqlite:///{path}"
+
+
+def inserting(statement: str) -> bool:
+    """Whether a statement an engine's cursor events see inserts rows: an INSERT, or the
+    COPY that ``db.bulk`` sends PostgreSQL for many rows at once."""
+    return statement.lstrip().upper().startswith(("INSERT", "COPY"))

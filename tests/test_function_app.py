@@ -36,6 +36,7 @@ from cleversync.settings import SCHEDULE_VARIABLE, Settings
 from cleversync.timeutil import utcnow
 from cleversync.vocabulary import HealthStatus
 from tests.azure_worker import invoke
+from tests.databases import inserting
 from tests.fakes import FakeClock, InlineExecutor, MemorySecretStore, QueuedExecutor
 from tests.test_health import FakeWaits
 from tests.world import World, make_world
@@ -569,7 +570,7 @@ def test_no_secret_leaves_in_a_sync_body(
     engine = installed.services.school_engine(world.school(0))
 
     def leak(conn, cursor, statement, params, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
+        if inserting(statement):
             raise ValueError(f"client secret is {secret}")
 
     event.listen(engine, "before_cursor_execute", leak)

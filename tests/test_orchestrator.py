@@ -20,6 +20,7 @@ from cleversync.sandbox import Fault, Sandbox
 from cleversync.secrets import names
 from cleversync.services import Services
 from cleversync.sync.school import SchoolResult, SchoolSync, SyncRequest
+from tests.databases import inserting
 from tests.world import World, make_world
 
 
@@ -109,7 +110,7 @@ def test_one_schools_failure_never_stops_another(world: World) -> None:
     engine_5 = world.services.school_engine(world.schools[4])
 
     def broken(conn, cursor, statement, params, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
+        if inserting(statement):
             raise ValueError("unexpected trouble in school 5")
 
     event.listen(engine_5, "before_cursor_execute", broken)

@@ -1,6 +1,6 @@
-"""Many rows through the driver's executemany (``db.bulk``): stored exactly as SQLAlchemy's
-own executemany stores them, on SQLite (which converts timestamps and booleans to text and
-integers) and PostgreSQL."""
+"""Many rows through the driver's executemany, or PostgreSQL's COPY (``db.bulk``): stored
+exactly as SQLAlchemy's own executemany stores them, on SQLite (which converts timestamps and
+booleans to text and integers) and PostgreSQL; refused and lost as an execute is."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import bindparam, event, insert, select, text, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cleversync.db.bulk import Bulk
 from cleversync.db.engines import engine_for
+from cleversync.db.retry import classify
 from cleversync.db.schema import Student
+from cleversync.errors import DatabaseTransientError
 from tests.pgserver import PgServer
 
 TABLE = Student.__table__
@@ -46,10 +49,12 @@ def _raw(engine: Engine) -> list[tuple[object, ...]]:
         return [tuple(r) for r in conn.exec_driver_sql(query)]
 
 
-def _stored_by_bulk(engine: Engine, rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+def _stored_by_bulk(
+    engine: Engine, rows: list[tuple[object, ...]], *, copy: bool = False
+) -> list[tuple[object, ...]]:
     with engine.begin() as conn:
         conn.execute(TABLE.delete())
-        Bulk(insert(TABLE), NAMES).run(conn, rows)
+        Bulk(insert(TABLE), NAMES, copy=copy).run(conn, rows)
     return _raw(engine)
 
 
@@ -62,16 +67,20 @@ def _stored_by_sqlalchemy(
     return _raw(engine)
 
 
-def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine) -> None:
+@pytest.mark.parametrize("copy", [False, True], ids=["executemany", "copy"])
+def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine, copy: bool) -> None:
     rows = [
         ("a1", "Ana", "Lima", "a@b.c", True, AT, AT, AT),
         ("a2", "Ben", "Ito", None, False, None, AT, LATER),
         ("a3", "Łódź 😀", "O'Neil", None, True, LATER, LATER, LATER),
+        # What COPY's text format must escape: its separators, its escape, its NULL.
+        ("a4", "tab\there", "new\nline\r", "back\\slash", True, AT, AT, AT),
+        ("a5", "\\N", "", "\\.", False, AT, AT, AT),
     ]
-    assert _stored_by_bulk(engine, rows) == _stored_by_sqlalchemy(engine, rows)
+    assert _stored_by_bulk(engine, rows, copy=copy) == _stored_by_sqlalchemy(engine, rows)
     with engine.connect() as conn:
         read = conn.execute(select(TABLE.c.LastModifiedInClever).order_by(TABLE.c.StudentId))
-        assert [r[0] for r in read] == [AT, None, LATER]
+        assert [r[0] for r in read] == [AT, None, LATER, AT, AT]
 
 
 def test_an_update_takes_its_parameters_in_the_order_named(engine: Engine) -> None:
@@ -176,14 +185,66 @@ def test_postgresql_plans_the_rows_once_and_then_forces_custom_plans_again(
         engine.dispose()
 
 
-def test_a_refused_row_raises_the_databases_error_not_a_later_one(engine: Engine) -> None:
+@pytest.mark.parametrize("copy", [False, True], ids=["executemany", "copy"])
+def test_a_refused_row_raises_the_databases_error_not_a_later_one(
+    engine: Engine, copy: bool
+) -> None:
     # On PostgreSQL the plan setting is not restored after a failure (the transaction is
-    # aborted): the error the caller sees is the refusal, which splitting the batch needs.
-    from sqlalchemy.exc import IntegrityError
+    # aborted): the error the caller sees is the refusal, which splitting the batch needs;
+    # a COPY's is SQLAlchemy's IntegrityError as an execute's is.
+    from cleversync.db.school.writer import refused_data
 
     rows = [
         ("a1", "Ana", "Lima", None, True, AT, AT, AT),
         ("a1", "Ben", "Ito", None, True, AT, AT, AT),
     ]
-    with pytest.raises(IntegrityError), engine.begin() as conn:
-        Bulk(insert(TABLE), NAMES).run(conn, rows)
+    with pytest.raises(IntegrityError) as raised, engine.begin() as conn:
+        Bulk(insert(TABLE), NAMES, copy=copy).run(conn, rows)
+    assert refused_data(raised.value) and classify(raised.value) is None
+    with engine.begin() as conn:  # the transaction was rolled back; the engine goes on
+        Bulk(insert(TABLE), NAMES, copy=copy).run(conn, rows[:1])
+    assert [r[0] for r in _raw(engine)] == ["a1"]
+
+
+def test_only_an_insert_may_be_copied() -> None:
+    with pytest.raises(ValueError, match="only an insert"):
+        Bulk(update(TABLE).where(TABLE.c.StudentId == bindparam("_key")), ("_key",), copy=True)
+
+
+@pytest.mark.postgres
+def test_a_copy_is_one_command_the_engine_s_listeners_see(pg_server: PgServer) -> None:
+    engine = engine_for(pg_server.clone_database("school"))
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    rows = [(f"c{n}", "Ana", "Lima", None, True, AT, AT, AT) for n in range(50)]
+    try:
+        with engine.begin() as conn:
+            Bulk(insert(TABLE), NAMES, copy=True).run(conn, rows)
+            assert [s.split(" (")[0] for s in statements] == ['COPY "Students"']
+        assert len(_raw(engine)) == 50
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_copy_on_a_lost_connection_is_a_transient_error(pg_server: PgServer) -> None:
+    """The server ends the session (a failover, an idle timeout): the error is SQLAlchemy's,
+    with the connection invalidated, which the retry layer takes for a transient failure;
+    the pool does not hand that connection out again."""
+    engine = engine_for(pg_server.clone_database("school"))
+    rows = [("a1", "Ana", "Lima", None, True, AT, AT, AT)]
+    try:
+        with engine.connect() as conn:
+            conn.begin()
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+            with pytest.raises(DBAPIError) as raised:
+                Bulk(insert(TABLE), NAMES, copy=True).run(conn, rows)
+        assert raised.value.connection_invalidated
+        assert classify(raised.value) is DatabaseTransientError
+        with engine.begin() as conn:
+            Bulk(insert(TABLE), NAMES, copy=True).run(conn, rows)
+        assert [r[0] for r in _raw(engine)] == ["a1"]
+    finally:
+        engine.dispose()

@@ -13,6 +13,7 @@ from sqlalchemy import event, func, select
 
 from cleversync.db.schema import SCHOOL_METADATA, School, SyncChange
 from cleversync.vocabulary import ChangeKind, RunStatus
+from tests.databases import inserting
 from tests.world import World, clever_school_id, expected_students, stored_students
 
 
@@ -220,7 +221,7 @@ def test_change_detail_that_cannot_be_written_does_not_fail_the_sync(
     engine = world.services.session_engine()
 
     def refuse(conn, cursor, statement, params, context, executemany) -> None:
-        if "SyncChanges" in statement and statement.lstrip().upper().startswith("INSERT"):
+        if "SyncChanges" in statement and inserting(statement):
             raise engine.dialect.loaded_dbapi.OperationalError("injected: SyncChanges refused")
 
     event.listen(engine, "before_cursor_execute", refuse)
@@ -302,7 +303,7 @@ def test_a_preview_does_not_break_a_failure_streak_or_count_in_it(world: World) 
     engine = world.engine(world.school())
 
     def fail(conn, cursor, statement, params, context, executemany) -> None:
-        if statement.lstrip().upper().startswith(("INSERT", "UPDATE")):
+        if inserting(statement) or statement.lstrip().upper().startswith("UPDATE"):
             raise engine.dialect.loaded_dbapi.OperationalError("injected: disk full")
 
     world.sandbox.add_student(clever_school_id(world), first_name="A", last_name="B")

@@ -9,6 +9,7 @@ from sqlalchemy import select, update
 
 from cleversync.db.schema import Student, SyncHistory
 from cleversync.sandbox import Fault
+from tests.databases import inserting
 from tests.world import World, clever_school_id, expected_students, stored_students
 
 
@@ -229,7 +230,7 @@ def test_the_cursor_never_moves_past_an_event_that_failed(world: World) -> None:
     from sqlalchemy import event
 
     def fail_third_page(conn, cursor, statement, params, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO") and "Students" in statement:
+        if inserting(statement) and "Students" in statement:
             calls["n"] += 1
             if calls["n"] >= 3:
                 raise engine.dialect.loaded_dbapi.OperationalError("injected failure")

@@ -9,6 +9,7 @@ from sqlalchemy import event, func, select, update
 from cleversync.db.schema import School, Student
 from cleversync.sandbox import Fault
 from cleversync.vocabulary import RunStatus
+from tests.databases import inserting
 from tests.world import World, expected_students, stored_students
 
 
@@ -24,7 +25,7 @@ def test_a_database_failure_mid_batch_loses_nothing_committed(world: World) -> N
     def fail_third_batch(conn, cursor, statement, params, context, executemany) -> None:
         # The disk fills up at the third batch and stays full (not a data error: the batch
         # is not split, it fails).
-        if statement.lstrip().upper().startswith("INSERT") and "Students" in statement:
+        if inserting(statement) and "Students" in statement:
             inserts["n"] += 1
             if inserts["n"] >= 3:
                 raise engine.dialect.loaded_dbapi.OperationalError("injected: disk full")
@@ -53,7 +54,7 @@ def test_transient_database_errors_are_retried(world: World) -> None:
     state = {"failures": 2}
 
     def busy(conn, cursor, statement, params, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT") and state["failures"]:
+        if inserting(statement) and state["failures"]:
             state["failures"] -= 1
             raise engine.dialect.loaded_dbapi.OperationalError(
                 "database is locked"
@@ -156,7 +157,7 @@ def test_a_history_row_that_cannot_be_closed_does_not_hide_the_first_error(
     dbapi = school_engine.dialect.loaded_dbapi
 
     def disk_full(conn, cursor, statement, params, context, executemany) -> None:
-        if statement.lstrip().upper().startswith("INSERT") and "Students" in statement:
+        if inserting(statement) and "Students" in statement:
             raise dbapi.OperationalError("injected: disk full")
 
     def closing_fails(conn, cursor, statement, params, context, executemany) -> None:

@@ -245,7 +245,7 @@ _COLUMNS = (
 
 
 READING = "reading change detail"
-_INSERT = Bulk(insert(_TABLE), _COLUMNS)
+_INSERT = Bulk(insert(_TABLE), _COLUMNS, copy=True)
 
 
 def _encode(fields: Fields | None) -> str | None:
