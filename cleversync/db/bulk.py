@@ -13,14 +13,16 @@ scan them), which for an ``executemany`` means planning every row again; for one
 of many rows by key or inserting, the transaction uses the default (``SET LOCAL``) and goes
 back to forcing them after it, about a sixth of a full sync's time on PostgreSQL.
 
-An insert made with ``copy=True`` goes to PostgreSQL as ``COPY ... FROM STDIN`` (psycopg's
-``Cursor.copy``): the rows stream in one command, with none of an ``executemany``'s work a
-row, on either side. It took a district's 100 schools from 23 to 13 CPU seconds, and a
-school's 5,000 rows of change detail from some 65 ms to 20. Its errors are raised as an
-``execute``'s are (SQLAlchemy's ``IntegrityError`` and the like, the connection invalidated
-when it is lost), so a refused batch is split and a dropped connection retried as before.
-Only for a plain insert of the given columns (no ``RETURNING``, no ``ON CONFLICT``), which is
-what ``copy=True`` promises.
+A plain insert (``plain=True``: the given columns, no ``RETURNING``, no ``ON CONFLICT``) goes
+further. PostgreSQL takes its rows as one ``COPY ... FROM STDIN`` (psycopg's
+``Cursor.copy``): they stream in one command, with none of an ``executemany``'s work a row on
+either side; that took a district's 100 schools from 23 to 13 CPU seconds. Its errors are
+raised as an ``execute``'s are (SQLAlchemy's ``IntegrityError`` and the like, the connection
+invalidated when it is lost), so a refused batch is split and a dropped connection retried as
+before. SQLite takes them as INSERTs of many rows each (``VALUES (...), (...)``, as many as
+its parameter limit allows): its ``executemany`` releases the GIL around every row, and with
+five schools' threads each release hands the interpreter to another thread and back; one
+statement for hundreds of rows costs half the CPU with five threads at it.
 
 Only on the drivers the tests run against (SQLite, PostgreSQL's psycopg). SQL Server keeps
 SQLAlchemy's own path: with pyodbc's ``fast_executemany`` SQLAlchemy declares each
@@ -51,20 +53,23 @@ class _Compiled:
     order: tuple[int, ...] | None  # positional: the row's items in the statement's order
     names: tuple[str, ...] | None  # named: the parameter names, as the row orders them
     processors: tuple[tuple[int, _Processor], ...]  # (item, conversion) where there is one
-    copy: str | None = None  # PostgreSQL's COPY for the rows, when the Bulk may use it
+    copy: str | None = None  # PostgreSQL's COPY for the rows, for a plain insert
+    # SQLite's insert of many rows, for a plain insert: (the SQL up to VALUES, one row's group)
+    values: tuple[str, str] | None = None
 
 
 class Bulk:
     """``statement`` run for many rows, each a tuple of the values of ``names`` (an insert's
-    columns, or the bound parameters of an update or delete). ``copy``: the statement is a
-    plain insert of ``names``, which PostgreSQL may take as a ``COPY``."""
+    columns, or the bound parameters of an update or delete). ``plain``: the statement is a
+    plain insert of ``names``, which PostgreSQL may take as a ``COPY`` and SQLite as INSERTs
+    of many rows each."""
 
-    def __init__(self, statement: UpdateBase, names: Sequence[str], *, copy: bool = False) -> None:
-        if copy and not isinstance(statement, Insert):
-            raise ValueError("only an insert can be copied")
+    def __init__(self, statement: UpdateBase, names: Sequence[str], *, plain: bool = False) -> None:
+        if plain and not isinstance(statement, Insert):
+            raise ValueError("only an insert can be sent as a plain insert")
         self.statement = statement
         self.names = tuple(names)
-        self.copy = copy
+        self.plain = plain
         self._compiled: dict[tuple[str, str, str], _Compiled] = {}
         self._lock = threading.Lock()
 
@@ -83,6 +88,10 @@ class Bulk:
             columns[i] = _converted(columns[i], process)
         if compiled.copy is not None:
             _copy(conn, compiled.copy, zip(*columns, strict=True))
+            return
+        if compiled.values is not None and compiled.order is not None and len(rows) > 1:
+            in_order = list(zip(*(columns[i] for i in compiled.order), strict=True))
+            _insert_many(conn, compiled.values, in_order)
             return
         planned_once = conn.dialect.name == "postgresql" and len(rows) > 1
         if planned_once:
@@ -121,7 +130,7 @@ class Bulk:
             if name in binds
             and (process := binds[name].type.dialect_impl(dialect).bind_processor(dialect))
         )
-        if self.copy and dialect.name == "postgresql" and dialect.driver == "psycopg":
+        if self.plain and dialect.name == "postgresql" and dialect.driver == "psycopg":
             quote = dialect.identifier_preparer
             table = quote.format_table(self.statement.table)
             names = ", ".join(quote.quote(name) for name in self.names)
@@ -130,8 +139,29 @@ class Bulk:
         if dialect.positional:
             position = {name: i for i, name in enumerate(self.names)}
             order = tuple(position[name] for name in compiled.positiontup or ())
-            return _Compiled(compiled.string, order, None, processors)
+            values = None
+            if self.plain and dialect.name == "sqlite":
+                head, _, group = compiled.string.rpartition(" VALUES ")
+                if head and group == "(" + ", ".join(["?"] * len(order)) + ")":
+                    values = (f"{head} VALUES ", group)
+            return _Compiled(compiled.string, order, None, processors, values=values)
         return _Compiled(compiled.string, None, self.names, processors)
+
+
+def _insert_many(conn: Connection, values: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
+    """The rows as INSERTs of as many rows each as SQLite's parameter limit allows."""
+    head, group = values
+    per_statement = max(1, sqlite_parameter_limit(conn) // len(rows[0]))
+    for start in range(0, len(rows), per_statement):
+        part = rows[start : start + per_statement]
+        sql = head + ", ".join([group] * len(part))
+        conn.exec_driver_sql(sql, tuple(value for row in part for value in row))
+
+
+def sqlite_parameter_limit(conn: Connection) -> int:
+    """SQLite's most parameters in one statement: 32,766 since 3.32, 999 before."""
+    version: tuple[int, ...] = conn.dialect.loaded_dbapi.sqlite_version_info
+    return 32_766 if version >= (3, 32) else 999
 
 
 def _copy(conn: Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, event, insert, select, text, update
@@ -17,6 +18,7 @@ from cleversync.db.engines import engine_for
 from cleversync.db.retry import classify
 from cleversync.db.schema import Student
 from cleversync.errors import DatabaseTransientError
+from tests.databases import sqlite_clone
 from tests.pgserver import PgServer
 
 TABLE = Student.__table__
@@ -50,11 +52,11 @@ def _raw(engine: Engine) -> list[tuple[object, ...]]:
 
 
 def _stored_by_bulk(
-    engine: Engine, rows: list[tuple[object, ...]], *, copy: bool = False
+    engine: Engine, rows: list[tuple[object, ...]], *, plain: bool = False
 ) -> list[tuple[object, ...]]:
     with engine.begin() as conn:
         conn.execute(TABLE.delete())
-        Bulk(insert(TABLE), NAMES, copy=copy).run(conn, rows)
+        Bulk(insert(TABLE), NAMES, plain=plain).run(conn, rows)
     return _raw(engine)
 
 
@@ -67,8 +69,8 @@ def _stored_by_sqlalchemy(
     return _raw(engine)
 
 
-@pytest.mark.parametrize("copy", [False, True], ids=["executemany", "copy"])
-def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine, copy: bool) -> None:
+@pytest.mark.parametrize("plain", [False, True], ids=["executemany", "plain"])
+def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine, plain: bool) -> None:
     rows = [
         ("a1", "Ana", "Lima", "a@b.c", True, AT, AT, AT),
         ("a2", "Ben", "Ito", None, False, None, AT, LATER),
@@ -77,7 +79,7 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(engine: Engine, copy: bool) -
         ("a4", "tab\there", "new\nline\r", "back\\slash", True, AT, AT, AT),
         ("a5", "\\N", "", "\\.", False, AT, AT, AT),
     ]
-    assert _stored_by_bulk(engine, rows, copy=copy) == _stored_by_sqlalchemy(engine, rows)
+    assert _stored_by_bulk(engine, rows, plain=plain) == _stored_by_sqlalchemy(engine, rows)
     with engine.connect() as conn:
         read = conn.execute(select(TABLE.c.LastModifiedInClever).order_by(TABLE.c.StudentId))
         assert [r[0] for r in read] == [AT, None, LATER, AT, AT]
@@ -185,9 +187,9 @@ def test_postgresql_plans_the_rows_once_and_then_forces_custom_plans_again(
         engine.dispose()
 
 
-@pytest.mark.parametrize("copy", [False, True], ids=["executemany", "copy"])
+@pytest.mark.parametrize("plain", [False, True], ids=["executemany", "plain"])
 def test_a_refused_row_raises_the_databases_error_not_a_later_one(
-    engine: Engine, copy: bool
+    engine: Engine, plain: bool
 ) -> None:
     # On PostgreSQL the plan setting is not restored after a failure (the transaction is
     # aborted): the error the caller sees is the refusal, which splitting the batch needs;
@@ -199,16 +201,16 @@ def test_a_refused_row_raises_the_databases_error_not_a_later_one(
         ("a1", "Ben", "Ito", None, True, AT, AT, AT),
     ]
     with pytest.raises(IntegrityError) as raised, engine.begin() as conn:
-        Bulk(insert(TABLE), NAMES, copy=copy).run(conn, rows)
+        Bulk(insert(TABLE), NAMES, plain=plain).run(conn, rows)
     assert refused_data(raised.value) and classify(raised.value) is None
     with engine.begin() as conn:  # the transaction was rolled back; the engine goes on
-        Bulk(insert(TABLE), NAMES, copy=copy).run(conn, rows[:1])
+        Bulk(insert(TABLE), NAMES, plain=plain).run(conn, rows[:1])
     assert [r[0] for r in _raw(engine)] == ["a1"]
 
 
 def test_only_an_insert_may_be_copied() -> None:
     with pytest.raises(ValueError, match="only an insert"):
-        Bulk(update(TABLE).where(TABLE.c.StudentId == bindparam("_key")), ("_key",), copy=True)
+        Bulk(update(TABLE).where(TABLE.c.StudentId == bindparam("_key")), ("_key",), plain=True)
 
 
 @pytest.mark.postgres
@@ -219,7 +221,7 @@ def test_a_copy_is_one_command_the_engine_s_listeners_see(pg_server: PgServer) -
     rows = [(f"c{n}", "Ana", "Lima", None, True, AT, AT, AT) for n in range(50)]
     try:
         with engine.begin() as conn:
-            Bulk(insert(TABLE), NAMES, copy=True).run(conn, rows)
+            Bulk(insert(TABLE), NAMES, plain=True).run(conn, rows)
             assert [s.split(" (")[0] for s in statements] == ['COPY "Students"']
         assert len(_raw(engine)) == 50
     finally:
@@ -240,11 +242,33 @@ def test_a_copy_on_a_lost_connection_is_a_transient_error(pg_server: PgServer) -
             with engine.connect() as other:
                 other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
             with pytest.raises(DBAPIError) as raised:
-                Bulk(insert(TABLE), NAMES, copy=True).run(conn, rows)
+                Bulk(insert(TABLE), NAMES, plain=True).run(conn, rows)
         assert raised.value.connection_invalidated
         assert classify(raised.value) is DatabaseTransientError
         with engine.begin() as conn:
-            Bulk(insert(TABLE), NAMES, copy=True).run(conn, rows)
+            Bulk(insert(TABLE), NAMES, plain=True).run(conn, rows)
         assert [r[0] for r in _raw(engine)] == ["a1"]
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_takes_a_plain_insert_in_statements_of_many_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As many rows a statement as SQLite's parameter limit allows (here made 20: two rows of
+    eight values), the last statement the rest; stored as SQLAlchemy stores them."""
+    from cleversync.db import bulk
+
+    engine = engine_for(sqlite_clone("school", tmp_path / "school.db"))
+
+    monkeypatch.setattr(bulk, "sqlite_parameter_limit", lambda conn: 20)
+    rows = [(f"m{n}", "Ana", f"L{n}", None, n % 2 == 0, AT, AT, LATER) for n in range(5)]
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    try:
+        stored = _stored_by_bulk(engine, rows, plain=True)
+        inserts = [s for s in statements if s.startswith("INSERT")]
+        assert [s.count("(?, ?, ?, ?, ?, ?, ?, ?)") for s in inserts] == [2, 2, 1]
+        assert stored == _stored_by_sqlalchemy(engine, rows)
     finally:
         engine.dispose()

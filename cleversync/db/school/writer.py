@@ -166,7 +166,7 @@ _TRAILER = ("IsActive", "DeactivatedAt", "LastModifiedInClever", "CreatedAt", "U
 
 
 def _inserts(entity: Entity) -> Bulk:
-    return Bulk(insert(entity.table), (entity.clever_key, *entity.columns, *_TRAILER), copy=True)
+    return Bulk(insert(entity.table), (entity.clever_key, *entity.columns, *_TRAILER), plain=True)
 
 
 def _updates(entity: Entity) -> Bulk:
@@ -182,7 +182,7 @@ def _updates(entity: Entity) -> Bulk:
 
 
 def _link_inserts(table: Table, member_column: str) -> Bulk:
-    return Bulk(insert(table), ("SectionId", member_column), copy=True)
+    return Bulk(insert(table), ("SectionId", member_column), plain=True)
 
 
 def _link_deletes(table: Table, member_column: str) -> Bulk:

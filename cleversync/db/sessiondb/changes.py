@@ -245,7 +245,7 @@ _COLUMNS = (
 
 
 READING = "reading change detail"
-_INSERT = Bulk(insert(_TABLE), _COLUMNS, copy=True)
+_INSERT = Bulk(insert(_TABLE), _COLUMNS, plain=True)
 
 
 def _encode(fields: Fields | None) -> str | None:
