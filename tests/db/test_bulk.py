@@ -272,3 +272,39 @@ def test_sqlite_takes_a_plain_insert_in_statements_of_many_rows(
         assert stored == _stored_by_sqlalchemy(engine, rows)
     finally:
         engine.dispose()
+
+
+def test_timestamps_take_isoformat_only_where_it_writes_what_sqlite_s_conversion_writes() -> None:
+    from datetime import date
+
+    from sqlalchemy.dialects import sqlite
+
+    from cleversync.db.bulk import _isoformat_where_equal
+
+    class Stamp(datetime):  # a subclass may format itself otherwise: left to SQLAlchemy
+        pass
+
+    dialect = sqlite.dialect()
+    process = sqlite.DATETIME().bind_processor(dialect)
+    assert process is not None
+    fast = _isoformat_where_equal(process)
+    assert fast is not process
+    values = [
+        AT,
+        LATER,
+        datetime(1, 1, 1),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999),
+        datetime(2024, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=-5))),
+        Stamp(2024, 5, 6, 7, 8, 9, 10),
+        date(2024, 2, 29),
+        None,
+    ]
+    assert [fast(v) for v in values] == [process(v) for v in values]
+    # Another storage format: SQLAlchemy's conversion stays, whatever the value.
+    custom = sqlite.DATETIME(
+        storage_format="%(year)04d/%(month)02d/%(day)02d %(hour)02d:%(minute)02d:%(second)02d"
+    ).bind_processor(dialect)
+    assert custom is not None and _isoformat_where_equal(custom) is custom
+    # A conversion of another type is left alone.
+    boolean = sqlite.BOOLEAN().bind_processor(dialect)
+    assert boolean is not None and _isoformat_where_equal(boolean) is boolean
