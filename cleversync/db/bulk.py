@@ -35,12 +35,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import DateTime, TypeDecorator
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import Insert, UpdateBase
+from sqlalchemy.types import TypeEngine
 
 _Processor = Callable[[Any], Any]
 
@@ -136,6 +138,13 @@ class Bulk:
             table = quote.format_table(self.statement.table)
             names = ", ".join(quote.quote(name) for name in self.names)
             copy = f"COPY {table} ({names}) FROM STDIN"
+            # COPY's text drops a timestamp's offset where an executemany's parameter keeps
+            # it: aware timestamps are made naive UTC first (UTC is what the columns hold).
+            processors += tuple(
+                (i, _naive_utc)
+                for i, name in enumerate(self.names)
+                if name in binds and _holds_timestamps(binds[name].type.dialect_impl(dialect))
+            )
             return _Compiled(compiled.string, None, self.names, processors, copy)
         if dialect.positional:
             position = {name: i for i, name in enumerate(self.names)}
@@ -196,6 +205,18 @@ def sqlite_parameter_limit(conn: Connection) -> int:
     return 32_766 if version >= (3, 32) else 999
 
 
+def _holds_timestamps(type_: TypeEngine[Any]) -> bool:
+    while isinstance(type_, TypeDecorator):  # ours (UtcDateTime) say "object"
+        type_ = type_.impl_instance
+    return isinstance(type_, DateTime)
+
+
+def _naive_utc(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
 def _copy(conn: Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
     """The rows through psycopg's ``COPY ... FROM STDIN``, in the connection's transaction.
 
@@ -205,6 +226,11 @@ def _copy(conn: Connection, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
     ``IntegrityError``, ``DataError``, ``OperationalError``...), and a lost connection is
     invalidated so that the pool does not hand it out again."""
     dialect = conn.dialect
+    if not conn.in_transaction():
+        # What an execute would do first (SQLAlchemy's autobegin): the driver's connection
+        # alone does not begin SQLAlchemy's transaction, and a commit would then commit
+        # nothing while the pool rolled the rows back.
+        conn.begin()
     dbapi_connection: Any = conn.connection.dbapi_connection
     try:
         with dbapi_connection.cursor() as cursor:

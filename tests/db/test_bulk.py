@@ -131,12 +131,28 @@ def test_unhashable_values_are_converted_one_by_one() -> None:
     assert _converted([AT, None, LATER, AT], process) == [repr(AT), None, repr(LATER), repr(AT)]
 
 
-def test_equal_timestamps_in_other_zones_are_converted_apart(engine: Engine) -> None:
-    # The same instant in two zones compares equal; SQLAlchemy writes each as it is.
+@pytest.mark.parametrize("plain", [False, True], ids=["executemany", "plain"])
+def test_equal_timestamps_in_other_zones_are_converted_apart(engine: Engine, plain: bool) -> None:
+    # The same instant in two zones compares equal; SQLAlchemy writes each as it is (and a
+    # COPY, whose text would drop the offset, gets them as naive UTC: the same instant).
     utc = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
     east = datetime(2024, 1, 1, 7, 0, tzinfo=timezone(timedelta(hours=-5)))
     rows = [("z1", "A", "B", None, True, utc, AT, AT), ("z2", "C", "D", None, True, east, AT, AT)]
-    assert _stored_by_bulk(engine, rows) == _stored_by_sqlalchemy(engine, rows)
+    assert _stored_by_bulk(engine, rows, plain=plain) == _stored_by_sqlalchemy(engine, rows)
+
+
+@pytest.mark.parametrize("plain", [False, True], ids=["executemany", "plain"])
+def test_rows_written_first_on_a_connection_are_committed_with_it(
+    engine: Engine, plain: bool
+) -> None:
+    """Commit as you go: the Bulk is the connection's first statement, and its commit keeps
+    the rows (the driver's COPY alone would not begin SQLAlchemy's transaction)."""
+    with engine.connect() as conn:
+        Bulk(insert(TABLE), NAMES, plain=plain).run(
+            conn, [("c1", "A", "B", None, True, AT, AT, AT)]
+        )
+        conn.commit()
+    assert [r[0] for r in _raw(engine)] == ["c1"]
 
 
 def test_other_dialects_keep_sqlalchemys_executemany(

@@ -109,7 +109,8 @@ def one_of(conn: Connection, column: ColumnElement[Any]) -> ColumnElement[bool]:
     The values go with each execution (``{VALUES: part}``), not into the statement: a
     statement's bound values sit in SQLAlchemy's reference cycles, which only the cyclic
     collector frees, and it runs seldom (``services.GC_THRESHOLDS``). A big school's full sync
-    kept every batch's ids that way, some 40 bytes a student more at its peak."""
+    kept every batch's ids that way, some 40 bytes a student more at its peak. One
+    ``one_of`` a statement: a second would take the same values."""
     if conn.dialect.name == "postgresql":
         # Imported here: the PostgreSQL dialect is loaded only where it is used.
         from sqlalchemy.dialects.postgresql import ARRAY
