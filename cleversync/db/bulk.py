@@ -33,7 +33,7 @@ guess from the first row (a NULL timestamp there, a date later).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -189,14 +189,33 @@ def _isoformat_where_equal(process: _Processor) -> _Processor:
     return isoformat
 
 
+# Rows in one SQLite INSERT at most. A statement's compiled program grows with its rows and
+# the driver keeps the last 128 it ran, prepared: at SQLite's parameter limit, a school's
+# links made statements of 16,000 rows and a run's peak 9 MB higher. Statements take 256
+# rows, or a power of two fewer for the rest, so a table's inserts are a few statements
+# the driver prepares once each.
+MOST_ROWS = 256
+
+
 def _insert_many(conn: Connection, values: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
-    """The rows as INSERTs of as many rows each as SQLite's parameter limit allows."""
+    """The rows as INSERTs of many rows each (``statement_sizes``)."""
     head, group = values
-    per_statement = max(1, sqlite_parameter_limit(conn) // len(rows[0]))
-    for start in range(0, len(rows), per_statement):
-        part = rows[start : start + per_statement]
-        sql = head + ", ".join([group] * len(part))
+    start = 0
+    for size in statement_sizes(len(rows), sqlite_parameter_limit(conn) // len(rows[0])):
+        part = rows[start : start + size]
+        start += size
+        sql = head + ", ".join([group] * size)
         conn.exec_driver_sql(sql, tuple(value for row in part for value in row))
+
+
+def statement_sizes(count: int, most: int) -> Iterator[int]:
+    """Rows a statement for ``count`` rows: ``MOST_ROWS`` (or the largest power of two within
+    ``most``, the parameter limit's rows) while they last, then powers of two."""
+    largest = 1 << (max(1, min(MOST_ROWS, most)).bit_length() - 1)
+    while count:
+        size = largest if count >= largest else 1 << (count.bit_length() - 1)
+        yield size
+        count -= size
 
 
 def sqlite_parameter_limit(conn: Connection) -> int:
