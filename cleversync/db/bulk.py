@@ -191,9 +191,9 @@ def _isoformat_where_equal(process: _Processor) -> _Processor:
 
 # Rows in one SQLite INSERT at most. A statement's compiled program grows with its rows and
 # the driver keeps the last 128 it ran, prepared: at SQLite's parameter limit, a school's
-# links made statements of 16,000 rows and a run's peak 9 MB higher. Statements take 256
-# rows, or a power of two fewer for the rest, so a table's inserts are a few statements
-# the driver prepares once each.
+# links made statements of 16,000 rows and a run's peak 9 MB higher. Rows that fit go as one
+# statement; more go 256 a statement and the rest in powers of two, so that the statements a
+# table's inserts repeat are few, and prepared once each.
 MOST_ROWS = 256
 
 
@@ -209,8 +209,12 @@ def _insert_many(conn: Connection, values: tuple[str, str], rows: list[tuple[Any
 
 
 def statement_sizes(count: int, most: int) -> Iterator[int]:
-    """Rows a statement for ``count`` rows: ``MOST_ROWS`` (or the largest power of two within
-    ``most``, the parameter limit's rows) while they last, then powers of two."""
+    """Rows a statement for ``count`` rows: all of them if they fit (``MOST_ROWS``, and
+    ``most``, the parameter limit's rows); otherwise the largest power of two that fits while
+    they last, then powers of two."""
+    if count <= min(MOST_ROWS, most):
+        yield count
+        return
     largest = 1 << (max(1, min(MOST_ROWS, most)).bit_length() - 1)
     while count:
         size = largest if count >= largest else 1 << (count.bit_length() - 1)

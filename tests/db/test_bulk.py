@@ -272,7 +272,7 @@ def test_sqlite_takes_a_plain_insert_in_statements_of_many_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As many rows a statement as SQLite's parameter limit allows (here made 20: two rows of
-    eight values), then powers of two; stored as SQLAlchemy stores them."""
+    eight values); stored as SQLAlchemy stores them."""
     from cleversync.db import bulk
 
     engine = engine_for(sqlite_clone("school", tmp_path / "school.db"))
@@ -330,8 +330,10 @@ def test_timestamps_take_isoformat_only_where_it_writes_what_sqlite_s_conversion
     ("count", "most", "sizes"),
     [
         (500, 32_766 // 11, [256, 128, 64, 32, 16, 4]),
+        (200, 32_766 // 11, [200]),  # rows that fit: one statement
         (1, 100, [1]),
         (7, 2, [2, 2, 2, 1]),
+        (7, 3, [2, 2, 2, 1]),
         (300, 90, [64, 64, 64, 64, 32, 8, 4]),  # SQLite before 3.32: 999 parameters
         (3, 0, [1, 1, 1]),  # rows wider than the limit: one a statement
     ],
