@@ -298,6 +298,17 @@ class Bench:
         result["api_requests"], result["http_429"] = site.api_requests()
         return result
 
+    def new_school_run(self, site: Served, backend: Backend, label: str, **spec: Any) -> Result:
+        """``product`` for the district's first school, on a new installation (dropped after):
+        its first full sync, in a process of its own."""
+        installation = Installation(self.root, backend, site.district, site.district.schools, label)
+        try:
+            return self.product(
+                site, installation, label, school_id=installation.schools[0].school_id, **spec
+            )
+        finally:
+            installation.drop()
+
     def cli(
         self,
         site: Served,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cases import case1_full, case4_district, case5_big_school
-from bench.install import Backend, Installation, SqliteBackend
+from bench.install import Backend, SqliteBackend
 from bench.measure import REPO, Bench, Result, Served, served
 
 PAGE_SIZES = (100, 500, 1000, 5000, 10000)
@@ -31,18 +31,9 @@ RESULTS = REPO / "bench" / "results" / "pagesizes.json"
 
 
 def _school(bench: Bench, site: Served, backend: Backend, label: str, page_size: int) -> Result:
-    installation = Installation(bench.root, backend, site.district, site.district.schools, label)
-    try:
-        return bench.product(
-            site,
-            installation,
-            f"{label}-{page_size}-{backend.name}",
-            school_id=installation.schools[0].school_id,
-            full=True,
-            page_size=page_size,
-        )
-    finally:
-        installation.drop()
+    return bench.new_school_run(
+        site, backend, f"{label}-{page_size}-{backend.name}", full=True, page_size=page_size
+    )
 
 
 def _row(case: str, backend: str, page_size: int, run: Result) -> dict[str, Any]:

@@ -98,18 +98,7 @@ def _small_school(bench: Bench, backend: Backend) -> Result:
     """The slope's start: case 1's school (10,000 students, the same teachers and sections)
     synced as case 5's school is, in the same kind of process."""
     with served(case1_full.sandbox()) as site:
-        installation = Installation(
-            bench.root, backend, site.district, site.district.schools, "big-start"
-        )
-        try:
-            return bench.product(
-                site,
-                installation,
-                f"case5-start-{backend.name}",
-                school_id=installation.schools[0].school_id,
-            )
-        finally:
-            installation.drop()
+        return bench.new_school_run(site, backend, f"case5-start-{backend.name}")
 
 
 def bytes_per_seen_id(small: int = SCHOOL_STUDENTS, big: int = BIG_STUDENTS) -> float:
