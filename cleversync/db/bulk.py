@@ -189,11 +189,12 @@ def _isoformat_where_equal(process: _Processor) -> _Processor:
     return isoformat
 
 
-# Rows in one SQLite INSERT at most. A statement's compiled program grows with its rows and
-# the driver keeps the last 128 it ran, prepared: at SQLite's parameter limit, a school's
-# links made statements of 16,000 rows and a run's peak 9 MB higher. Rows that fit go as one
-# statement; more go 256 a statement and the rest in powers of two, so that the statements a
-# table's inserts repeat are few, and prepared once each.
+# Rows in one SQLite INSERT at most. A statement's compiled program grows with its rows, and
+# the driver keeps the last 128 it ran, prepared, on each connection: at SQLite's parameter
+# limit a school's links made statements of 16,000 rows and a run's peak 9 MB higher, and a
+# statement for every batch size up to 256 cost a connection some 18 MB. Rows go 256 a
+# statement, the rest in powers of two (7 rows: 4, 2 and 1), so a table's inserts repeat at
+# most nine statements, each prepared once.
 MOST_ROWS = 256
 
 
@@ -201,7 +202,7 @@ def _insert_many(conn: Connection, values: tuple[str, str], rows: list[tuple[Any
     """The rows as INSERTs of many rows each (``statement_sizes``)."""
     head, group = values
     start = 0
-    for size in statement_sizes(len(rows), sqlite_parameter_limit(conn) // len(rows[0])):
+    for size in statement_sizes(len(rows), parameter_limit(conn) // len(rows[0])):
         part = rows[start : start + size]
         start += size
         sql = head + ", ".join([group] * size)
@@ -209,12 +210,8 @@ def _insert_many(conn: Connection, values: tuple[str, str], rows: list[tuple[Any
 
 
 def statement_sizes(count: int, most: int) -> Iterator[int]:
-    """Rows a statement for ``count`` rows: all of them if they fit (``MOST_ROWS``, and
-    ``most``, the parameter limit's rows); otherwise the largest power of two that fits while
-    they last, then powers of two."""
-    if count <= min(MOST_ROWS, most):
-        yield count
-        return
+    """Rows a statement for ``count`` rows: the largest power of two within ``MOST_ROWS`` and
+    ``most`` (the parameter limit's rows) while they last, then powers of two."""
     largest = 1 << (max(1, min(MOST_ROWS, most)).bit_length() - 1)
     while count:
         size = largest if count >= largest else 1 << (count.bit_length() - 1)
@@ -222,10 +219,13 @@ def statement_sizes(count: int, most: int) -> Iterator[int]:
         count -= size
 
 
-def sqlite_parameter_limit(conn: Connection) -> int:
-    """SQLite's most parameters in one statement: 32,766 since 3.32, 999 before."""
-    version: tuple[int, ...] = conn.dialect.loaded_dbapi.sqlite_version_info
-    return 32_766 if version >= (3, 32) else 999
+def parameter_limit(conn: Connection) -> int:
+    """The most parameters one statement may have on this SQLite connection: set when SQLite
+    was built (999 before 3.32, 32,766 since, other builds otherwise) and lowered per
+    connection by ``setlimit``, so asked of the connection itself."""
+    dbapi_connection: Any = conn.connection.dbapi_connection
+    limit: int = dbapi_connection.getlimit(conn.dialect.loaded_dbapi.SQLITE_LIMIT_VARIABLE_NUMBER)
+    return limit
 
 
 def _holds_timestamps(type_: TypeEngine[Any]) -> bool:

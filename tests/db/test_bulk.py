@@ -277,7 +277,7 @@ def test_sqlite_takes_a_plain_insert_in_statements_of_many_rows(
 
     engine = engine_for(sqlite_clone("school", tmp_path / "school.db"))
 
-    monkeypatch.setattr(bulk, "sqlite_parameter_limit", lambda conn: 20)
+    monkeypatch.setattr(bulk, "parameter_limit", lambda conn: 20)
     rows = [(f"m{n}", "Ana", f"L{n}", None, n % 2 == 0, AT, AT, LATER) for n in range(5)]
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
@@ -330,7 +330,7 @@ def test_timestamps_take_isoformat_only_where_it_writes_what_sqlite_s_conversion
     ("count", "most", "sizes"),
     [
         (500, 32_766 // 11, [256, 128, 64, 32, 16, 4]),
-        (200, 32_766 // 11, [200]),  # rows that fit: one statement
+        (200, 32_766 // 11, [128, 64, 8]),  # powers of two: few distinct statements
         (1, 100, [1]),
         (7, 2, [2, 2, 2, 1]),
         (7, 3, [2, 2, 2, 1]),
@@ -342,3 +342,28 @@ def test_statement_sizes(count: int, most: int, sizes: list[int]) -> None:
     from cleversync.db.bulk import statement_sizes
 
     assert list(statement_sizes(count, most)) == sizes
+
+
+def test_the_parameter_limit_is_the_connection_s_own(tmp_path: Path) -> None:
+    """SQLite's limit is set when it is built, and a connection may lower it: a connection
+    limited to 999 parameters still takes 200 rows of eight values (124 a statement at most:
+    64, 64, 64, 8)."""
+    import sqlite3
+
+    engine = engine_for(sqlite_clone("school", tmp_path / "school.db"))
+    event.listen(
+        engine,
+        "connect",
+        lambda dbapi_connection, _: dbapi_connection.setlimit(
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999
+        ),
+    )
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    rows = [(f"p{n:03d}", "Ana", "Lima", None, True, AT, AT, AT) for n in range(200)]
+    try:
+        assert _stored_by_bulk(engine, rows, plain=True) == _stored_by_sqlalchemy(engine, rows)
+        inserts = [s for s in statements if s.startswith("INSERT")][:4]
+        assert [s.count("(?, ?, ?, ?, ?, ?, ?, ?)") for s in inserts] == [64, 64, 64, 8]
+    finally:
+        engine.dispose()
