@@ -20,13 +20,17 @@ def entity(result, name: str):
 def test_a_database_failure_mid_batch_loses_nothing_committed(world: World) -> None:
     school = world.school()
     engine = world.engine(school)
-    batches: set[int] = set()  # a batch is a transaction, of one or more INSERTs
+    # A batch is a transaction, of one or more INSERTs. The transactions themselves are
+    # kept, not their id(): a finished transaction's id may be given to the next one.
+    batches: list[object] = []
 
     def fail_third_batch(conn, cursor, statement, params, context, executemany) -> None:
         # The disk fills up at the third batch and stays full (not a data error: the batch
         # is not split, it fails).
         if inserting(statement) and "Students" in statement:
-            batches.add(id(conn.get_transaction()))
+            transaction = conn.get_transaction()
+            if not any(seen is transaction for seen in batches):
+                batches.append(transaction)
             if len(batches) >= 3:
                 raise engine.dialect.loaded_dbapi.OperationalError("injected: disk full")
 

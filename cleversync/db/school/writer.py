@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, update
-from sqlalchemy.engine import Connection, Result
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Row as ResultRow
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Delete, Update
 
@@ -128,9 +129,11 @@ def read_existing(
     found: dict[str, Existing] = {}
     query = select(*columns).where(one_of(conn, table.c[entity.clever_key]))
     for part in chunks(clever_ids):
-        rows = conn.execute(query, {VALUES: part})
         # By position, in the order selected: a row's _mapping costs a lookup per column.
-        for key, clever_id, is_active, *values in rows:
+        # A part's rows in one fetch (.all()), here and in the readers below: iterating a
+        # result fetches one row a call, a third slower on PostgreSQL (10k rows: 35 ms
+        # against 26 ms) and a sixth on SQLite; a part is at most MAX_IN ids.
+        for key, clever_id, is_active, *values in conn.execute(query, {VALUES: part}).all():
             found[clever_id] = Existing(key=key, values=tuple(values), is_active=bool(is_active))
     return found
 
@@ -145,7 +148,7 @@ def stored_versions(
         one_of(conn, table.c[entity.clever_key]), table.c.IsActive.is_(True)
     )
     for part in chunks(clever_ids):
-        for clever_id, last_modified in conn.execute(query, {VALUES: part}):
+        for clever_id, last_modified in conn.execute(query, {VALUES: part}).all():
             found[clever_id] = last_modified
     return found
 
@@ -159,7 +162,7 @@ def keys_for(conn: Connection, entity: Entity, clever_ids: Iterable[str]) -> dic
         one_of(conn, table.c[entity.clever_key])
     )
     for part in chunks(ids):
-        found.update(_pairs(conn.execute(query, {VALUES: part})))
+        found.update(_pairs(conn.execute(query, {VALUES: part}).all()))
     return found
 
 
@@ -315,7 +318,7 @@ def _write_links(
         .where(one_of(conn, table.c.SectionId))
     )
     for part in chunks(list(desired)):
-        for section, clever_id, key in conn.execute(query, {VALUES: part}):
+        for section, clever_id, key in conn.execute(query, {VALUES: part}).all():
             stored[section][clever_id] = key
     add_ids, remove_ids = plan_links(desired, {s: set(m) for s, m in stored.items()})
     known = keys_for(conn, member_entity, [m for _, m in add_ids]) if add_ids else {}
@@ -361,7 +364,7 @@ def describe_rows(
         one_of(conn, table.c[entity.key])
     )
     for part in chunks(list(keys)):
-        for clever_id, *values in conn.execute(query, {VALUES: part}):
+        for clever_id, *values in conn.execute(query, {VALUES: part}).all():
             found.append(
                 (clever_id, display_name({c: clean(v) for c, v in zip(named, values, strict=True)}))
             )
@@ -494,6 +497,5 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         todo += [error.__cause__, error.__context__, getattr(error, "orig", None)]
 
 
-def _pairs(result: Result[str, int]) -> dict[str, int]:
-    # Not dict(result): a Result has keys(), so dict() would take it for a mapping.
-    return {first: second for first, second in result}  # noqa: C416
+def _pairs(rows: Sequence[ResultRow[str, int]]) -> dict[str, int]:
+    return {first: second for first, second in rows}  # noqa: C416
