@@ -26,7 +26,8 @@ def test_a_database_failure_mid_batch_loses_nothing_committed(world: World) -> N
 
     def fail_third_batch(conn, cursor, statement, params, context, executemany) -> None:
         # The disk fills up at the third batch and stays full (not a data error: the batch
-        # is not split, it fails).
+        # is not split, it fails). After its INSERT ran: the batch's rows are in its open
+        # transaction, and only a rollback keeps them out.
         if inserting(statement) and "Students" in statement:
             transaction = conn.get_transaction()
             if not any(seen is transaction for seen in batches):
@@ -34,11 +35,11 @@ def test_a_database_failure_mid_batch_loses_nothing_committed(world: World) -> N
             if len(batches) >= 3:
                 raise engine.dialect.loaded_dbapi.OperationalError("injected: disk full")
 
-    event.listen(engine, "before_cursor_execute", fail_third_batch)
+    event.listen(engine, "after_cursor_execute", fail_third_batch)
     try:
         run = world.sync(school_id=1)
     finally:
-        event.remove(engine, "before_cursor_execute", fail_third_batch)
+        event.remove(engine, "after_cursor_execute", fail_third_batch)
     [result] = run.schools
     assert result.status == "Failed"
     with engine.connect() as conn:
