@@ -15,7 +15,6 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.engine import Row as ResultRow
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Delete, Update
 
@@ -163,7 +162,7 @@ def keys_for(conn: Connection, entity: Entity, clever_ids: Iterable[str]) -> dic
         one_of(conn, table.c[entity.clever_key])
     )
     for part in chunks(ids):
-        found.update(_pairs(conn.execute(query, {VALUES: part}).all()))
+        found.update(conn.execute(query, {VALUES: part}).all())
     return found
 
 
@@ -498,7 +497,3 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
         seen.add(id(error))
         yield error
         todo += [error.__cause__, error.__context__, getattr(error, "orig", None)]
-
-
-def _pairs(rows: Sequence[ResultRow[str, int]]) -> dict[str, int]:
-    return {first: second for first, second in rows}  # noqa: C416
